@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+/// @title IModelRegistry
+/// @notice Append-only registry of medical AI model checkpoints. A checkpoint is identified by the
+/// SHA-256 digest of its exact file bytes. Each record anchors the checkpoint's evaluation accuracy
+/// (basis points) together with the digest of the test set it was measured on, the digest of its
+/// model card and the digest of the checkpoint it was derived from.
+/// @dev Only what an on-chain check needs lives in storage (who registered, when, accuracy,
+/// revocation). The test-set, model-card and parent digests live in the `ModelRegistered` event,
+/// whose block number is kept in storage so that clients fetch it with one exact log query.
+/// Lineage (the versions that name a parent) is the `ModelRegistered` log filtered on its indexed
+/// `parent` topic.
+interface IModelRegistry {
+    /// @notice Roles an account can hold besides the single admin.
+    enum Role {
+        None,
+        Registrar,
+        Revoker
+    }
+
+    /// @notice A record as kept in storage. `registeredAt == 0` means "no such record".
+    struct Record {
+        address registrant;
+        uint40 registeredAt; // block timestamp of the registration
+        uint40 registeredBlock; // block holding the ModelRegistered event with the digests
+        uint16 accuracyBps; // 0-10 000 basis points on the anchored test set
+        uint40 revokedAt; // 0 = not revoked
+        uint40 revokedBlock; // block holding the ModelRevoked event; 0 = not revoked
+        uint8 revocationReason; // 0 = not revoked; codes documented at `revoke`
+        bytes32 replacement; // 0 = no replacement named
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Events
+    // ----------------------------------------------------------------------------------------
+
+    /// @notice A checkpoint was registered.
+    /// @param digest SHA-256 of the checkpoint file bytes.
+    /// @param registrant The registrar that anchored it.
+    /// @param parent Digest of the checkpoint it was derived from; 0 = first version.
+    /// @param accuracyBps Accuracy in basis points (0-10 000) on the test set `testSetDigest`.
+    /// @param testSetDigest SHA-256 of the canonical test split the accuracy was measured on.
+    /// @param cardDigest SHA-256 of the canonical model card JSON.
+    event ModelRegistered(
+        bytes32 indexed digest,
+        address indexed registrant,
+        bytes32 indexed parent,
+        uint16 accuracyBps,
+        bytes32 testSetDigest,
+        bytes32 cardDigest
+    );
+
+    /// @notice A checkpoint was revoked (one-way).
+    /// @param digest The revoked checkpoint.
+    /// @param revoker The account that revoked it (a revoker or the registrant).
+    /// @param replacement A registered, valid checkpoint to use instead; 0 = none named.
+    /// @param reason Reason code (see `revoke`).
+    event ModelRevoked(
+        bytes32 indexed digest,
+        address indexed revoker,
+        bytes32 indexed replacement,
+        uint8 reason
+    );
+
+    /// @notice `account` was given `role` by `sender` (the admin).
+    event RoleGranted(Role indexed role, address indexed account, address indexed sender);
+
+    /// @notice `account` lost `role`, removed by `sender` (the admin, or the account itself).
+    event RoleRemoved(Role indexed role, address indexed account, address indexed sender);
+
+    /// @notice The admin proposed `pendingAdmin` as successor; it takes effect on acceptance.
+    event AdminTransferStarted(address indexed admin, address indexed pendingAdmin);
+
+    /// @notice `newAdmin` accepted and is now the admin.
+    event AdminTransferred(address indexed previousAdmin, address indexed newAdmin);
+
+    // ----------------------------------------------------------------------------------------
+    // Errors
+    // ----------------------------------------------------------------------------------------
+
+    /// @notice `account` lacks `role` for this call.
+    error ModelRegistryMissingRole(address account, Role role);
+    /// @notice Only the admin may call this.
+    error ModelRegistryNotAdmin(address account);
+    /// @notice Only the pending admin may accept the transfer.
+    error ModelRegistryNotPendingAdmin(address account);
+    /// @notice The zero address cannot hold a role or be admin.
+    error ModelRegistryZeroAddress();
+    /// @notice The zero digest identifies nothing.
+    error ModelRegistryZeroDigest();
+    /// @notice `digest` is already registered, by `registrant`.
+    error ModelRegistryAlreadyRegistered(bytes32 digest, address registrant);
+    /// @notice No record exists for `digest`.
+    error ModelRegistryUnknownModel(bytes32 digest);
+    /// @notice `accuracyBps` exceeds 10 000 basis points.
+    error ModelRegistryAccuracyOutOfRange(uint16 accuracyBps);
+    /// @notice An accuracy needs the digest of the test set it was measured on.
+    error ModelRegistryZeroTestSetDigest();
+    /// @notice The model card digest is missing.
+    error ModelRegistryZeroCardDigest();
+    /// @notice `parent` is not registered (or is the checkpoint itself).
+    error ModelRegistryInvalidParent(bytes32 digest, bytes32 parent);
+    /// @notice `digest` was already revoked at `revokedAt`.
+    error ModelRegistryAlreadyRevoked(bytes32 digest, uint40 revokedAt);
+    /// @notice `reason` is not a known revocation code.
+    error ModelRegistryInvalidReason(uint8 reason);
+    /// @notice `replacement` is not a registered, valid checkpoint other than `digest`.
+    error ModelRegistryInvalidReplacement(bytes32 digest, bytes32 replacement);
+    /// @notice `account` may not revoke `digest`: it is neither a revoker nor its registrant.
+    error ModelRegistryNotAllowedToRevoke(address account, bytes32 digest);
+
+    // ----------------------------------------------------------------------------------------
+    // Writes
+    // ----------------------------------------------------------------------------------------
+
+    /// @notice Anchor a checkpoint. Registrar only.
+    /// @param digest SHA-256 of the checkpoint file bytes (non-zero, not yet registered).
+    /// @param accuracyBps Accuracy in basis points, 0-10 000.
+    /// @param testSetDigest Digest of the test set the accuracy was measured on (non-zero).
+    /// @param cardDigest Digest of the canonical model card (non-zero).
+    /// @param parent Digest of a registered parent checkpoint; 0 = first version.
+    function register(
+        bytes32 digest,
+        uint16 accuracyBps,
+        bytes32 testSetDigest,
+        bytes32 cardDigest,
+        bytes32 parent
+    ) external;
+
+    /// @notice Revoke a checkpoint, for good. A revoker or the checkpoint's registrant only.
+    /// @param digest The checkpoint to revoke.
+    /// @param reason 1 superseded, 2 safety issue, 3 performance degradation, 4 data problem,
+    /// 5 security compromise, 6 regulatory, 7 registered in error, 255 other. 0 is invalid.
+    /// @param replacement A registered, unrevoked checkpoint to use instead; 0 = none.
+    function revoke(bytes32 digest, uint8 reason, bytes32 replacement) external;
+
+    /// @notice Give `account` a role. Admin only; granting a role already held is a no-op.
+    function grantRole(Role role, address account) external;
+
+    /// @notice Take a role from `account`. Admin only; removing a role not held is a no-op.
+    function removeRole(Role role, address account) external;
+
+    /// @notice Give up a role held by the caller.
+    function renounceRole(Role role) external;
+
+    /// @notice Propose a new admin (step one of two). Proposing the zero address cancels.
+    function transferAdmin(address newAdmin) external;
+
+    /// @notice Accept the admin role (step two of two). Pending admin only.
+    function acceptAdmin() external;
+
+    // ----------------------------------------------------------------------------------------
+    // Views
+    // ----------------------------------------------------------------------------------------
+
+    /// @notice The stored record of `digest`; reverts with ModelRegistryUnknownModel if none.
+    function getRecord(bytes32 digest) external view returns (Record memory);
+
+    /// @notice Whether `digest` is registered.
+    function isRegistered(bytes32 digest) external view returns (bool);
+
+    /// @notice Whether `digest` is registered and not revoked.
+    function isValid(bytes32 digest) external view returns (bool);
+
+    /// @notice Whether `account` holds `role`.
+    function hasRole(Role role, address account) external view returns (bool);
+
+    /// @notice The current admin.
+    function admin() external view returns (address);
+
+    /// @notice The proposed admin awaiting acceptance; 0 = none.
+    function pendingAdmin() external view returns (address);
+}

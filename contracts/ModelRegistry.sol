@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {IModelRegistry} from "./IModelRegistry.sol";
+
+/// @title ModelRegistry
+/// @notice Append-only, non-upgradeable registry of medical AI model checkpoints.
+/// @dev Holds no ETH and makes no external calls. Records are never edited; revocation is one-way.
+///
+/// Storage layout (one slot per line):
+///   _admin                                   address (160)
+///   _pendingAdmin                            address (160)
+///   _roles[role][account]                    bool
+///   _entries[digest]                         registrant (160) | registeredAt (40) |
+///                                            registeredBlock (40) | accuracyBps (16)   = 256 bits
+///   _revocations[digest].slot0               revokedAt (40) | revokedBlock (40) | reason (8)
+///   _revocations[digest].slot1               replacement (256)
+/// A registration writes exactly one fresh slot; the test-set, card and parent digests are in the
+/// ModelRegistered event, found through `registeredBlock`.
+contract ModelRegistry is IModelRegistry {
+    uint16 internal constant MAX_ACCURACY_BPS = 10_000;
+    uint8 internal constant REASON_MAX_CODED = 7;
+    uint8 internal constant REASON_OTHER = 255;
+
+    struct Entry {
+        address registrant;
+        uint40 registeredAt;
+        uint40 registeredBlock;
+        uint16 accuracyBps;
+    }
+
+    struct Revocation {
+        uint40 revokedAt;
+        uint40 revokedBlock;
+        uint8 reason;
+        bytes32 replacement;
+    }
+
+    address private _admin;
+    address private _pendingAdmin;
+    mapping(Role => mapping(address => bool)) private _roles;
+    mapping(bytes32 => Entry) private _entries;
+    mapping(bytes32 => Revocation) private _revocations;
+
+    /// @param initialAdmin The first admin; it is not given any other role.
+    constructor(address initialAdmin) {
+        if (initialAdmin == address(0)) revert ModelRegistryZeroAddress();
+        _admin = initialAdmin;
+        emit AdminTransferred(address(0), initialAdmin);
+    }
+
+    modifier onlyAdmin() {
+        if (msg.sender != _admin) revert ModelRegistryNotAdmin(msg.sender);
+        _;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function register(
+        bytes32 digest,
+        uint16 accuracyBps,
+        bytes32 testSetDigest,
+        bytes32 cardDigest,
+        bytes32 parent
+    ) external {
+        if (!_roles[Role.Registrar][msg.sender]) {
+            revert ModelRegistryMissingRole(msg.sender, Role.Registrar);
+        }
+        if (digest == bytes32(0)) revert ModelRegistryZeroDigest();
+        if (accuracyBps > MAX_ACCURACY_BPS) revert ModelRegistryAccuracyOutOfRange(accuracyBps);
+        if (testSetDigest == bytes32(0)) revert ModelRegistryZeroTestSetDigest();
+        if (cardDigest == bytes32(0)) revert ModelRegistryZeroCardDigest();
+        Entry storage entry = _entries[digest];
+        if (entry.registeredAt != 0) revert ModelRegistryAlreadyRegistered(digest, entry.registrant);
+        if (parent != bytes32(0) && (parent == digest || _entries[parent].registeredAt == 0)) {
+            revert ModelRegistryInvalidParent(digest, parent);
+        }
+
+        _entries[digest] = Entry({
+            registrant: msg.sender,
+            registeredAt: uint40(block.timestamp),
+            registeredBlock: uint40(block.number),
+            accuracyBps: accuracyBps
+        });
+        emit ModelRegistered(digest, msg.sender, parent, accuracyBps, testSetDigest, cardDigest);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function revoke(bytes32 digest, uint8 reason, bytes32 replacement) external {
+        Entry storage entry = _entries[digest];
+        if (entry.registeredAt == 0) revert ModelRegistryUnknownModel(digest);
+        if (msg.sender != entry.registrant && !_roles[Role.Revoker][msg.sender]) {
+            revert ModelRegistryNotAllowedToRevoke(msg.sender, digest);
+        }
+        Revocation storage revocation = _revocations[digest];
+        if (revocation.revokedAt != 0) {
+            revert ModelRegistryAlreadyRevoked(digest, revocation.revokedAt);
+        }
+        if (reason == 0 || (reason > REASON_MAX_CODED && reason != REASON_OTHER)) {
+            revert ModelRegistryInvalidReason(reason);
+        }
+        if (
+            replacement != bytes32(0)
+                && (replacement == digest || _entries[replacement].registeredAt == 0
+                    || _revocations[replacement].revokedAt != 0)
+        ) {
+            revert ModelRegistryInvalidReplacement(digest, replacement);
+        }
+
+        revocation.revokedAt = uint40(block.timestamp);
+        revocation.revokedBlock = uint40(block.number);
+        revocation.reason = reason;
+        if (replacement != bytes32(0)) revocation.replacement = replacement;
+        emit ModelRevoked(digest, msg.sender, replacement, reason);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function grantRole(Role role, address account) external onlyAdmin {
+        if (account == address(0)) revert ModelRegistryZeroAddress();
+        if (role == Role.None) revert ModelRegistryMissingRole(account, role);
+        if (_roles[role][account]) return;
+        _roles[role][account] = true;
+        emit RoleGranted(role, account, msg.sender);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function removeRole(Role role, address account) external onlyAdmin {
+        _removeRole(role, account);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function renounceRole(Role role) external {
+        _removeRole(role, msg.sender);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function transferAdmin(address newAdmin) external onlyAdmin {
+        _pendingAdmin = newAdmin;
+        emit AdminTransferStarted(msg.sender, newAdmin);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function acceptAdmin() external {
+        address pending = _pendingAdmin;
+        if (msg.sender != pending || pending == address(0)) {
+            revert ModelRegistryNotPendingAdmin(msg.sender);
+        }
+        address previous = _admin;
+        _admin = pending;
+        delete _pendingAdmin;
+        emit AdminTransferred(previous, pending);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function getRecord(bytes32 digest) external view returns (Record memory record) {
+        Entry memory entry = _entries[digest];
+        if (entry.registeredAt == 0) revert ModelRegistryUnknownModel(digest);
+        Revocation memory revocation = _revocations[digest];
+        record = Record({
+            registrant: entry.registrant,
+            registeredAt: entry.registeredAt,
+            registeredBlock: entry.registeredBlock,
+            accuracyBps: entry.accuracyBps,
+            revokedAt: revocation.revokedAt,
+            revokedBlock: revocation.revokedBlock,
+            revocationReason: revocation.reason,
+            replacement: revocation.replacement
+        });
+    }
+
+    /// @inheritdoc IModelRegistry
+    function isRegistered(bytes32 digest) external view returns (bool) {
+        return _entries[digest].registeredAt != 0;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function isValid(bytes32 digest) external view returns (bool) {
+        return _entries[digest].registeredAt != 0 && _revocations[digest].revokedAt == 0;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function hasRole(Role role, address account) external view returns (bool) {
+        return _roles[role][account];
+    }
+
+    /// @inheritdoc IModelRegistry
+    function admin() external view returns (address) {
+        return _admin;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function pendingAdmin() external view returns (address) {
+        return _pendingAdmin;
+    }
+
+    function _removeRole(Role role, address account) private {
+        if (!_roles[role][account]) return;
+        delete _roles[role][account];
+        emit RoleRemoved(role, account, msg.sender);
+    }
+}

@@ -1,0 +1,232 @@
+"""The registry's one exception tree.
+
+Callers read fields (``exc.digest``), never parse ``str(exc)``. Every message says what happened,
+the offending value, and what to do next. ``code`` is the stable machine-readable name used by the
+CLI's ``--json`` output and the HTTP API's error body.
+
+    RegistryError
+    ├── InvalidInput                 bad user input; nothing was changed
+    │   ├── InvalidDigest
+    │   ├── InvalidCheckpoint        refused before any deserialiser saw it
+    │   │   └── PickleRejected
+    │   ├── InvalidImage
+    │   ├── InvalidModelCard
+    │   └── PayloadTooLarge
+    ├── ConfigurationError           settings, keys, artifacts, deployments
+    ├── ChainError
+    │   ├── ChainUnavailable         cannot tell: node down, timeout
+    │   ├── WrongChain
+    │   ├── ContractMismatch         address holds no code, or not ours
+    │   ├── TransactionFailed        mined with status 0, or never mined
+    │   └── ContractRevert           one subclass per custom error in the ABI (contract_errors.py)
+    ├── NotVerified                  the gate refuses a checkpoint (carries the Verdict)
+    ├── AuthError
+    │   ├── Unauthenticated
+    │   └── Forbidden
+    ├── NotFound
+    ├── StoreError
+    └── AuditLogCorrupt
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class RegistryError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    code: ClassVar[str] = "registry_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+class InvalidInput(RegistryError):
+    code = "invalid_input"
+
+
+class InvalidDigest(InvalidInput):
+    code = "invalid_digest"
+
+    def __init__(self, value: object, problem: str) -> None:
+        shown = repr(value) if len(repr(value)) <= 100 else repr(value)[:97] + "..."
+        super().__init__(
+            f"not a SHA-256 digest: {shown} ({problem}); give 64 hex characters, "
+            "optionally prefixed with '0x' or 'sha256:'",
+            value=str(value)[:200],
+            problem=problem,
+        )
+        self.value = value
+        self.problem = problem
+
+
+class InvalidCheckpoint(InvalidInput):
+    """The bytes are not a checkpoint this registry will ever deserialise."""
+
+    code = "invalid_checkpoint"
+
+    def __init__(self, reason: str, hint: str = "") -> None:
+        message = f"checkpoint refused: {reason}"
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message, reason=reason)
+        self.reason = reason
+
+
+class PickleRejected(InvalidCheckpoint):
+    code = "pickle_rejected"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(
+            f"the file is a {kind}, which can execute code when loaded and is never loaded here",
+            "export the weights with safetensors (`registry train` writes that format)",
+        )
+        self.kind = kind
+
+
+class InvalidImage(InvalidInput):
+    code = "invalid_image"
+
+
+class InvalidModelCard(InvalidInput):
+    code = "invalid_model_card"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{what} is larger than the limit of {limit} bytes (got at least {size}); "
+            "send a smaller file or raise the limit in the settings",
+            what=what,
+            size=size,
+            limit=limit,
+        )
+        self.size, self.limit = size, limit
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+class ConfigurationError(RegistryError):
+    code = "configuration_error"
+
+
+# --- chain -----------------------------------------------------------------------------------
+
+
+class ChainError(RegistryError):
+    code = "chain_error"
+
+
+class ChainUnavailable(ChainError):
+    """The chain could not be asked: nothing can be verified until it answers again."""
+
+    code = "chain_unavailable"
+
+    def __init__(self, endpoint: str, cause: str) -> None:
+        super().__init__(
+            f"the chain at {endpoint} did not answer ({cause}); nothing is verified until it does. "
+            "Check that the node is running (`registry chain start` for the local one)",
+            endpoint=endpoint,
+            cause=cause,
+        )
+        self.endpoint, self.cause = endpoint, cause
+
+
+class WrongChain(ChainError):
+    code = "wrong_chain"
+
+    def __init__(self, expected: int, actual: int, endpoint: str) -> None:
+        super().__init__(
+            f"the node at {endpoint} serves chain id {actual}, but the deployment is on chain id "
+            f"{expected}; point REGISTRY_RPC_URL at the right node or use that chain's deployment",
+            expected=expected,
+            actual=actual,
+            endpoint=endpoint,
+        )
+        self.expected, self.actual = expected, actual
+
+
+class ContractMismatch(ChainError):
+    code = "contract_mismatch"
+
+    def __init__(self, address: str, problem: str) -> None:
+        super().__init__(
+            f"the address {address} {problem}; check REGISTRY_CONTRACT_ADDRESS, "
+            "or deploy with `registry deploy`",
+            address=address,
+            problem=problem,
+        )
+        self.address = address
+
+
+class TransactionFailed(ChainError):
+    code = "transaction_failed"
+
+    def __init__(self, tx_hash: str, problem: str) -> None:
+        super().__init__(f"transaction {tx_hash} {problem}", tx_hash=tx_hash, problem=problem)
+        self.tx_hash = tx_hash
+
+
+class ContractRevert(ChainError):
+    """The contract refused the call; subclasses mirror its custom errors one to one."""
+
+    code = "contract_revert"
+
+
+# --- the gate, access, storage ---------------------------------------------------------------
+
+
+class NotVerified(RegistryError):
+    """The gate refuses a checkpoint. ``verdict`` says why (unknown, revoked, policy...)."""
+
+    code = "not_verified"
+
+    def __init__(self, message: str, verdict: Any) -> None:
+        super().__init__(message, reason=getattr(verdict, "reason", None))
+        self.verdict = verdict
+
+
+class AuthError(RegistryError):
+    code = "auth_error"
+
+
+class Unauthenticated(AuthError):
+    code = "unauthenticated"
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+
+
+class NotFound(RegistryError):
+    code = "not_found"
+
+
+class StoreError(RegistryError):
+    code = "store_error"
+
+
+class AuditLogCorrupt(RegistryError):
+    code = "audit_log_corrupt"
+
+    def __init__(self, path: str, line: int, problem: str) -> None:
+        super().__init__(
+            f"audit log {path} fails verification at line {line}: {problem}; "
+            "keep the file as evidence and restore from a trusted copy",
+            path=path,
+            line=line,
+            problem=problem,
+        )
+        self.path, self.line, self.problem = path, line, problem
