@@ -1,0 +1,175 @@
+"""Content-addressed storage for checkpoints and model cards.
+
+The registry anchors digests, not files, so the files themselves need a home where their name *is*
+their digest: a stored object can then never be swapped for other bytes under the same name, and a
+reader can always check what it got. Objects live at ``root/<kind>/<ab>/<cdef...>`` (the first two
+hex digits fan the directory out), are written atomically, made read-only, and never overwritten.
+Every read re-hashes the bytes, so bit rot or tampering on disk surfaces as ``StoreError`` instead
+of flowing into the inference gate.
+
+``CheckpointStore`` is the seam: an S3 or IPFS backend only has to provide the same three methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Literal, Protocol, get_args
+
+from registry.errors import InvalidDigest, NotFound, StoreError
+
+Kind = Literal["checkpoint", "card"]
+KINDS: tuple[str, ...] = get_args(Kind)
+
+# Exactly what put() returns; anything else (upper case, prefixes, "..", separators) is refused
+# before it comes anywhere near a path.
+_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+_READ_ONLY = 0o444
+
+
+class CheckpointStore(Protocol):
+    """Where checkpoint and model-card bytes live, addressed by their SHA-256."""
+
+    def put(self, data: bytes, kind: Kind) -> str:
+        """Store ``data``; return its lowercase hex SHA-256. Same bytes twice: a no-op."""
+        ...
+
+    def get(self, digest_hex: str, kind: Kind) -> bytes:
+        """Return the bytes hashing to ``digest_hex``; raise ``NotFound`` or ``StoreError``."""
+        ...
+
+    def has(self, digest_hex: str, kind: Kind) -> bool:
+        """Whether an object with that digest is stored (its content is not re-checked)."""
+        ...
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown object kind {kind!r}; use one of {', '.join(KINDS)}")
+
+
+def _check_digest(digest_hex: object) -> None:
+    if not isinstance(digest_hex, str) or _DIGEST_RE.fullmatch(digest_hex) is None:
+        raise InvalidDigest(
+            digest_hex,
+            "the store takes exactly the 64 lowercase hex characters that put() returned",
+        )
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    # Make the new directory entry itself durable, not only the file's contents.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileStore:
+    """A ``CheckpointStore`` on the local file system."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"FileStore({str(self._root)!r})"
+
+    def _path(self, digest_hex: str, kind: str) -> Path:
+        _check_kind(kind)
+        _check_digest(digest_hex)
+        return self._root / kind / digest_hex[:2] / digest_hex[2:]
+
+    def put(self, data: bytes, kind: Kind) -> str:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"put() stores bytes, not {type(data).__name__}")
+        data = bytes(data)
+        digest = _sha256_hex(data)
+        target = self._path(digest, kind)
+        if target.exists():
+            self._check_existing(target, digest, kind)
+            return digest
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, _READ_ONLY)
+            try:
+                # link() fails if the name exists, so a concurrent writer's object (or a
+                # corrupted one) is never replaced; os.replace would silently overwrite it.
+                os.link(tmp, target)
+            except FileExistsError:
+                self._check_existing(target, digest, kind)
+            else:
+                _fsync_dir(target.parent)
+        except OSError as exc:
+            raise StoreError(
+                f"could not write {kind} sha256:{digest[:12]}… under {self._root}: {exc}; "
+                "check that the store directory is writable and the disk is not full",
+                digest=digest,
+                kind=kind,
+            ) from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return digest
+
+    def get(self, digest_hex: str, kind: Kind) -> bytes:
+        path = self._path(digest_hex, kind)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(
+                f"no {kind} with sha256:{digest_hex} in the store at {self._root}; "
+                "upload it first, or check the digest",
+                digest=digest_hex,
+                kind=kind,
+            ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"could not read {kind} sha256:{digest_hex[:12]}… from {self._root}: {exc}",
+                digest=digest_hex,
+                kind=kind,
+            ) from exc
+        actual = _sha256_hex(data)
+        if actual != digest_hex:
+            raise _corrupted(kind, digest_hex, actual, path)
+        return data
+
+    def has(self, digest_hex: str, kind: Kind) -> bool:
+        return self._path(digest_hex, kind).is_file()
+
+    def _check_existing(self, path: Path, digest: str, kind: str) -> None:
+        try:
+            actual = _sha256_hex(path.read_bytes())
+        except OSError as exc:
+            raise StoreError(
+                f"{kind} sha256:{digest[:12]}… exists at {path} but cannot be read: {exc}",
+                digest=digest,
+                kind=kind,
+            ) from exc
+        if actual != digest:
+            raise _corrupted(kind, digest, actual, path)
+
+
+def _corrupted(kind: str, expected: str, actual: str, path: Path) -> StoreError:
+    return StoreError(
+        f"stored {kind} at {path} is corrupted: its bytes hash to sha256:{actual[:12]}…, "
+        f"not sha256:{expected[:12]}…; it was left in place as evidence. Move it aside and "
+        "put() the original bytes again",
+        digest=expected,
+        actual=actual,
+        kind=kind,
+    )
