@@ -1,0 +1,338 @@
+"""Append-only, hash-chained audit log (one JSON object per line).
+
+A compliance officer must be able to ask "which model answered this request, on what evidence, and
+was it valid then?" long after the fact, and trust that nobody rewrote the answer. Each line
+therefore carries the SHA-256 of the line before it (``prev``) and the SHA-256 of its own canonical
+content (``hash``): editing, deleting, inserting or reordering any line breaks the chain at a line
+``verify`` can name. Removing lines from the *end* leaves a shorter chain that is still valid; only
+an outside witness of a later entry (``verify(path, anchor=(seq, hash))``, e.g. a head hash that was
+anchored on chain) can detect that, which is why ``AuditLog.head()`` exists.
+
+Format of line ``n`` (1-based; ``seq == n``), written as canonical JSON (sorted keys, no spaces,
+ASCII only) followed by ``\\n``::
+
+    {"event": "...", "hash": H, "prev": P, "seq": n, "time": "2025-01-01T00:00:00.000000Z", ...}
+
+    P = sha256(bytes of line n-1 without its newline), or 64 zeros for line 1
+    H = sha256(canonical JSON of the entry without "hash")
+
+Only identifiers go in: digests, addresses, block numbers, verdicts, reason codes, client ids.
+``append`` refuses bytes, containers, floats and long strings, so image content or free text can
+never end up here (no patient data in logs).
+
+Several worker processes append to the same file: each append takes a lock within the process
+and ``flock`` across processes, re-reads the current last line under that lock, writes one line
+with one ``write`` and fsyncs it. A line torn by a crash makes the next ``append`` refuse (fail
+closed) rather than continue a chain from a line nobody can check.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from registry.errors import AuditLogCorrupt
+
+GENESIS_PREV = "0" * 64
+MAX_VALUE_CHARS = 512  # a digest is 64, an address 42: 512 leaves room for ids, not for content
+MAX_FIELDS = 32
+_MAX_INT = 2**256  # uint256 block numbers, amounts, ids; also keeps int->str conversion cheap
+# Upper bound of one canonical line; anything longer in the file was not written by append().
+MAX_LINE_BYTES = 256 * 1024
+_RESERVED = frozenset({"seq", "time", "event", "prev", "hash"})
+_EVENT_RE = re.compile(r"[a-z][a-z0-9_.\-]{0,63}")
+_FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_HEX64_RE = re.compile(r"[0-9a-f]{64}")
+
+# One lock per log file within this process: flock excludes other processes (and other open file
+# descriptions), the thread lock keeps threads sharing this module from interleaving.
+_locks_guard = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+
+
+def _reset_locks_after_fork() -> None:
+    # A child forked while another thread held a lock would otherwise inherit it locked forever.
+    global _locks_guard, _locks
+    _locks_guard = threading.Lock()
+    _locks = {}
+
+
+os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    key = os.path.realpath(path)
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def canonical_json(obj: dict[str, Any]) -> bytes:
+    """The one serialisation that is hashed and written: sorted keys, no spaces, ASCII only."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _check_field(name: str, value: object) -> None:
+    if name in _RESERVED:
+        raise ValueError(f"audit field {name!r} is reserved for the log itself; rename it")
+    if _FIELD_RE.fullmatch(name) is None:
+        raise ValueError(f"audit field name {name!r} must be an identifier of at most 64 chars")
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise ValueError(
+            f"audit field {name!r} is {type(value).__name__}; the log takes only identifiers "
+            "(digests, addresses, reason codes), never raw content: pass a hex digest instead"
+        )
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -_MAX_INT < value < _MAX_INT:
+            raise ValueError(f"audit field {name!r} is an integer outside ±2**256")
+        return
+    if isinstance(value, str):
+        if len(value) > MAX_VALUE_CHARS:
+            raise ValueError(
+                f"audit field {name!r} is {len(value)} characters long, over the limit of "
+                f"{MAX_VALUE_CHARS}; log a digest or an id, never content"
+            )
+        return
+    raise ValueError(
+        f"audit field {name!r} is a {type(value).__name__}; the log takes only str, int, bool "
+        "or None (floats are not canonical: give accuracies in basis points)"
+    )
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _check_entry(raw: bytes, lineno: int, prev_hash: str) -> dict[str, Any]:
+    """Return the parsed entry on line ``lineno``; raise ``ValueError(problem)`` if it is bad."""
+    try:
+        entry = json.loads(raw.decode("ascii"), object_pairs_hook=_reject_duplicate_keys)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"not a JSON line ({exc})") from None
+    if not isinstance(entry, dict):
+        raise ValueError(f"not a JSON object but {type(entry).__name__}")
+    missing = sorted(_RESERVED - entry.keys())
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    seq, claimed, prev = entry["seq"], entry["hash"], entry["prev"]
+    if not isinstance(claimed, str) or _HEX64_RE.fullmatch(claimed) is None:
+        raise ValueError(f"hash {claimed!r} is not 64 lowercase hex characters")
+    if not isinstance(prev, str) or _HEX64_RE.fullmatch(prev) is None:
+        raise ValueError(f"prev {prev!r} is not 64 lowercase hex characters")
+    try:
+        canonical = canonical_json(entry)
+    except ValueError as exc:
+        raise ValueError(f"not canonical JSON ({exc})") from None
+    if raw != canonical:
+        raise ValueError("line is not in canonical form (it was re-serialised or edited by hand)")
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    actual = _sha256_hex(canonical_json(body))
+    if actual != claimed:
+        raise ValueError(
+            f"content does not match its hash (recorded {claimed[:12]}…, computed {actual[:12]}…)"
+        )
+    if type(seq) is not int or seq != lineno:
+        raise ValueError(f"seq is {seq!r}, expected {lineno} (a line was removed, added or moved)")
+    if prev != prev_hash:
+        raise ValueError(
+            f"prev {prev[:12]}… does not match the line before it ({prev_hash[:12]}…): "
+            "a line was removed, inserted or moved here"
+        )
+    return entry
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def _read_last_line(fd: int) -> tuple[bytes, str | None] | None:
+    """The last line (no newline) and what is wrong with its framing, if anything; None if empty."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None
+    window = min(size, MAX_LINE_BYTES + 2)
+    tail = os.pread(fd, window, size - window)
+    if not tail.endswith(b"\n"):
+        # The last write was torn (crash mid-line) or the file was edited: nothing to chain to.
+        return tail[tail.rfind(b"\n") + 1 :], "it is incomplete (no newline): a write was cut off"
+    start = tail.rfind(b"\n", 0, len(tail) - 1) + 1
+    if start == 0 and window < size:
+        return tail[:-1], f"it is longer than {MAX_LINE_BYTES} bytes"
+    return tail[start:-1], None
+
+
+def verify(path: str | os.PathLike[str], *, anchor: tuple[int, str] | None = None) -> int:
+    """Check the whole chain in ``path``; return the number of entries.
+
+    ``anchor=(seq, hash)`` is an entry known from outside the file (e.g. a head hash anchored on
+    chain); the log must still contain it, which detects lines cut from the end.
+    Raises ``AuditLogCorrupt(path, line, problem)`` at the first line where the chain does not hold
+    (line 0: the file as a whole).
+    """
+    p = Path(path)
+    prev_hash = GENESIS_PREV
+    lineno = 0
+    try:
+        f = p.open("rb")
+    except FileNotFoundError:
+        raise AuditLogCorrupt(str(p), 0, "the file does not exist") from None
+    with f:
+        while True:
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                break
+            lineno += 1
+            if not raw.endswith(b"\n"):
+                problem = (
+                    f"line is longer than {MAX_LINE_BYTES} bytes"
+                    if len(raw) > MAX_LINE_BYTES
+                    else "last line is incomplete (no newline): a write was cut off or the file "
+                    "was truncated"
+                )
+                raise AuditLogCorrupt(str(p), lineno, problem)
+            line = raw[:-1]
+            try:
+                entry = _check_entry(line, lineno, prev_hash)
+            except ValueError as exc:
+                raise AuditLogCorrupt(str(p), lineno, str(exc)) from None
+            if anchor is not None and lineno == anchor[0] and entry["hash"] != anchor[1]:
+                raise AuditLogCorrupt(
+                    str(p),
+                    lineno,
+                    f"entry {lineno} has hash {entry['hash'][:12]}…, but the anchor says "
+                    f"{anchor[1][:12]}…",
+                )
+            prev_hash = _sha256_hex(line)
+    if anchor is not None and lineno < anchor[0]:
+        raise AuditLogCorrupt(
+            str(p),
+            lineno + 1,
+            f"the log ends after {lineno} entries, but entry {anchor[0]} was anchored: "
+            "lines were removed from the end",
+        )
+    return lineno
+
+
+class AuditLog:
+    """Appends hash-chained entries to one JSON-lines file; safe across threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Create the file now, and check that its last line can be chained to, so that a broken
+        # log is reported at start-up rather than on the first request.
+        with _lock_for(self.path):
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                self._seq, self._prev = self._tail_state(fd)
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def __repr__(self) -> str:
+        return f"AuditLog({str(self.path)!r})"
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last entry, (0, 64 zeros) for an empty log: what to anchor outside."""
+        with _lock_for(self.path):
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                seq, _ = self._tail_state(fd)
+                found = _read_last_line(fd)
+            finally:
+                os.close(fd)
+        if found is None:
+            return 0, GENESIS_PREV
+        return seq, str(json.loads(found[0])["hash"])
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Write one entry and return it (with ``seq``, ``time``, ``prev`` and ``hash``)."""
+        if not isinstance(event, str) or _EVENT_RE.fullmatch(event) is None:
+            raise ValueError(
+                f"audit event {event!r} must be a lowercase code like 'verify' or 'gate.refused'"
+            )
+        if len(fields) > MAX_FIELDS:
+            raise ValueError(f"an audit entry takes at most {MAX_FIELDS} fields, got {len(fields)}")
+        for name, value in fields.items():
+            _check_field(name, value)
+
+        with _lock_for(self.path):
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                # Another process may have appended since we last looked: chain to the file,
+                # not to what this object remembers.
+                seq, prev = self._tail_state(fd)
+                entry: dict[str, Any] = {
+                    **fields,
+                    "seq": seq + 1,
+                    "time": _utc_now(),
+                    "event": event,
+                    "prev": prev,
+                }
+                entry["hash"] = _sha256_hex(canonical_json(entry))
+                line = canonical_json(entry) + b"\n"
+                # Unreachable with today's caps (32 x 512 chars, 12 bytes per escaped char at
+                # most); kept so that raising a cap can never produce a line verify() refuses.
+                if len(line) > MAX_LINE_BYTES:
+                    raise ValueError(f"audit entry would be {len(line)} bytes, over the limit")
+                view = memoryview(line)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+                self._seq, self._prev = entry["seq"], _sha256_hex(line[:-1])
+            finally:
+                os.close(fd)
+        return entry
+
+    def _tail_state(self, fd: int) -> tuple[int, str]:
+        """(seq of the last entry, sha256 of the last line), read from the file itself."""
+        found = _read_last_line(fd)
+        if found is None:
+            return 0, GENESIS_PREV
+        last, framing = found
+        try:
+            if framing is not None:
+                raise ValueError(framing)
+            entry = json.loads(last.decode("ascii"), object_pairs_hook=_reject_duplicate_keys)
+            seq = entry.get("seq") if isinstance(entry, dict) else None
+            if type(seq) is not int or seq < 1:
+                raise ValueError(f"seq is {seq!r}")
+            # Its own hash and canonical form; the link to the line before is verify()'s job.
+            _check_entry(last, seq, str(entry.get("prev")))
+        except (UnicodeDecodeError, ValueError) as exc:
+            # A complete last line is line number == count of newlines; a torn one is one more.
+            lines = _count_lines(self.path) + (0 if framing is None else 1)
+            raise AuditLogCorrupt(
+                str(self.path),
+                lines,
+                f"the last line cannot be chained to ({exc}); nothing more is appended until "
+                "the log is restored",
+            ) from None
+        return seq, _sha256_hex(last)

@@ -1,0 +1,386 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry.audit import GENESIS_PREV, AuditLog, canonical_json, verify
+from registry.errors import AuditLogCorrupt
+
+N = 6
+
+
+def write_log(path: Path, n: int = N) -> list[dict[str, Any]]:
+    log = AuditLog(path)
+    return [
+        log.append("verify", digest=f"{i:064x}", verdict="verified", block=100 + i, client="c1")
+        for i in range(n)
+    ]
+
+
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def rewrite(path: Path, new_lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(new_lines))
+
+
+def reseal(entry: dict[str, Any]) -> bytes:
+    """What a forger who knows the format does: recompute the entry's own hash."""
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return canonical_json({**body, "hash": hashlib.sha256(canonical_json(body)).hexdigest()})
+
+
+def corrupt_at(path: Path) -> AuditLogCorrupt:
+    with pytest.raises(AuditLogCorrupt) as info:
+        verify(path)
+    assert info.value.path == str(path)
+    return info.value
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def test_appended_entries_form_a_chain_that_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    entries = write_log(path)
+    assert verify(path) == N
+    assert [e["seq"] for e in entries] == list(range(1, N + 1))
+    assert entries[0]["prev"] == GENESIS_PREV
+    raw = lines(path)
+    for i, entry in enumerate(entries):
+        assert raw[i] == canonical_json(entry) + b"\n"
+        body = {k: v for k, v in entry.items() if k != "hash"}
+        assert entry["hash"] == hashlib.sha256(canonical_json(body)).hexdigest()
+        if i:
+            assert entry["prev"] == hashlib.sha256(raw[i - 1].rstrip(b"\n")).hexdigest()
+        assert entry["time"].endswith("Z")
+        assert entry["event"] == "verify" and entry["block"] == 100 + i
+
+
+def test_a_new_log_object_resumes_seq_and_prev_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 3)
+    entry = AuditLog(path).append("revoke", digest="ab" * 32, reason="recalled")
+    assert entry["seq"] == 4
+    assert entry["prev"] == hashlib.sha256(lines(path)[2].rstrip(b"\n")).hexdigest()
+    assert verify(path) == 4
+
+
+def test_two_log_objects_on_one_file_interleave_without_breaking_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    a, b = AuditLog(path), AuditLog(path)
+    for i in range(5):
+        (a if i % 2 else b).append("verify", n=i)
+    assert verify(path) == 5
+
+
+def test_head_names_the_last_entry(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    assert log.head() == (0, GENESIS_PREV)
+    entries = write_log(path, 2)
+    assert log.head() == (2, entries[-1]["hash"])
+
+
+def test_empty_log_verifies_with_zero_entries(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path)
+    assert path.exists()
+    assert verify(path) == 0
+
+
+def test_missing_log_file_is_reported_as_corrupt(tmp_path: Path) -> None:
+    with pytest.raises(AuditLogCorrupt) as info:
+        verify(tmp_path / "gone.jsonl")
+    assert info.value.line == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"image": b"\x89PNG"}, "never raw content"),
+        ({"image": bytearray(b"x")}, "never raw content"),
+        ({"image": memoryview(b"x")}, "never raw content"),
+        ({"note": "x" * 513}, "513 characters"),
+        ({"accuracy": 0.93}, "float"),
+        ({"classes": ["a", "b"]}, "list"),
+        ({"card": {"k": "v"}}, "dict"),
+        ({"seq": 7}, "reserved"),
+        ({"hash": "0" * 64}, "reserved"),
+        ({"block": 2**256}, "2\\*\\*256"),
+    ],
+)
+def test_append_refuses_values_that_are_not_short_identifiers(
+    tmp_path: Path, fields: dict[str, Any], match: str
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    with pytest.raises(ValueError, match=match):
+        log.append("predict", **fields)
+    assert path.read_bytes() == b""
+
+
+def test_append_accepts_a_512_character_value_and_none_and_bools(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path).append("predict", client="x" * 512, replacement=None, verified=False, block=0)
+    assert verify(path) == 1
+
+
+@pytest.mark.parametrize("event", ["", "Verify", "verify\n", "x" * 65, "a b"])
+def test_append_refuses_malformed_event_names(tmp_path: Path, event: str) -> None:
+    with pytest.raises(ValueError, match="audit event"):
+        AuditLog(tmp_path / "audit.jsonl").append(event)
+
+
+def test_append_refuses_too_many_fields(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at most 32 fields"):
+        AuditLog(tmp_path / "audit.jsonl").append("x", **{f"f{i}": i for i in range(33)})
+
+
+# --- tampering -------------------------------------------------------------------------------
+
+
+def test_editing_a_field_is_detected_on_that_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    raw = lines(path)
+    raw[2] = raw[2].replace(b'"verdict":"verified"', b'"verdict":"revoked!"')
+    rewrite(path, raw)
+    exc = corrupt_at(path)
+    assert exc.line == 3
+    assert "hash" in exc.problem
+
+
+def test_editing_a_field_and_resealing_its_hash_is_detected_on_the_next_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    raw = lines(path)
+    entry = json.loads(raw[2])
+    entry["verdict"] = "revoked"
+    raw[2] = reseal(entry) + b"\n"
+    rewrite(path, raw)
+    exc = corrupt_at(path)
+    assert exc.line == 4
+    assert "prev" in exc.problem
+
+
+def test_editing_the_last_line_and_resealing_it_is_detected_against_an_anchor(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    entries = write_log(path)
+    raw = lines(path)
+    entry = json.loads(raw[-1])
+    entry["verdict"] = "revoked"
+    raw[-1] = reseal(entry) + b"\n"
+    rewrite(path, raw)
+    assert verify(path) == N  # a chain alone cannot tell: that is what anchoring is for
+    with pytest.raises(AuditLogCorrupt) as info:
+        verify(path, anchor=(N, entries[-1]["hash"]))
+    assert info.value.line == N
+
+
+@pytest.mark.parametrize("i", range(N - 1))
+def test_deleting_a_line_is_detected_where_it_was(tmp_path: Path, i: int) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    raw = lines(path)
+    del raw[i]
+    rewrite(path, raw)
+    assert corrupt_at(path).line == i + 1
+
+
+@pytest.mark.parametrize("i", range(N - 1))
+def test_swapping_two_lines_is_detected_at_the_first_of_them(tmp_path: Path, i: int) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    raw = lines(path)
+    raw[i], raw[i + 1] = raw[i + 1], raw[i]
+    rewrite(path, raw)
+    assert corrupt_at(path).line == i + 1
+
+
+def test_truncating_mid_line_is_detected_on_the_broken_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 10])
+    exc = corrupt_at(path)
+    assert exc.line == N
+    assert "incomplete" in exc.problem
+
+
+def test_removing_the_final_newline_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    path.write_bytes(path.read_bytes()[:-1])
+    assert corrupt_at(path).line == N
+
+
+def test_cutting_whole_lines_from_the_end_is_detected_against_an_anchor(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    entries = write_log(path)
+    rewrite(path, lines(path)[:4])
+    assert verify(path) == 4
+    with pytest.raises(AuditLogCorrupt) as info:
+        verify(path, anchor=(N, entries[-1]["hash"]))
+    assert info.value.line == 5
+    assert "removed from the end" in info.value.problem
+
+
+def test_inserting_a_forged_line_with_a_valid_own_hash_is_detected_on_the_line_after_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    raw = lines(path)
+    # The best a forger can do locally: right seq, prev chained to line 2, correct own hash.
+    forged = {
+        "seq": 3,
+        "time": json.loads(raw[2])["time"],
+        "event": "verify",
+        "digest": "ee" * 32,
+        "verdict": "verified",
+        "prev": hashlib.sha256(raw[1].rstrip(b"\n")).hexdigest(),
+    }
+    raw.insert(2, reseal(forged) + b"\n")
+    rewrite(path, raw)
+    exc = corrupt_at(path)
+    assert exc.line == 4
+
+
+def test_a_forged_line_with_a_duplicate_seq_is_detected_on_that_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    raw = lines(path)
+    forged = json.loads(raw[1])
+    forged["digest"] = "ee" * 32
+    raw.insert(2, reseal(forged) + b"\n")
+    rewrite(path, raw)
+    exc = corrupt_at(path)
+    assert exc.line == 3
+    assert "seq" in exc.problem
+
+
+def test_rewriting_the_whole_chain_after_an_insertion_is_detected_against_an_anchor(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    entries = write_log(path)
+    originals = [json.loads(r) for r in lines(path)]
+    forged_entries = [*originals[:2], {**originals[2], "digest": "ee" * 32}, *originals[2:]]
+    prev, out = GENESIS_PREV, []
+    for seq, entry in enumerate(forged_entries, start=1):
+        line = reseal({**entry, "seq": seq, "prev": prev})
+        out.append(line + b"\n")
+        prev = hashlib.sha256(line).hexdigest()
+    rewrite(path, out)
+    assert verify(path) == N + 1
+    with pytest.raises(AuditLogCorrupt) as info:
+        verify(path, anchor=(3, entries[2]["hash"]))
+    assert info.value.line == 3
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem"),
+    [
+        (lambda line: line.replace(b",", b", ", 1), "canonical"),
+        (lambda line: b"[" + line + b"]", "not a JSON object"),
+        (lambda line: line[:-1] + b',"seq":3}', "duplicate key"),
+        (lambda line: b"not json", "not a JSON line"),
+        (lambda line: b"", "not a JSON line"),
+        (lambda line: line.replace(b'"event":"verify",', b""), "missing event"),
+    ],
+)
+def test_malformed_lines_are_reported_with_the_problem(
+    tmp_path: Path, mutate: Any, problem: str
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 3)
+    raw = lines(path)
+    raw[1] = mutate(raw[1].rstrip(b"\n")) + b"\n"
+    rewrite(path, raw)
+    exc = corrupt_at(path)
+    assert exc.line == 2
+    assert problem in exc.problem
+
+
+def test_an_overlong_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 1)
+    with path.open("ab") as f:
+        f.write(b"x" * (1 << 20) + b"\n")
+    exc = corrupt_at(path)
+    assert exc.line == 2
+    assert "longer than" in exc.problem
+
+
+def test_append_refuses_to_chain_to_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.append("verify", n=1)
+    log.append("verify", n=2)
+    path.write_bytes(path.read_bytes()[:-5])
+    size = path.stat().st_size
+    with pytest.raises(AuditLogCorrupt) as info:
+        log.append("verify", n=3)
+    assert info.value.line == 2
+    with pytest.raises(AuditLogCorrupt):
+        AuditLog(path)
+    assert path.stat().st_size == size
+
+
+def test_append_refuses_to_chain_to_an_edited_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 2)
+    path.write_bytes(path.read_bytes().replace(b'"block":101', b'"block":999'))
+    with pytest.raises(AuditLogCorrupt) as info:
+        AuditLog(path)
+    assert info.value.line == 2
+
+
+# --- concurrency -----------------------------------------------------------------------------
+
+
+def append_many(path: str, worker: int, count: int) -> None:
+    log = AuditLog(path)
+    for i in range(count):
+        log.append("predict", client=f"w{worker}", n=i)
+
+
+def test_concurrent_appends_from_two_processes_keep_the_chain_valid(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    ctx = multiprocessing.get_context("spawn")
+    count = 200
+    procs = [ctx.Process(target=append_many, args=(str(path), w, count)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert verify(path) == 2 * count
+    seen = {(e["client"], e["n"]) for e in map(json.loads, lines(path))}
+    assert seen == {(f"w{w}", i) for w in range(2) for i in range(count)}
+
+
+def test_concurrent_appends_from_threads_keep_the_chain_valid(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    threads = [
+        threading.Thread(target=lambda w=w: [log.append("predict", w=w, n=i) for i in range(50)])
+        for w in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert verify(path) == 400
