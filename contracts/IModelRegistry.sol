@@ -157,6 +157,10 @@ interface IModelRegistry {
     /// @notice The stored record of `digest`; reverts with ModelRegistryUnknownModel if none.
     function getRecord(bytes32 digest) external view returns (Record memory);
 
+    /// @notice The record of `digest` (all fields zero if none) and the number of the block whose
+    /// state answered, so a verifier learns in one call what it checked and as of when.
+    function lookup(bytes32 digest) external view returns (Record memory record, uint256 blockNumber);
+
     /// @notice Whether `digest` is registered.
     function isRegistered(bytes32 digest) external view returns (bool);
 

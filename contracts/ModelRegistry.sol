@@ -152,19 +152,13 @@ contract ModelRegistry is IModelRegistry {
 
     /// @inheritdoc IModelRegistry
     function getRecord(bytes32 digest) external view returns (Record memory record) {
-        Entry memory entry = _entries[digest];
-        if (entry.registeredAt == 0) revert ModelRegistryUnknownModel(digest);
-        Revocation memory revocation = _revocations[digest];
-        record = Record({
-            registrant: entry.registrant,
-            registeredAt: entry.registeredAt,
-            registeredBlock: entry.registeredBlock,
-            accuracyBps: entry.accuracyBps,
-            revokedAt: revocation.revokedAt,
-            revokedBlock: revocation.revokedBlock,
-            revocationReason: revocation.reason,
-            replacement: revocation.replacement
-        });
+        record = _record(digest);
+        if (record.registeredAt == 0) revert ModelRegistryUnknownModel(digest);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function lookup(bytes32 digest) external view returns (Record memory record, uint256 blockNumber) {
+        return (_record(digest), block.number);
     }
 
     /// @inheritdoc IModelRegistry
@@ -190,6 +184,21 @@ contract ModelRegistry is IModelRegistry {
     /// @inheritdoc IModelRegistry
     function pendingAdmin() external view returns (address) {
         return _pendingAdmin;
+    }
+
+    function _record(bytes32 digest) private view returns (Record memory) {
+        Entry memory entry = _entries[digest];
+        Revocation memory revocation = _revocations[digest];
+        return Record({
+            registrant: entry.registrant,
+            registeredAt: entry.registeredAt,
+            registeredBlock: entry.registeredBlock,
+            accuracyBps: entry.accuracyBps,
+            revokedAt: revocation.revokedAt,
+            revokedBlock: revocation.revokedBlock,
+            revocationReason: revocation.reason,
+            replacement: revocation.replacement
+        });
     }
 
     function _removeRole(Role role, address account) private {

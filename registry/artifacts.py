@@ -1,0 +1,60 @@
+"""The compiled contract the product runs: loaded from the committed build artifact.
+
+No compiler is needed at run time. The artifact's own SHA-256 goes into every deployment record,
+so a deployment can always be traced to the exact build (and, through ``source_digest``, to the
+exact Solidity sources) that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from registry.errors import ConfigurationError
+from registry.hashing import digest_bytes
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ARTIFACT = PROJECT_ROOT / "contracts" / "build" / "ModelRegistry.json"
+
+
+@dataclass(frozen=True)
+class ContractArtifact:
+    abi: list[dict[str, Any]]
+    bytecode: bytes
+    deployed_bytecode: bytes
+    solc_version: str
+    source_digest: str
+    digest: str  # SHA-256 of the artifact file, recorded with each deployment
+    path: Path
+
+
+@cache
+def load_artifact(path: Path | None = None) -> ContractArtifact:
+    path = path or Path(os.environ.get("REGISTRY_ARTIFACT", DEFAULT_ARTIFACT))
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+        return ContractArtifact(
+            abi=data["abi"],
+            bytecode=bytes.fromhex(data["bytecode"].removeprefix("0x")),
+            deployed_bytecode=bytes.fromhex(data["deployedBytecode"].removeprefix("0x")),
+            solc_version=data["compiler"]["version"],
+            source_digest=data["sourceDigest"],
+            digest=digest_bytes(raw).hex,
+            path=path,
+        )
+    except FileNotFoundError as exc:
+        raise ConfigurationError(
+            f"contract artifact {path} is missing; run `python scripts/compile_contracts.py`",
+            path=str(path),
+        ) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(
+            f"contract artifact {path} is not a valid build ({exc}); recompile it with "
+            "`python scripts/compile_contracts.py`",
+            path=str(path),
+        ) from exc

@@ -1,0 +1,116 @@
+"""Settings, read from ``REGISTRY_*`` environment variables or a ``.env`` file.
+
+Validated once at start-up with a clear sentence per problem; nothing is built at import time.
+CLI flags override fields (``get_settings(**overrides)``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from registry.errors import ConfigurationError
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REGISTRY_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # --- chain ---------------------------------------------------------------------------
+    rpc_url: str | None = Field(
+        default=None,
+        description="'memory' (in-process eth-tester), an http(s) JSON-RPC URL, or unset for "
+        "the managed local anvil started by `registry chain start`",
+    )
+    data_dir: Path = Field(
+        default=Path.home() / ".model-registry",
+        description="local node state, deployment records, stored checkpoints, audit log",
+    )
+    contract_address: str | None = Field(
+        default=None, description="unset: the deployment recorded in data_dir for this chain"
+    )
+    chain_id: int | None = Field(default=None, description="refuse any other chain id if set")
+    private_key: SecretStr | None = Field(default=None, description="hex key that signs txs")
+    keystore: Path | None = Field(default=None, description="encrypted JSON keystore file")
+    keystore_password: SecretStr | None = None
+    confirmations: int = Field(
+        default=1, ge=1, le=256, description="blocks including the tx's own before it counts"
+    )
+    tx_timeout_s: float = Field(default=120.0, gt=0, description="wait for a receipt at most")
+    request_timeout_s: float = Field(default=10.0, gt=0, description="one JSON-RPC request")
+    identity_ttl_s: float = Field(
+        default=10.0, ge=0, description="how long a checked chain id + contract code is trusted"
+    )
+
+    # --- clinic policy -------------------------------------------------------------------
+    min_accuracy_bps: int = Field(default=0, ge=0, le=10_000)
+    trusted_registrants: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated addresses; empty = any registrar"
+    )
+
+    # --- service -------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    validity_ttl_s: float = Field(
+        default=1.0, ge=0, le=2.0, description="max staleness of a model's on-chain validity"
+    )
+    max_upload_bytes: int = Field(default=16 << 20, gt=0)
+    max_image_bytes: int = Field(default=4 << 20, gt=0)
+    max_image_pixels: int = Field(default=4096 * 4096, gt=0)
+    max_images_per_request: int = Field(default=256, gt=0)
+    api_keys: SecretStr | None = Field(
+        default=None, description="'key:role[+role],...' with roles registrar, revoker, reader"
+    )
+    require_key_for_reads: bool = False
+
+    @field_validator("trusted_registrants", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("trusted_registrants")
+    @classmethod
+    def _check_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not _ADDRESS.fullmatch(address):
+                raise ValueError(f"{address!r} is not a 0x-prefixed 40-hex-digit address")
+        return [a.lower() for a in value]
+
+    @field_validator("contract_address")
+    @classmethod
+    def _check_contract(cls, value: str | None) -> str | None:
+        if value is not None and not _ADDRESS.fullmatch(value):
+            raise ValueError(f"{value!r} is not a 0x-prefixed 40-hex-digit address")
+        return value
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _check_rpc(cls, value: str | None) -> str | None:
+        if value in (None, "", "anvil", "local"):
+            return None
+        if value != "memory" and not re.match(r"https?://", value):
+            raise ValueError(f"{value!r} is neither 'memory' nor an http(s):// URL")
+        return value
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with non-None ``overrides`` (CLI flags) on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"REGISTRY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,96 @@
+"""Build a RegistryClient from Settings: which chain, which contract, which key.
+
+``memory`` starts an eth-tester chain in this process and deploys a fresh registry on it (its
+first funded account is admin, registrar and revoker). Unset ``rpc_url`` means the managed local
+anvil (``registry chain start``). Anything else is a JSON-RPC URL, signed for with a local key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
+
+from registry.chain import RegistryClient, deploy_contract
+from registry.config import Settings
+from registry.deployments import load_deployment
+from registry.errors import ChainUnavailable, ConfigurationError
+from registry.keys import account_from_hex, load_account
+from registry.records import Role
+
+MEMORY = "memory"
+
+
+def resolve_endpoint(settings: Settings) -> str:
+    if settings.rpc_url is not None:
+        return settings.rpc_url
+    from registry.anvil import background_status
+
+    status = background_status(settings.data_dir)
+    if status is None:
+        raise ChainUnavailable(
+            f"local node in {settings.data_dir}",
+            "not running; start it with `registry chain start` or set REGISTRY_RPC_URL",
+        )
+    return str(status["url"])
+
+
+def make_web3(endpoint: str, timeout_s: float) -> Web3:
+    # No middleware: each default one costs Python time or extra requests on every call, and
+    # the client signs locally, validates chain id itself and decodes results with eth-abi.
+    provider: Any = HTTPProvider(endpoint, request_kwargs={"timeout": timeout_s})
+    return Web3(provider, middleware=[])
+
+
+def memory_client(settings: Settings | None = None) -> RegistryClient:
+    """A fresh in-process chain with a deployed registry; its signer holds every role."""
+    from eth_tester import EthereumTester, PyEVMBackend
+
+    tester = EthereumTester(PyEVMBackend())
+    w3 = Web3(EthereumTesterProvider(tester), middleware=[])
+    account = account_from_hex(tester.backend.account_keys[0].to_hex(), "eth-tester account 0")
+    client, _ = deploy_contract(w3, account, endpoint=MEMORY)
+    client.grant_role(Role.REGISTRAR, account.address)
+    client.grant_role(Role.REVOKER, account.address)
+    client.eth_tester = tester  # type: ignore[attr-defined]
+    return client
+
+
+def connect(settings: Settings, *, need_contract: bool = True) -> RegistryClient:
+    """A client for the configured chain and contract, identity checked (fail closed)."""
+    if settings.rpc_url == MEMORY:
+        return memory_client(settings)
+    endpoint = resolve_endpoint(settings)
+    w3 = make_web3(endpoint, settings.request_timeout_s)
+    account = load_account(settings)
+    address = settings.contract_address
+    deployment_block = 0
+    expected = settings.chain_id
+    if address is None:
+        try:
+            chain_id = int(w3.eth.chain_id)
+        except Exception as exc:
+            raise ChainUnavailable(endpoint, exc.__class__.__name__) from exc
+        deployment = load_deployment(settings.data_dir, expected or chain_id)
+        if deployment is None:
+            raise ConfigurationError(
+                f"no registry deployment is recorded for chain id {expected or chain_id} in "
+                f"{settings.data_dir}; run `registry deploy` or set REGISTRY_CONTRACT_ADDRESS",
+                chain_id=expected or chain_id,
+            )
+        address, deployment_block = deployment.address, deployment.block_number
+        expected = deployment.chain_id
+    client = RegistryClient(
+        w3,
+        address=address,
+        deployment_block=deployment_block,
+        expected_chain_id=expected,
+        account=account,
+        confirmations=settings.confirmations,
+        tx_timeout_s=settings.tx_timeout_s,
+        identity_ttl_s=settings.identity_ttl_s,
+        endpoint=endpoint,
+    )
+    if need_contract:
+        client.check_identity(force=True)
+    return client

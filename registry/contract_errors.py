@@ -1,0 +1,261 @@
+"""One Python exception per custom error of the contract, and the decoder from revert bytes.
+
+Revert data arrives in different shapes (eth-tester puts the bytes in an exception message, a real
+node returns them in the JSON-RPC error's ``data``); ``chain.py`` extracts the bytes and
+``decode_revert`` turns them into these typed exceptions with their arguments as fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from eth_abi import decode as abi_decode
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+
+from registry.errors import ContractRevert
+from registry.hashing import Digest
+
+
+def _role_name(role: int) -> str:
+    return {0: "none", 1: "registrar", 2: "revoker"}.get(role, f"role {role}")
+
+
+class RegistryContractError(ContractRevert):
+    """Base of the decoded custom errors; ``solidity_name`` is the error's name in the ABI."""
+
+    solidity_name: ClassVar[str] = ""
+
+
+class MissingRole(RegistryContractError):
+    code = "missing_role"
+    solidity_name = "ModelRegistryMissingRole"
+
+    def __init__(self, account: str, role: int) -> None:
+        self.account, self.role = account, _role_name(role)
+        super().__init__(
+            f"{account} does not hold the {self.role} role; ask the registry admin to grant it "
+            f"(`registry roles grant {self.role} {account}`)",
+            account=account,
+            role=self.role,
+        )
+
+
+class NotAdmin(RegistryContractError):
+    code = "not_admin"
+    solidity_name = "ModelRegistryNotAdmin"
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        super().__init__(
+            f"{account} is not the registry admin; only the admin manages roles",
+            account=account,
+        )
+
+
+class NotPendingAdmin(RegistryContractError):
+    code = "not_pending_admin"
+    solidity_name = "ModelRegistryNotPendingAdmin"
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        super().__init__(
+            f"{account} is not the proposed admin; the current admin must propose it first",
+            account=account,
+        )
+
+
+class ZeroAddress(RegistryContractError):
+    code = "zero_address"
+    solidity_name = "ModelRegistryZeroAddress"
+
+    def __init__(self) -> None:
+        super().__init__("the zero address cannot hold a role or be admin; give a real address")
+
+
+class ZeroDigest(RegistryContractError):
+    code = "zero_digest"
+    solidity_name = "ModelRegistryZeroDigest"
+
+    def __init__(self) -> None:
+        super().__init__("the zero digest identifies no checkpoint; hash the checkpoint file")
+
+
+class AlreadyRegistered(RegistryContractError):
+    code = "already_registered"
+    solidity_name = "ModelRegistryAlreadyRegistered"
+
+    def __init__(self, digest: bytes, registrant: str) -> None:
+        self.digest, self.registrant = Digest.from_bytes(digest), registrant
+        super().__init__(
+            f"checkpoint {self.digest.short} is already registered by {registrant}; register "
+            "the new checkpoint's digest, or revoke this one first",
+            digest=str(self.digest),
+            registrant=registrant,
+        )
+
+
+class UnknownModel(RegistryContractError):
+    code = "unknown_model"
+    solidity_name = "ModelRegistryUnknownModel"
+
+    def __init__(self, digest: bytes) -> None:
+        self.digest = Digest.from_bytes(digest)
+        super().__init__(
+            f"no checkpoint {self.digest.short} is registered; check the digest "
+            "(`registry hash FILE`)",
+            digest=str(self.digest),
+        )
+
+
+class AccuracyOutOfRange(RegistryContractError):
+    code = "accuracy_out_of_range"
+    solidity_name = "ModelRegistryAccuracyOutOfRange"
+
+    def __init__(self, accuracy_bps: int) -> None:
+        self.accuracy_bps = accuracy_bps
+        super().__init__(
+            f"accuracy {accuracy_bps} basis points is above 10000 (100 %)",
+            accuracy_bps=accuracy_bps,
+        )
+
+
+class ZeroTestSetDigest(RegistryContractError):
+    code = "zero_test_set_digest"
+    solidity_name = "ModelRegistryZeroTestSetDigest"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "an accuracy needs the digest of the test set it was measured on; it was zero"
+        )
+
+
+class ZeroCardDigest(RegistryContractError):
+    code = "zero_card_digest"
+    solidity_name = "ModelRegistryZeroCardDigest"
+
+    def __init__(self) -> None:
+        super().__init__("the model card digest was zero; anchor the card's canonical digest")
+
+
+class InvalidParent(RegistryContractError):
+    code = "invalid_parent"
+    solidity_name = "ModelRegistryInvalidParent"
+
+    def __init__(self, digest: bytes, parent: bytes) -> None:
+        self.digest, self.parent = Digest.from_bytes(digest), Digest.from_bytes(parent)
+        super().__init__(
+            f"parent {self.parent.short} of {self.digest.short} is not a registered checkpoint "
+            "(or is the checkpoint itself); register the parent first or omit it",
+            digest=str(self.digest),
+            parent=str(self.parent),
+        )
+
+
+class AlreadyRevoked(RegistryContractError):
+    code = "already_revoked"
+    solidity_name = "ModelRegistryAlreadyRevoked"
+
+    def __init__(self, digest: bytes, revoked_at: int) -> None:
+        self.digest, self.revoked_at = Digest.from_bytes(digest), revoked_at
+        when = datetime.fromtimestamp(revoked_at, UTC).isoformat()
+        super().__init__(
+            f"checkpoint {self.digest.short} was already revoked at {when}; revocation is one-way",
+            digest=str(self.digest),
+            revoked_at=revoked_at,
+        )
+
+
+class InvalidReason(RegistryContractError):
+    code = "invalid_reason"
+    solidity_name = "ModelRegistryInvalidReason"
+
+    def __init__(self, reason: int) -> None:
+        self.reason = reason
+        super().__init__(
+            f"revocation reason code {reason} is not known; use 1-7 or 255 (other)",
+            reason=reason,
+        )
+
+
+class InvalidReplacement(RegistryContractError):
+    code = "invalid_replacement"
+    solidity_name = "ModelRegistryInvalidReplacement"
+
+    def __init__(self, digest: bytes, replacement: bytes) -> None:
+        self.digest = Digest.from_bytes(digest)
+        self.replacement = Digest.from_bytes(replacement)
+        super().__init__(
+            f"replacement {self.replacement.short} for {self.digest.short} is not a registered, "
+            "unrevoked checkpoint other than the one revoked; register it first or omit it",
+            digest=str(self.digest),
+            replacement=str(self.replacement),
+        )
+
+
+class NotAllowedToRevoke(RegistryContractError):
+    code = "not_allowed_to_revoke"
+    solidity_name = "ModelRegistryNotAllowedToRevoke"
+
+    def __init__(self, account: str, digest: bytes) -> None:
+        self.account, self.digest = account, Digest.from_bytes(digest)
+        super().__init__(
+            f"{account} may not revoke {self.digest.short}: only a revoker or its registrant may",
+            account=account,
+            digest=str(self.digest),
+        )
+
+
+class UndecodedRevert(ContractRevert):
+    """A revert whose data matches no custom error of the contract (e.g. out of gas)."""
+
+    code = "contract_revert"
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        super().__init__(
+            f"the contract reverted with unrecognised data 0x{data.hex()[:80]}",
+            data="0x" + data.hex(),
+        )
+
+
+def _abi_type(entry: dict[str, Any]) -> str:
+    if entry["type"].startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in entry["components"])
+        return f"({inner}){entry['type'][5:]}"
+    return str(entry["type"])
+
+
+class RevertDecoder:
+    """Maps 4-byte selectors of the ABI's custom errors to the classes above."""
+
+    def __init__(self, abi: Iterable[dict[str, Any]]) -> None:
+        by_name = {cls.solidity_name: cls for cls in RegistryContractError.__subclasses__()}
+        self._by_selector: dict[bytes, tuple[type[RegistryContractError], list[str]]] = {}
+        self.unmapped: list[str] = []
+        for entry in abi:
+            if entry.get("type") != "error":
+                continue
+            types = [_abi_type(i) for i in entry["inputs"]]
+            selector = function_signature_to_4byte_selector(f"{entry['name']}({','.join(types)})")
+            cls = by_name.get(entry["name"])
+            if cls is None:
+                self.unmapped.append(entry["name"])
+                continue
+            self._by_selector[selector] = (cls, types)
+
+    def decode(self, data: bytes) -> ContractRevert:
+        found = self._by_selector.get(data[:4])
+        if found is None:
+            return UndecodedRevert(data)
+        cls, types = found
+        try:
+            values = abi_decode(types, data[4:])
+        except Exception:
+            return UndecodedRevert(data)
+        args = [
+            to_checksum_address(v) if t == "address" else v
+            for t, v in zip(types, values, strict=True)
+        ]
+        return cls(*args)
