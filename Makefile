@@ -1,0 +1,23 @@
+# The two commands: `make demo` (the whole story on embedded defaults) and `make test`.
+# Both set everything up first (scripts/bootstrap.sh is idempotent and skips finished steps).
+PY := .venv/bin/python
+
+.PHONY: setup demo test lint bench
+
+setup:
+	@scripts/bootstrap.sh
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup
+	$(PY) scripts/compile_contracts.py --check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+bench: setup
+	$(PY) scripts/bench_registry.py

@@ -1,0 +1,107 @@
+"""Checkpoint bytes + chain → Verdict: the only place a hash meets the chain.
+
+"No" is data (``Verdict(verified=False, reason=...)``); "can't tell" is an exception raised by the
+client (chain unavailable, wrong chain, wrong contract), and every caller treats it as "no".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from registry.chain import RegistryClient
+from registry.config import Settings
+from registry.hashing import Digest, digest_bytes, digest_file
+from registry.records import ModelRecord, Verdict
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A clinic's extra conditions on top of "anchored and not revoked"."""
+
+    min_accuracy_bps: int = 0
+    trusted_registrants: frozenset[str] = field(default_factory=frozenset)  # lowercase
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(settings.min_accuracy_bps, frozenset(settings.trusted_registrants))
+
+    def failures(self, record: ModelRecord) -> tuple[str, ...]:
+        found = []
+        if record.accuracy_bps < self.min_accuracy_bps:
+            found.append(
+                f"accuracy {record.accuracy_bps / 100:.2f} % is below the clinic's minimum of "
+                f"{self.min_accuracy_bps / 100:.2f} %"
+            )
+        if self.trusted_registrants and record.registrant.lower() not in self.trusted_registrants:
+            found.append(f"registrant {record.registrant} is not in the clinic's trusted list")
+        return tuple(found)
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None = None) -> Verdict:
+    policy = policy or Policy()
+    identity = client.check_identity()
+    record, block = client.lookup(digest)
+
+    def verdict(
+        verified: bool, reason: str, detail: str, failures: tuple[str, ...] = ()
+    ) -> Verdict:
+        return Verdict(
+            verified=verified,
+            reason=reason,  # type: ignore[arg-type]
+            digest=digest,
+            chain_id=identity.chain_id,
+            contract=identity.address,
+            checked_block=block,
+            record=record,
+            detail=detail,
+            policy_failures=failures,
+        )
+
+    if record is None:
+        return verdict(
+            False,
+            "unknown",
+            f"no checkpoint with digest {digest.short} is registered on chain {identity.chain_id}; "
+            "the file may have been modified, or was never released",
+        )
+    if record.revocation is not None:
+        r = record.revocation
+        detail = f"revoked on {_when(r.revoked_at)} (reason: {r.reason.label})"
+        if r.replacement is not None:
+            detail += f"; the registry names {r.replacement} as its replacement"
+        return verdict(False, "revoked", detail)
+    confirmed_at = record.registered_block + client.confirmations - 1
+    if confirmed_at > block:
+        return verdict(
+            False,
+            "unconfirmed",
+            f"registered in block {record.registered_block} but the policy needs "
+            f"{client.confirmations} confirmations (at block {confirmed_at}; chain is at {block})",
+        )
+    failures = policy.failures(record)
+    if failures:
+        return verdict(False, "policy", "; ".join(failures), failures)
+    return verdict(
+        True,
+        "verified",
+        f"registered by {record.registrant} on {_when(record.registered_at)} with accuracy "
+        f"{record.accuracy_bps / 100:.2f} % on test set {record.test_set_digest.short}",
+    )
+
+
+def verify_bytes(client: RegistryClient, data: bytes, policy: Policy | None = None) -> Verdict:
+    """Verify bytes already in memory; a caller that loads them must load these same bytes."""
+    return verify_digest(client, digest_bytes(data), policy)
+
+
+def verify_file(
+    client: RegistryClient, path: str | os.PathLike[str], policy: Policy | None = None
+) -> Verdict:
+    """Verify a file on disk (for answering questions; inference goes through the gate)."""
+    return verify_digest(client, digest_file(path), policy)
