@@ -12,7 +12,9 @@ demo: setup
 
 test: setup
 	$(PY) scripts/compile_contracts.py --check
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@# pytest exits 5 when it collected no tests: a suite that runs nothing proves nothing.
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: setup
 	.venv/bin/ruff check .
