@@ -1,0 +1,175 @@
+"""The inference gate: verified bytes in, a loaded model out; everything else is refused.
+
+A model enters only from bytes whose SHA-256 matches a valid on-chain record (and the clinic's
+policy), after the safetensors header has been checked against the architecture it names, and it
+is deserialised from *those same bytes* (an immutable copy taken before hashing). While cached, its
+validity is re-read from the chain at most ``validity_ttl_s`` seconds apart, so a revocation stops
+predictions within that bound plus one request. Chain trouble raises: no answer, no inference.
+
+This is the only registry module that imports torch (through ``training``), and only lazily.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from registry.chain import RegistryClient
+from registry.checkpoint_guard import inspect_checkpoint
+from registry.errors import InvalidInput, NotVerified
+from registry.hashing import Digest, digest_bytes
+from registry.records import Verdict
+from registry.verify import Policy, verify_digest
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    digest: Digest
+    spec: Any  # training.architecture.ModelSpec
+    network: Any  # torch.nn.Module, evaluation mode, CPU
+    verdict: Verdict  # the verdict that admitted it
+
+
+@dataclass(frozen=True)
+class Prediction:
+    classes: list[int]
+    labels: list[str]
+    probabilities: list[list[float]]
+    provenance: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "predictions": [
+                {"class_index": c, "label": label, "probabilities": p}
+                for c, label, p in zip(self.classes, self.labels, self.probabilities, strict=True)
+            ],
+            "provenance": self.provenance,
+        }
+
+
+def refusal(verdict: Verdict) -> NotVerified:
+    return NotVerified(
+        f"checkpoint {verdict.digest.short} may not be used: {verdict.reason}: {verdict.detail}",
+        verdict,
+    )
+
+
+class Gate:
+    def __init__(
+        self,
+        client: RegistryClient,
+        policy: Policy | None = None,
+        *,
+        validity_ttl_s: float = 1.0,
+        max_models: int = 8,
+    ) -> None:
+        self.client = client
+        self.policy = policy or Policy()
+        self.validity_ttl_s = validity_ttl_s
+        self.max_models = max_models
+        self._lock = threading.Lock()
+        # digest -> (model, verdict of the latest check, monotonic time of that check)
+        self._models: OrderedDict[Digest, tuple[LoadedModel, Verdict, float]] = OrderedDict()
+
+    def check(self, digest: Digest) -> Verdict:
+        """A fresh verdict from the chain (raises when the chain cannot answer)."""
+        return verify_digest(self.client, digest, self.policy)
+
+    def admit(self, data: bytes | bytearray | memoryview) -> LoadedModel:
+        """Verify ``data`` and load the network from exactly these bytes."""
+        frozen = bytes(data)  # a caller's buffer could change between hashing and loading
+        digest = digest_bytes(frozen)
+        with self._lock:
+            cached = self._models.get(digest)
+        if cached is not None:
+            return self.ensure_valid(digest)
+        verdict = self.check(digest)
+        if not verdict.verified:
+            raise refusal(verdict)
+        inspect_checkpoint(frozen)
+
+        from training.checkpoint import load_checkpoint_bytes
+
+        network, spec = load_checkpoint_bytes(frozen)
+        model = LoadedModel(digest, spec, network, verdict)
+        with self._lock:
+            self._models[digest] = (model, verdict, time.monotonic())
+            while len(self._models) > self.max_models:
+                self._models.popitem(last=False)
+        return model
+
+    def loaded(self, digest: Digest) -> bool:
+        with self._lock:
+            return digest in self._models
+
+    def ensure_valid(self, digest: Digest) -> LoadedModel:
+        """The cached model, its validity re-read from the chain if older than the TTL."""
+        with self._lock:
+            entry = self._models.get(digest)
+            if entry is not None:
+                self._models.move_to_end(digest)
+        if entry is None:
+            raise KeyError(digest)
+        model, verdict, checked = entry
+        if time.monotonic() - checked >= self.validity_ttl_s:
+            now = time.monotonic()
+            verdict = self.check(digest)
+            if not verdict.verified:
+                with self._lock:
+                    self._models.pop(digest, None)
+                raise refusal(verdict)
+            with self._lock:
+                if digest in self._models:
+                    self._models[digest] = (model, verdict, now)
+        return model
+
+    def latest_verdict(self, digest: Digest) -> Verdict:
+        with self._lock:
+            return self._models[digest][1]
+
+    def predict(self, digest: Digest, pixels: np.ndarray) -> Prediction:
+        """Class probabilities for uint8 NCHW ``pixels`` with a currently valid model."""
+        model = self.ensure_valid(digest)
+        spec = model.spec
+        expected = (spec.in_channels, spec.input_size, spec.input_size)
+        if pixels.ndim != 4 or pixels.shape[1:] != expected or pixels.dtype != np.uint8:
+            raise InvalidInput(
+                f"images must be uint8 of shape (N, {', '.join(map(str, expected))}); got "
+                f"{pixels.dtype} {tuple(pixels.shape)}"
+            )
+        import torch
+
+        from training.model import predict_proba
+
+        probabilities = predict_proba(model.network, torch.from_numpy(pixels), spec)
+        classes = probabilities.argmax(dim=1).tolist()
+        return Prediction(
+            classes=classes,
+            labels=[spec.class_names[c] for c in classes],
+            probabilities=[[round(float(p), 6) for p in row] for row in probabilities.tolist()],
+            provenance=provenance(self.latest_verdict(digest)),
+        )
+
+
+def provenance(verdict: Verdict) -> dict[str, Any]:
+    """What a compliance officer needs to know about the model behind an answer."""
+    record = verdict.record
+    assert record is not None  # a verified verdict always carries its record
+    return {
+        "model_digest": str(verdict.digest),
+        "chain_id": verdict.chain_id,
+        "contract": verdict.contract,
+        "registrant": record.registrant,
+        "registration_tx": record.registration_tx,
+        "registration_block": record.registered_block,
+        "validity_confirmed_at_block": verdict.checked_block,
+        "accuracy_bps": record.accuracy_bps,
+        "test_set_digest": str(record.test_set_digest),
+        "card_digest": str(record.card_digest),
+        "parent": str(record.parent) if record.parent else None,
+    }

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Registry benchmarks, each a ratio against a baseline measured in the same run.
+
+    python scripts/bench_registry.py [--hash-mib 1024] [--lookups 500] [--registrations 100]
+
+1. gas of a full registration (with parent) vs the 62 000 budget, the EVM floor for one fresh
+   storage slot (21 000 + 22 100 + calldata) and EAS ``attest`` (206 914);
+2. streaming SHA-256 of a page-cached file vs ``hashlib.sha256`` over the same bytes in memory;
+3. ``RegistryClient.lookup`` latency vs a raw ``eth_call`` JSON-RPC round trip to the same node;
+4. sequential ``RegistryClient.register`` throughput vs sending pre-signed raw transactions and
+   polling their receipts the same way.
+Everything runs against a fresh anvil on loopback that is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from registry.anvil import DEV_PRIVATE_KEYS, AnvilNode
+
+from registry.chain import GAS_LIMITS, RegistryClient, deploy_contract
+from registry.connection import make_web3
+from registry.hashing import digest_bytes, digest_file
+from registry.records import RegisterRequest, Role
+
+EAS_ATTEST_GAS = 206_914
+BUDGET_GAS = 62_000
+
+
+def best_of(runs: int, fn: Callable[[], float]) -> float:
+    return min(fn() for _ in range(runs))
+
+
+def calldata_gas(data: bytes) -> int:
+    return sum(16 if b else 4 for b in data)
+
+
+def request(i: int, tag: bytes, parent: bytes | None = None) -> RegisterRequest:
+    return RegisterRequest(
+        digest=digest_bytes(tag + i.to_bytes(8, "big")),
+        accuracy_bps=9_000 + i % 1000,
+        test_set_digest=digest_bytes(b"test" + tag),
+        card_digest=digest_bytes(b"card" + tag + i.to_bytes(8, "big")),
+        parent=None if parent is None else digest_bytes(parent),
+    )
+
+
+def bench_gas(client: RegistryClient) -> None:
+    parent = request(0, b"gas-parent")
+    client.register(parent)
+    child = RegisterRequest(
+        digest_bytes(b"gas-child"),
+        9_912,
+        parent.test_set_digest,
+        digest_bytes(b"c2"),
+        parent.digest,
+    )
+    used = client.register(child).gas_used or 0
+    fn = client._functions["register"]
+    data = fn.selector + abi_encode(
+        fn.inputs,
+        [
+            child.digest.raw,
+            child.accuracy_bps,
+            child.test_set_digest.raw,
+            child.card_digest.raw,
+            child.parent.raw,
+        ],  # type: ignore[union-attr]
+    )
+    floor = 21_000 + 22_100 + calldata_gas(data)
+    print("1. gas per full registration (with parent)")
+    print(f"   used {used:,}   budget {BUDGET_GAS:,} -> {used / BUDGET_GAS:.3f}x of budget")
+    print(
+        f"   EVM floor {floor:,} (21 000 + 22 100 + {calldata_gas(data):,} calldata) -> "
+        f"{used / floor:.3f}x of floor"
+    )
+    print(f"   EAS attest {EAS_ATTEST_GAS:,} -> {used / EAS_ATTEST_GAS:.3f}x of EAS\n")
+
+
+def bench_hashing(size_mib: int) -> None:
+    with tempfile.NamedTemporaryFile(dir=os.environ.get("BENCH_TMP"), delete=False) as f:
+        path = Path(f.name)
+        block = os.urandom(1 << 20)
+        for _ in range(size_mib):
+            f.write(block)
+    try:
+        data = path.read_bytes()  # also leaves the file in the page cache
+
+        def in_memory() -> float:
+            t = time.perf_counter()
+            hashlib.sha256(data).hexdigest()
+            return time.perf_counter() - t
+
+        def streamed() -> float:
+            t = time.perf_counter()
+            digest_file(path)
+            return time.perf_counter() - t
+
+        assert digest_file(path).hex == hashlib.sha256(data).hexdigest()
+        base, ours = [], []
+        for _ in range(3):  # interleaved so drift hits both alike
+            base.append(in_memory())
+            ours.append(streamed())
+        b, o = min(base), min(ours)
+        print(f"2. hashing {size_mib} MiB")
+        print(
+            f"   hashlib in memory {size_mib / b:8.0f} MiB/s   digest_file (page cache) "
+            f"{size_mib / o:8.0f} MiB/s -> {b / o:.3f}x (target >= 0.85x)\n"
+        )
+    finally:
+        path.unlink()
+
+
+def bench_lookup(client: RegistryClient, url: str, n: int) -> None:
+    digest = request(1, b"lookup").digest
+    client.register(request(1, b"lookup"))
+    fn = client._functions["lookup"]
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "eth_call",
+            "params": [
+                {"to": client.address, "data": "0x" + (fn.selector + digest.raw).hex()},
+                "latest",
+            ],
+        }
+    )
+    session = requests.Session()
+    headers = {"Content-Type": "application/json"}
+
+    def raw() -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            session.post(url, data=body, headers=headers).json()["result"]
+        return (time.perf_counter() - t) / n
+
+    def ours() -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            client.lookup(digest)
+        return (time.perf_counter() - t) / n
+
+    raw(), ours()  # warm both connections and caches
+    b, o = [], []
+    for _ in range(3):
+        b.append(raw())
+        o.append(ours())
+    rb, ro = statistics.median(b), statistics.median(o)
+    print(f"3. record lookup ({n} calls x 3)")
+    print(
+        f"   raw eth_call {rb * 1e3:.3f} ms   client.lookup {ro * 1e3:.3f} ms -> "
+        f"{ro / rb:.2f}x of raw (target <= 2x)\n"
+    )
+
+
+def bench_register(client: RegistryClient, n: int) -> None:
+    w3 = client.w3
+    account = client.account
+    assert account is not None
+    fn = client._functions["register"]
+
+    def presigned(tag: bytes) -> float:
+        with client._nonce_lock:
+            client._next_nonce = None
+        nonce = w3.eth.get_transaction_count(account.address, "pending")
+        fees = client.fee_fields()
+        raws = []
+        for i in range(n):
+            r = request(i, tag)
+            data = fn.selector + abi_encode(
+                fn.inputs,
+                [r.digest.raw, r.accuracy_bps, r.test_set_digest.raw, r.card_digest.raw, bytes(32)],
+            )
+            tx = {
+                "to": client.address,
+                "data": data,
+                "gas": GAS_LIMITS["register"],
+                "nonce": nonce + i,
+                "chainId": w3.eth.chain_id,
+                **fees,
+            }
+            raws.append(account.sign_transaction(tx).raw_transaction)
+        t = time.perf_counter()
+        for raw_tx in raws:
+            tx_hash = w3.eth.send_raw_transaction(raw_tx)
+            client.wait_for_receipt(tx_hash.to_0x_hex())  # same polling as the client
+        return n / (time.perf_counter() - t)
+
+    def ours(tag: bytes) -> float:
+        with client._nonce_lock:
+            client._next_nonce = None
+        t = time.perf_counter()
+        for i in range(n):
+            client.register(request(i, tag))
+        return n / (time.perf_counter() - t)
+
+    base, mine = [], []
+    for round_ in range(2):
+        base.append(presigned(b"raw%d" % round_))
+        mine.append(ours(b"ours%d" % round_))
+    b, o = max(base), max(mine)
+    print(f"4. sequential registrations ({n} x 2 rounds)")
+    print(
+        f"   pre-signed raw sends {b:7.1f} tx/s   client.register {o:7.1f} tx/s -> "
+        f"{o / b:.2f}x (target >= 0.8x)\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hash-mib", type=int, default=1024, help="file size (default 1024)")
+    parser.add_argument("--lookups", type=int, default=500, help="calls per round (default 500)")
+    parser.add_argument("--registrations", type=int, default=100, help="per round (default 100)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as data_dir, AnvilNode(Path(data_dir)) as node:
+        w3 = make_web3(node.url, 10.0)
+        account = Account.from_key(DEV_PRIVATE_KEYS[0])
+        client, _ = deploy_contract(w3, account, endpoint=node.url)
+        client.grant_role(Role.REGISTRAR, account.address)
+        print(f"anvil at {node.url}, registry at {client.address}\n")
+        bench_gas(client)
+        bench_lookup(client, node.url, args.lookups)
+        bench_register(client, args.registrations)
+    bench_hashing(args.hash_mib)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
