@@ -25,6 +25,7 @@ import io
 import json
 import math
 import pickletools
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,6 +70,15 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 # Protocol 0 and 1 pickles have no marker; they start with one of these opcodes.
 _PICKLE_V0_V1_OPCODES = frozenset(ord(op.code) for op in pickletools.opcodes if op.proto <= 1)
 _PICKLE_SNIFF_BYTES = 1 << 16
+
+# A safetensors header nests 3 deep (header -> tensor entry -> shape). The limit is checked before
+# json.loads runs, because the C decoder recurses on the C stack and only stops at the
+# interpreter's recursion limit, which web3's dependencies (py_ecc, py-evm) raise to 100 000 at
+# import: in such a process, a header of 100 000 '[' crashes the interpreter instead of raising.
+MAX_JSON_DEPTH = 8
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_TOO_DEEP_RUN = re.compile(rb"[\[{]{%d}" % (MAX_JSON_DEPTH + 1))
 
 
 class MalformedCheckpoint(InvalidCheckpoint):
@@ -142,6 +152,23 @@ def _sniff_pickle_or_zip(view: memoryview) -> str | None:
     return None
 
 
+def _nesting_exceeds(text: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``text``, read as JSON, nests deeper than ``limit`` (or its brackets do not pair).
+
+    No recursion and only C-speed passes: drop string literals, keep the brackets, and peel off
+    all innermost pairs at once, ``limit`` times (the NUL placeholder stops a pass from removing
+    a pair that only forms once its inner pair is gone). Anything left is deeper, or unbalanced.
+    """
+    brackets = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    if limit == MAX_JSON_DEPTH and _TOO_DEEP_RUN.search(brackets):
+        return True  # the common attack, a long run of openers, without peeling 1 MiB 8 times
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"\0").replace(b"{}", b"\0").replace(b"\0", b"")
+    return bool(brackets)
+
+
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -170,11 +197,17 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
         raise MalformedCheckpoint(
             "header_not_utf8", f"the header is not UTF-8 (byte {exc.start}: {exc.reason})"
         ) from None
+    if _nesting_exceeds(raw):
+        raise MalformedCheckpoint(
+            "header_not_json",
+            f"the header JSON is nested more than {MAX_JSON_DEPTH} levels deep, or its brackets "
+            "do not pair (a safetensors header nests 3 deep)",
+        )
     try:
         header = json.loads(
             text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
         )
-    except RecursionError:
+    except RecursionError:  # unreachable after the depth check; a second line of defence
         raise MalformedCheckpoint(
             "header_not_json", "the header JSON is nested too deeply"
         ) from None
@@ -368,6 +401,15 @@ def inspect_checkpoint(
             "bad_metadata",
             f"__metadata__ must map strings to strings, got {_short(metadata)}",
         )
+    for key, value in metadata.items():
+        # parse_metadata decodes some values as JSON: the same stack hazard as the header.
+        if value.lstrip()[:1] in ("[", "{") and _nesting_exceeds(value.encode()):
+            raise MalformedCheckpoint(
+                "bad_metadata",
+                f"metadata {_short(key)} holds JSON nested more than {MAX_JSON_DEPTH} levels deep "
+                "(or with brackets that do not pair)",
+                key=key,
+            )
     try:
         spec = parse_metadata(metadata)
     except ValueError as exc:
