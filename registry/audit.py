@@ -50,6 +50,7 @@ _RESERVED = frozenset({"seq", "time", "event", "prev", "hash"})
 _EVENT_RE = re.compile(r"[a-z][a-z0-9_.\-]{0,63}")
 _FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 # One lock per log file within this process: flock excludes other processes (and other open file
 # descriptions), the thread lock keeps threads sharing this module from interleaving.
@@ -126,14 +127,28 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _check_entry(raw: bytes, lineno: int, prev_hash: str) -> dict[str, Any]:
-    """Return the parsed entry on line ``lineno``; raise ``ValueError(problem)`` if it is bad."""
+def _parse_line(raw: bytes) -> dict[str, Any]:
+    """Parse one line as a flat JSON object; raise ``ValueError(problem)`` otherwise."""
+    # Entries are flat. Checking that before json.loads matters: the C decoder recurses per
+    # nesting level up to the recursion limit, which web3's dependencies raise to 100 000, so a
+    # forged line of 200 000 '[' would overflow the C stack and kill the verifier.
+    structure = _JSON_STRING.sub(b"", raw)
+    if not raw.startswith(b"{") or structure.count(b"{") != 1 or b"[" in structure:
+        raise ValueError(
+            "not a flat JSON object (an entry holds only strings, integers, booleans and null)"
+        )
     try:
         entry = json.loads(raw.decode("ascii"), object_pairs_hook=_reject_duplicate_keys)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ValueError(f"not a JSON line ({exc})") from None
     if not isinstance(entry, dict):
         raise ValueError(f"not a JSON object but {type(entry).__name__}")
+    return entry
+
+
+def _check_entry(raw: bytes, lineno: int, prev_hash: str) -> dict[str, Any]:
+    """Return the parsed entry on line ``lineno``; raise ``ValueError(problem)`` if it is bad."""
+    entry = _parse_line(raw)
     missing = sorted(_RESERVED - entry.keys())
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
@@ -268,7 +283,7 @@ class AuditLog:
                 os.close(fd)
         if found is None:
             return 0, GENESIS_PREV
-        return seq, str(json.loads(found[0])["hash"])
+        return seq, str(_parse_line(found[0])["hash"])
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Write one entry and return it (with ``seq``, ``time``, ``prev`` and ``hash``)."""
@@ -320,8 +335,8 @@ class AuditLog:
         try:
             if framing is not None:
                 raise ValueError(framing)
-            entry = json.loads(last.decode("ascii"), object_pairs_hook=_reject_duplicate_keys)
-            seq = entry.get("seq") if isinstance(entry, dict) else None
+            entry = _parse_line(last)
+            seq = entry.get("seq")
             if type(seq) is not int or seq < 1:
                 raise ValueError(f"seq is {seq!r}")
             # Its own hash and canonical form; the link to the line before is verify()'s job.

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -294,10 +295,14 @@ def test_rewriting_the_whole_chain_after_an_insertion_is_detected_against_an_anc
     ("mutate", "problem"),
     [
         (lambda line: line.replace(b",", b", ", 1), "canonical"),
-        (lambda line: b"[" + line + b"]", "not a JSON object"),
+        (lambda line: b"[" + line + b"]", "not a flat JSON object"),
+        (lambda line: line[:-1] + b',"x":[1]}', "not a flat JSON object"),
+        (lambda line: line[:-1] + b',"x":{"y":1}}', "not a flat JSON object"),
         (lambda line: line[:-1] + b',"seq":3}', "duplicate key"),
-        (lambda line: b"not json", "not a JSON line"),
-        (lambda line: b"", "not a JSON line"),
+        (lambda line: b"not json", "not a flat JSON object"),
+        (lambda line: b"", "not a flat JSON object"),
+        (lambda line: line[:-1], "not a JSON line"),
+        (lambda line: line.replace(b'"verify"', b'"v\xc3\xa9rify"'), "not a JSON line"),
         (lambda line: line.replace(b'"event":"verify",', b""), "missing event"),
     ],
 )
@@ -312,6 +317,26 @@ def test_malformed_lines_are_reported_with_the_problem(
     exc = corrupt_at(path)
     assert exc.line == 2
     assert problem in exc.problem
+
+
+@pytest.mark.parametrize("nested", [b"[" * 200_000, b'{"a":' * 50_000, b"[" * 10 + b"]" * 10])
+def test_a_deeply_nested_line_is_refused_without_recursing(tmp_path: Path, nested: bytes) -> None:
+    # Like any process that imported web3: py_ecc and py-evm raise the limit to 100 000, and
+    # json.loads on these lines would then overflow the C stack and kill the test process.
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 2)
+    with path.open("ab") as f:
+        f.write(nested + b"\n")
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, 100_000))
+    try:
+        exc = corrupt_at(path)
+        with pytest.raises(AuditLogCorrupt):
+            AuditLog(path)
+    finally:
+        sys.setrecursionlimit(before)
+    assert exc.line == 3
+    assert "flat JSON object" in exc.problem
 
 
 def test_an_overlong_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
