@@ -1,0 +1,230 @@
+"""Shared chain fixtures.
+
+eth-tester: one chain per session with the registry deployed; every test runs inside a snapshot
+that is reverted afterwards, so tests never see each other's transactions. anvil: one node per
+session on a free loopback port, deployed with the first dev key, also snapshot/reverted per test
+(``evm_snapshot`` / ``evm_revert``); those tests carry the ``anvil`` marker.
+
+A ``Backend`` bundles what a test needs from either chain: the admin client (admin, registrar and
+revoker), clients for other funded accounts, and a decoder for the events of a transaction.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import event_abi_to_log_topic
+from hexbytes import HexBytes
+
+from registry.chain import RegistryClient
+from registry.connection import memory_client
+from registry.records import Role
+
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def reset_client_caches(client: RegistryClient) -> None:
+    """What a client remembers about chain state that a snapshot revert makes wrong."""
+    client._next_nonce = None
+    client._event_cache.clear()
+    client._fees = None
+    client._identity = None
+
+
+@dataclass
+class Backend:
+    """One chain with the registry deployed, as the tests see it."""
+
+    kind: str  # "memory" or "anvil"
+    client: RegistryClient  # admin, registrar and revoker
+    keys: list[str]  # private keys of funded accounts; keys[0] is the admin's
+    endpoint: str
+    snapshot: Callable[[], Any]
+    revert: Callable[[Any], None]
+    mine: Callable[[int], None]
+    node: Any = None  # the AnvilNode, for anvil
+    _clients: list[RegistryClient] = field(default_factory=list)
+
+    @property
+    def admin(self) -> str:
+        return self.client.account.address  # type: ignore[union-attr]
+
+    def account(self, index: int) -> LocalAccount:
+        acct: LocalAccount = Account.from_key(self.keys[index])
+        return acct
+
+    def address(self, index: int) -> str:
+        return self.account(index).address
+
+    def other(self, index: int, *roles: Role, **kwargs: Any) -> RegistryClient:
+        """A client for the same contract signing with funded account ``index``, given ``roles``."""
+        options: dict[str, Any] = {
+            "address": self.client.address,
+            "deployment_block": self.client.deployment_block,
+            "expected_chain_id": self.client.expected_chain_id,
+            "account": self.account(index) if index is not None else None,
+            "endpoint": self.endpoint,
+        }
+        options.update(kwargs)
+        other = RegistryClient(self.client.w3, **options)
+        # eth-tester is not thread-safe: every client of the one in-process chain shares its lock.
+        other._io_lock = self.client._io_lock
+        for role in roles:
+            self.client.grant_role(role, other.account.address)  # type: ignore[union-attr]
+        self._clients.append(other)
+        return other
+
+    def reader(self, **kwargs: Any) -> RegistryClient:
+        """A client with no signing key."""
+        return self.other(None, account=None, **kwargs)  # type: ignore[arg-type]
+
+    def events(self, tx_hash: str | bytes) -> list[tuple[str, dict[str, Any]]]:
+        """Every log of the transaction, decoded with the ABI: (event name, arguments)."""
+        w3 = self.client.w3
+        receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        abi = self.client.artifact.abi
+        by_topic = {
+            HexBytes(event_abi_to_log_topic(e)): e["name"]  # type: ignore[arg-type]
+            for e in abi
+            if e["type"] == "event"
+        }
+        contract = w3.eth.contract(address=self.client.address, abi=abi)
+        decoded = []
+        for log in receipt["logs"]:
+            assert log["address"] == self.client.address
+            name = by_topic[HexBytes(log["topics"][0])]
+            decoded.append((name, dict(contract.events[name]().process_log(log)["args"])))
+        return decoded
+
+    def _reset(self) -> None:
+        for client in (self.client, *self._clients):
+            reset_client_caches(client)
+        self._clients.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# eth-tester
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _memory_backend() -> Backend:
+    client = memory_client()
+    tester = client.eth_tester  # type: ignore[attr-defined]
+
+    def mine(blocks: int) -> None:
+        with client._io_lock:
+            tester.mine_blocks(blocks)
+
+    return Backend(
+        kind="memory",
+        client=client,
+        keys=[k.to_hex() for k in tester.backend.account_keys],
+        endpoint="memory",
+        snapshot=tester.take_snapshot,
+        revert=tester.revert_to_snapshot,
+        mine=mine,
+    )
+
+
+def _isolated(backend: Backend) -> Iterator[Backend]:
+    snapshot = backend.snapshot()
+    try:
+        yield backend
+    finally:
+        backend.revert(snapshot)
+        backend._reset()
+
+
+@pytest.fixture
+def memory(_memory_backend: Backend) -> Iterator[Backend]:
+    """The session's eth-tester chain, reverted after the test."""
+    yield from _isolated(_memory_backend)
+
+
+# --------------------------------------------------------------------------------------------
+# anvil
+# --------------------------------------------------------------------------------------------
+
+
+def _anvil_available() -> bool:
+    try:
+        from registry.anvil import find_anvil
+    except ImportError:
+        return False
+    try:
+        find_anvil()
+    except Exception:
+        return shutil.which("anvil") is not None
+    return True
+
+
+@pytest.fixture(scope="session")
+def anvil_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An anvil node on a free loopback port for the whole session, stopped at the end."""
+    if not _anvil_available():
+        pytest.skip("anvil is not installed (run `npm ci`) or registry.anvil is missing")
+    from registry.anvil import AnvilNode, free_port
+
+    node = AnvilNode(port=free_port(), state_dir=tmp_path_factory.mktemp("anvil"))
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def _anvil_backend(anvil_node: Any) -> Backend:
+    from registry.anvil import DEV_PRIVATE_KEYS
+
+    from registry.chain import deploy_contract
+    from registry.connection import make_web3
+    from registry.keys import account_from_hex
+
+    w3 = make_web3(anvil_node.url, 10.0)
+    account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
+    client, _ = deploy_contract(w3, account, endpoint=anvil_node.url)
+    client.grant_role(Role.REGISTRAR, account.address)
+    client.grant_role(Role.REVOKER, account.address)
+
+    def rpc(method: str, *params: Any) -> Any:
+        response = w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+        assert "error" not in response, response
+        return response["result"]
+
+    def mine(blocks: int) -> None:
+        for _ in range(blocks):
+            rpc("evm_mine")
+
+    return Backend(
+        kind="anvil",
+        client=client,
+        keys=list(DEV_PRIVATE_KEYS),
+        endpoint=anvil_node.url,
+        snapshot=lambda: rpc("evm_snapshot"),
+        revert=lambda snapshot: rpc("evm_revert", snapshot),
+        mine=mine,
+        node=anvil_node,
+    )
+
+
+@pytest.fixture
+def anvil(_anvil_backend: Backend) -> Iterator[Backend]:
+    """The session's anvil chain, reverted after the test."""
+    yield from _isolated(_anvil_backend)
+
+
+@pytest.fixture(
+    params=["memory", pytest.param("anvil", marks=pytest.mark.anvil)],
+)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Each backend in turn, reverted after the test."""
+    base = request.getfixturevalue(f"_{request.param}_backend")
+    yield from _isolated(base)

@@ -1,0 +1,288 @@
+"""Revert decoding: every custom error of the ABI has a class, and both revert shapes decode.
+
+Selectors here come from signatures written out by hand, not from the ABI, so a renamed or
+re-typed error in the contract fails these tests instead of silently following along.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+from eth_abi import encode
+from eth_tester.exceptions import TransactionFailed as EthTesterTransactionFailed
+from eth_utils import keccak
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError
+
+from registry import contract_errors
+from registry.artifacts import load_artifact
+from registry.chain import RegistryClient
+from registry.contract_errors import (
+    AccuracyOutOfRange,
+    AlreadyRegistered,
+    AlreadyRevoked,
+    InvalidParent,
+    InvalidReason,
+    InvalidReplacement,
+    MissingRole,
+    NotAdmin,
+    NotAllowedToRevoke,
+    NotPendingAdmin,
+    RegistryContractError,
+    RevertDecoder,
+    UndecodedRevert,
+    UnknownModel,
+    ZeroAddress,
+    ZeroCardDigest,
+    ZeroDigest,
+    ZeroTestSetDigest,
+)
+from registry.errors import ContractRevert
+from registry.hashing import Digest
+
+ACCOUNT = "0x2B5AD5c4795c026514f8317c7a215E218DcCD6cF"
+D1 = hashlib.sha256(b"checkpoint").digest()
+D2 = hashlib.sha256(b"other checkpoint").digest()
+
+
+def selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+# (signature, argument types, argument values, class, expected fields)
+CASES: list[tuple[str, list[str], list[Any], type[RegistryContractError], dict[str, Any]]] = [
+    ("ModelRegistryMissingRole(address,uint8)", ["address", "uint8"], [ACCOUNT, 1],
+     MissingRole, {"account": ACCOUNT, "role": "registrar"}),
+    ("ModelRegistryMissingRole(address,uint8)", ["address", "uint8"], [ACCOUNT, 2],
+     MissingRole, {"account": ACCOUNT, "role": "revoker"}),
+    ("ModelRegistryNotAdmin(address)", ["address"], [ACCOUNT], NotAdmin, {"account": ACCOUNT}),
+    ("ModelRegistryNotPendingAdmin(address)", ["address"], [ACCOUNT],
+     NotPendingAdmin, {"account": ACCOUNT}),
+    ("ModelRegistryZeroAddress()", [], [], ZeroAddress, {}),
+    ("ModelRegistryZeroDigest()", [], [], ZeroDigest, {}),
+    ("ModelRegistryAlreadyRegistered(bytes32,address)", ["bytes32", "address"], [D1, ACCOUNT],
+     AlreadyRegistered, {"digest": Digest.from_bytes(D1), "registrant": ACCOUNT}),
+    ("ModelRegistryUnknownModel(bytes32)", ["bytes32"], [D1],
+     UnknownModel, {"digest": Digest.from_bytes(D1)}),
+    ("ModelRegistryAccuracyOutOfRange(uint16)", ["uint16"], [10_001],
+     AccuracyOutOfRange, {"accuracy_bps": 10_001}),
+    ("ModelRegistryZeroTestSetDigest()", [], [], ZeroTestSetDigest, {}),
+    ("ModelRegistryZeroCardDigest()", [], [], ZeroCardDigest, {}),
+    ("ModelRegistryInvalidParent(bytes32,bytes32)", ["bytes32", "bytes32"], [D1, D2],
+     InvalidParent, {"digest": Digest.from_bytes(D1), "parent": Digest.from_bytes(D2)}),
+    ("ModelRegistryAlreadyRevoked(bytes32,uint40)", ["bytes32", "uint40"], [D1, 1_700_000_000],
+     AlreadyRevoked, {"digest": Digest.from_bytes(D1), "revoked_at": 1_700_000_000}),
+    ("ModelRegistryInvalidReason(uint8)", ["uint8"], [8], InvalidReason, {"reason": 8}),
+    ("ModelRegistryInvalidReplacement(bytes32,bytes32)", ["bytes32", "bytes32"], [D1, D2],
+     InvalidReplacement,
+     {"digest": Digest.from_bytes(D1), "replacement": Digest.from_bytes(D2)}),
+    ("ModelRegistryNotAllowedToRevoke(address,bytes32)", ["address", "bytes32"], [ACCOUNT, D1],
+     NotAllowedToRevoke, {"account": ACCOUNT, "digest": Digest.from_bytes(D1)}),
+]  # fmt: skip
+
+
+def revert_data(signature: str, types: list[str], values: list[Any]) -> bytes:
+    return selector(signature) + encode(types, values)
+
+
+@pytest.fixture(scope="module")
+def decoder() -> RevertDecoder:
+    return RevertDecoder(load_artifact().abi)
+
+
+@pytest.fixture(scope="module")
+def offline_client() -> RegistryClient:
+    """A client that never talks to a chain: only its translation of exceptions is exercised."""
+    return RegistryClient(Web3(), address="0x" + "11" * 20, endpoint="memory")
+
+
+def raising(exc: Exception):
+    def fn() -> None:
+        raise exc
+
+    return fn
+
+
+def test_every_error_in_the_abi_has_a_python_class(decoder: RevertDecoder) -> None:
+    assert decoder.unmapped == []
+
+
+def test_every_python_error_class_names_an_error_in_the_abi() -> None:
+    abi_names = {e["name"] for e in load_artifact().abi if e["type"] == "error"}
+    classes = {cls.solidity_name for cls in RegistryContractError.__subclasses__()}
+    assert classes == abi_names
+    assert len(abi_names) == 15
+
+
+def test_the_hand_written_signatures_cover_every_abi_error() -> None:
+    abi_errors = {
+        f"{e['name']}({','.join(i['type'] for i in e['inputs'])})"
+        for e in load_artifact().abi
+        if e["type"] == "error"
+    }
+    assert {case[0] for case in CASES} == abi_errors
+
+
+def test_decoder_reports_an_abi_error_without_a_class_as_unmapped() -> None:
+    abi = [{"type": "error", "name": "ModelRegistrySomethingNew", "inputs": []}]
+    assert RevertDecoder(abi).unmapped == ["ModelRegistrySomethingNew"]
+
+
+def test_every_error_class_has_a_distinct_code() -> None:
+    codes = [cls.code for cls in RegistryContractError.__subclasses__()]
+    assert len(codes) == len(set(codes))
+    assert "contract_revert" not in codes
+
+
+@pytest.mark.parametrize(("signature", "types", "values", "cls", "fields"), CASES)
+def test_decode_hand_encoded_revert_gives_class_with_fields(
+    decoder: RevertDecoder,
+    signature: str,
+    types: list[str],
+    values: list[Any],
+    cls: type,
+    fields: dict[str, Any],
+) -> None:
+    error = decoder.decode(revert_data(signature, types, values))
+    assert type(error) is cls
+    for name, value in fields.items():
+        assert getattr(error, name) == value
+    # The JSON form carries the same fields, as text where they are digests.
+    assert error.details == {k: str(v) if isinstance(v, Digest) else v for k, v in fields.items()}
+    assert error.to_dict()["code"] == cls.code
+
+
+def test_decode_checksums_lowercase_addresses(decoder: RevertDecoder) -> None:
+    data = revert_data("ModelRegistryNotAdmin(address)", ["address"], [ACCOUNT.lower()])
+    error = decoder.decode(data)
+    assert isinstance(error, NotAdmin)
+    assert error.account == ACCOUNT
+
+
+def test_decode_unknown_selector_gives_undecoded_revert_with_the_data(
+    decoder: RevertDecoder,
+) -> None:
+    data = selector("SomethingElse(uint256)") + encode(["uint256"], [7])
+    error = decoder.decode(data)
+    assert type(error) is UndecodedRevert
+    assert error.data == data
+    assert error.details == {"data": "0x" + data.hex()}
+
+
+def test_decode_solidity_error_string_gives_undecoded_revert(decoder: RevertDecoder) -> None:
+    data = selector("Error(string)") + encode(["string"], ["nope"])
+    assert type(decoder.decode(data)) is UndecodedRevert
+
+
+def test_decode_empty_revert_gives_undecoded_revert(decoder: RevertDecoder) -> None:
+    error = decoder.decode(b"")
+    assert type(error) is UndecodedRevert
+    assert error.data == b""
+
+
+def test_decode_truncated_arguments_gives_undecoded_revert(decoder: RevertDecoder) -> None:
+    data = revert_data(
+        "ModelRegistryAlreadyRegistered(bytes32,address)", ["bytes32", "address"], [D1, ACCOUNT]
+    )[:40]
+    error = decoder.decode(data)
+    assert type(error) is UndecodedRevert
+    assert error.data == data
+
+
+def test_undecoded_revert_is_a_contract_revert() -> None:
+    assert issubclass(UndecodedRevert, ContractRevert)
+    assert all(issubclass(c, ContractRevert) for c in RegistryContractError.__subclasses__())
+
+
+# --------------------------------------------------------------------------------------------
+# The two shapes a revert arrives in, through the client's one translation point
+# --------------------------------------------------------------------------------------------
+
+ALREADY = revert_data(
+    "ModelRegistryAlreadyRegistered(bytes32,address)", ["bytes32", "address"], [D1, ACCOUNT]
+)
+
+
+def assert_already_registered(error: BaseException) -> None:
+    assert type(error) is AlreadyRegistered
+    assert error.digest == Digest.from_bytes(D1)
+    assert error.registrant == ACCOUNT
+
+
+def test_eth_tester_transaction_failed_with_bytes_in_message_decodes(
+    offline_client: RegistryClient,
+) -> None:
+    cause = EthTesterTransactionFailed(f"execution reverted: {ALREADY!r}")
+    with pytest.raises(AlreadyRegistered) as caught:
+        offline_client._io(raising(cause))
+    assert_already_registered(caught.value)
+    assert caught.value.__cause__ is cause
+
+
+def test_eth_tester_transaction_failed_with_bytes_argument_decodes(
+    offline_client: RegistryClient,
+) -> None:
+    with pytest.raises(AlreadyRegistered) as caught:
+        offline_client._io(raising(EthTesterTransactionFailed(ALREADY)))
+    assert_already_registered(caught.value)
+
+
+def test_eth_tester_revert_with_quote_and_backslash_bytes_decodes(
+    offline_client: RegistryClient,
+) -> None:
+    # Digests whose bytes print as quotes or backslashes must survive repr -> literal_eval.
+    tricky = b"'\"\\" + bytes(29)
+    data = revert_data("ModelRegistryUnknownModel(bytes32)", ["bytes32"], [tricky])
+    with pytest.raises(UnknownModel) as caught:
+        offline_client._io(raising(EthTesterTransactionFailed(f"execution reverted: {data!r}")))
+    assert caught.value.digest == Digest.from_bytes(tricky)
+
+
+def test_eth_tester_revert_without_data_gives_undecoded_revert(
+    offline_client: RegistryClient,
+) -> None:
+    with pytest.raises(UndecodedRevert) as caught:
+        offline_client._io(raising(EthTesterTransactionFailed("execution reverted")))
+    assert caught.value.data == b""
+
+
+def test_node_contract_custom_error_decodes(offline_client: RegistryClient) -> None:
+    cause = ContractCustomError("0x" + ALREADY.hex(), data="0x" + ALREADY.hex())
+    with pytest.raises(AlreadyRegistered) as caught:
+        offline_client._io(raising(cause))
+    assert_already_registered(caught.value)
+    assert caught.value.__cause__ is cause
+
+
+def test_node_contract_logic_error_with_hex_data_decodes(offline_client: RegistryClient) -> None:
+    cause = ContractLogicError("execution reverted", data="0x" + ALREADY.hex())
+    with pytest.raises(AlreadyRegistered) as caught:
+        offline_client._io(raising(cause))
+    assert_already_registered(caught.value)
+
+
+def test_node_contract_logic_error_without_data_gives_plain_contract_revert(
+    offline_client: RegistryClient,
+) -> None:
+    with pytest.raises(ContractRevert) as caught:
+        offline_client._io(raising(ContractLogicError("execution reverted: out of gas")))
+    assert type(caught.value) is ContractRevert
+    assert "out of gas" in caught.value.message
+
+
+def test_other_exceptions_pass_through_untranslated(offline_client: RegistryClient) -> None:
+    with pytest.raises(KeyError):
+        offline_client._io(raising(KeyError("a bug, not a chain problem")))
+
+
+def test_module_exports_a_class_per_error_and_nothing_stale() -> None:
+    exported = {
+        name
+        for name, obj in vars(contract_errors).items()
+        if isinstance(obj, type)
+        and issubclass(obj, RegistryContractError)
+        and obj is not RegistryContractError
+    }
+    assert exported == {cls.__name__ for cls in RegistryContractError.__subclasses__()}
