@@ -42,13 +42,15 @@ interface IModelRegistry {
     /// @param accuracyBps Accuracy in basis points (0-10 000) on the test set `testSetDigest`.
     /// @param testSetDigest SHA-256 of the canonical test split the accuracy was measured on.
     /// @param cardDigest SHA-256 of the canonical model card JSON.
+    /// @param registeredAt Block timestamp, so that history needs no block lookups.
     event ModelRegistered(
         bytes32 indexed digest,
         address indexed registrant,
         bytes32 indexed parent,
         uint16 accuracyBps,
         bytes32 testSetDigest,
-        bytes32 cardDigest
+        bytes32 cardDigest,
+        uint40 registeredAt
     );
 
     /// @notice A checkpoint was revoked (one-way).
@@ -56,11 +58,13 @@ interface IModelRegistry {
     /// @param revoker The account that revoked it (a revoker or the registrant).
     /// @param replacement A registered, valid checkpoint to use instead; 0 = none named.
     /// @param reason Reason code (see `revoke`).
+    /// @param revokedAt Block timestamp of the revocation.
     event ModelRevoked(
         bytes32 indexed digest,
         address indexed revoker,
         bytes32 indexed replacement,
-        uint8 reason
+        uint8 reason,
+        uint40 revokedAt
     );
 
     /// @notice `account` was given `role` by `sender` (the admin).

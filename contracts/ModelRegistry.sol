@@ -81,7 +81,9 @@ contract ModelRegistry is IModelRegistry {
             registeredBlock: uint40(block.number),
             accuracyBps: accuracyBps
         });
-        emit ModelRegistered(digest, msg.sender, parent, accuracyBps, testSetDigest, cardDigest);
+        emit ModelRegistered(
+            digest, msg.sender, parent, accuracyBps, testSetDigest, cardDigest, uint40(block.timestamp)
+        );
     }
 
     /// @inheritdoc IModelRegistry
@@ -110,7 +112,7 @@ contract ModelRegistry is IModelRegistry {
         revocation.revokedBlock = uint40(block.number);
         revocation.reason = reason;
         if (replacement != bytes32(0)) revocation.replacement = replacement;
-        emit ModelRevoked(digest, msg.sender, replacement, reason);
+        emit ModelRevoked(digest, msg.sender, replacement, reason, uint40(block.timestamp));
     }
 
     /// @inheritdoc IModelRegistry

@@ -59,6 +59,7 @@ from registry.records import (
     RevocationReason,
     Role,
 )
+from registry.signing import Eip1559Signer
 
 T = TypeVar("T")
 
@@ -155,6 +156,7 @@ class RegistryClient:
         )
         self._nonce_lock = threading.Lock()
         self._next_nonce: int | None = None
+        self._signer: Eip1559Signer | None = None
         self._fees: tuple[float, dict[str, int]] | None = None
         self._identity: tuple[float, ChainIdentity] | None = None
         self._event_cache: dict[tuple[Digest, int], dict[str, Any]] = {}
@@ -167,6 +169,8 @@ class RegistryClient:
         try:
             with self._io_lock:
                 return fn()
+        except TransactionNotFound:
+            raise  # "not mined yet" is an answer, not a failure: the poller handles it
         except ContractCustomError as exc:
             raise self._decoder.decode(_bytes(str(exc.data))) from exc
         except ContractLogicError as exc:
@@ -325,7 +329,9 @@ class RegistryClient:
         return found
 
     def _decode_registered(self, log: dict[str, Any]) -> dict[str, Any]:
-        accuracy, test_set, card = abi_decode(["uint16", "bytes32", "bytes32"], _bytes(log["data"]))
+        accuracy, test_set, card, registered_at = abi_decode(
+            ["uint16", "bytes32", "bytes32", "uint40"], _bytes(log["data"])
+        )
         parent = _bytes(log["topics"][3])
         return {
             "digest": Digest.from_bytes(_bytes(log["topics"][1])),
@@ -334,6 +340,7 @@ class RegistryClient:
             "accuracy_bps": int(accuracy),
             "test_set_digest": Digest.from_bytes(test_set),
             "card_digest": Digest.from_bytes(card),
+            "registered_at": int(registered_at),
             "tx_hash": _hex(log["transactionHash"]),
             "block_number": int(log["blockNumber"]),
             "log_index": int(log["logIndex"]),
@@ -354,17 +361,18 @@ class RegistryClient:
                 }
                 events.append(
                     HistoryEvent(
-                        "registered",
-                        e["digest"],
-                        e["block_number"],
-                        e["tx_hash"],
-                        e["log_index"],
-                        e["registrant"],
-                        details,
+                        kind="registered",
+                        digest=e["digest"],
+                        block_number=e["block_number"],
+                        tx_hash=e["tx_hash"],
+                        log_index=e["log_index"],
+                        actor=e["registrant"],
+                        timestamp=e["registered_at"],
+                        details=details,
                     )
                 )
             else:
-                (reason,) = abi_decode(["uint8"], _bytes(log["data"]))
+                reason, revoked_at = abi_decode(["uint8", "uint40"], _bytes(log["data"]))
                 replacement = _bytes(log["topics"][3])
                 details = {
                     "reason": RevocationReason(reason).label,
@@ -374,13 +382,14 @@ class RegistryClient:
                 }
                 events.append(
                     HistoryEvent(
-                        "revoked",
-                        Digest.from_bytes(_bytes(log["topics"][1])),
-                        int(log["blockNumber"]),
-                        _hex(log["transactionHash"]),
-                        int(log["logIndex"]),
-                        _topic_address(log["topics"][2]),
-                        details,
+                        kind="revoked",
+                        digest=Digest.from_bytes(_bytes(log["topics"][1])),
+                        block_number=int(log["blockNumber"]),
+                        tx_hash=_hex(log["transactionHash"]),
+                        log_index=int(log["logIndex"]),
+                        actor=_topic_address(log["topics"][2]),
+                        timestamp=int(revoked_at),
+                        details=details,
                     )
                 )
         events.sort(key=lambda ev: (ev.block_number, ev.log_index))
@@ -445,14 +454,32 @@ class RegistryClient:
                 None,
                 already_registered=True,
             )
-        record = self.get(request.digest)
-        if record is None:
-            raise ChainError(f"registration of {request.digest.short} mined but not readable")
+        # The receipt's own event is the record as of its block: no further round trips.
+        event = next(
+            (
+                self._decode_registered(log)
+                for log in receipt["logs"]
+                if _hex(log["topics"][0]) == self._topic_registered
+                and _bytes(log["topics"][1]) == request.digest.raw
+            ),
+            None,
+        )
+        if event is None or checksum(event["registrant"]) != self.account.address:  # type: ignore[union-attr]
+            raise ChainError(f"registration of {request.digest.short} mined without its event")
+        self._event_cache[(request.digest, event["block_number"])] = event
+        record = ModelRecord(
+            digest=request.digest,
+            registrant=event["registrant"],
+            registered_at=event["registered_at"],
+            registered_block=event["block_number"],
+            accuracy_bps=event["accuracy_bps"],
+            test_set_digest=event["test_set_digest"],
+            card_digest=event["card_digest"],
+            parent=event["parent"],
+            registration_tx=event["tx_hash"],
+        )
         return RegistrationResult(
-            record,
-            _hex(receipt["transactionHash"]),
-            int(receipt["blockNumber"]),
-            int(receipt["gasUsed"]),
+            record, event["tx_hash"], event["block_number"], int(receipt["gasUsed"])
         )
 
     def _same_registration(self, existing: ModelRecord, request: RegisterRequest, by: str) -> bool:
@@ -559,6 +586,29 @@ class RegistryClient:
         self._fees = (now, fields)
         return fields
 
+    def sign(self, tx: dict[str, Any], nonce: int) -> bytes:
+        """Raw signed bytes of ``tx`` (to, data, gas) at ``nonce`` with current fees."""
+        assert self.account is not None  # reserve_nonce() refused already
+        fees = self.fee_fields()
+        chain_id = self.check_identity().chain_id
+        if "maxFeePerGas" in fees:
+            if self._signer is None:
+                self._signer = Eip1559Signer(bytes(self.account.key))
+            return self._signer.sign(
+                chain_id=chain_id,
+                nonce=nonce,
+                max_priority_fee_per_gas=fees["maxPriorityFeePerGas"],
+                max_fee_per_gas=fees["maxFeePerGas"],
+                gas=tx["gas"],
+                to=None if tx.get("to") is None else _bytes(tx["to"]),
+                data=_bytes(tx["data"]),
+            ).raw
+        legacy = {**tx, **fees, "nonce": nonce, "chainId": chain_id}
+        if legacy.get("to") is None:
+            legacy.pop("to", None)
+        raw: bytes = self.account.sign_transaction(legacy).raw_transaction  # type: ignore[arg-type]
+        return raw
+
     @contextlib.contextmanager
     def reserve_nonce(self) -> Iterator[int]:
         """Hand out the next nonce; it is consumed only if the block exits without error."""
@@ -587,15 +637,7 @@ def send_transaction(client: RegistryClient, tx: dict[str, Any]) -> str:
     for attempt in (1, 2):
         try:
             with client.reserve_nonce() as nonce:
-                full = {
-                    **tx,
-                    **client.fee_fields(),
-                    "nonce": nonce,
-                    "chainId": client.check_identity().chain_id,
-                }
-                if "to" not in full or full["to"] is None:
-                    full.pop("to", None)
-                raw: bytes = client.account.sign_transaction(full).raw_transaction  # type: ignore[union-attr, arg-type]
+                raw = client.sign(tx, nonce)
                 sent: bytes = client._io(partial(client.w3.eth.send_raw_transaction, raw))
                 return _hex(sent)
         except ChainError as exc:

@@ -223,12 +223,14 @@ class HistoryEvent:
     tx_hash: str
     log_index: int
     actor: str
+    timestamp: int
     details: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "digest": str(self.digest),
+            "time": _iso(self.timestamp),
             "block_number": self.block_number,
             "tx_hash": self.tx_hash,
             "log_index": self.log_index,
