@@ -1,0 +1,83 @@
+"""``create_app(settings)``: the clinic HTTP service, with nothing built at import time.
+
+Everything stateful (chain client, gate, store, audit log, API keys) is built in the lifespan, once
+per process, from the settings given. ``client`` injects a chain client (tests share a
+``memory_client()`` with the app this way). ``REGISTRY_RPC_URL=memory`` makes the app start its own
+in-process chain with a fresh registry whose signer holds every role: handy for a quick demo, and
+gone when the process ends. If the node is down at start-up the service starts anyway and answers
+503 until it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from registry.api import errors
+from registry.api.deps import Services
+from registry.api.limits import BodyLimitMiddleware
+from registry.api.routes import health, models, predict, verify, web
+from registry.chain import RegistryClient
+from registry.config import Settings
+from registry.errors import ChainUnavailable
+
+log = logging.getLogger("registry.api")
+
+DESCRIPTION = """\
+Verify medical-imaging model checkpoints against an append-only on-chain registry, and run
+inference only with checkpoints that are registered, unrevoked and within the clinic's policy.
+
+* A model's identity is the SHA-256 of its exact checkpoint file bytes.
+* "Not verified" is an answer (200, `verified: false`, with the reason); a chain that cannot be
+  asked is an error (503), and then nothing is verified and no inference runs.
+* Every error has the body `{"error": {"code", "message", "details"}}`.
+* Writes need an API key in the `X-API-Key` header (registrar: `POST /models`; revoker:
+  `POST /models/{digest}/revoke`); reads need one only when the service is configured so.
+* Request bodies are limited to `REGISTRY_MAX_UPLOAD_BYTES` (413 beyond it, also for chunked
+  uploads).
+"""
+
+
+def _build_services(settings: Settings, client: RegistryClient | None) -> Services:
+    from registry.connection import MEMORY, connect, memory_client
+
+    def connect_now() -> RegistryClient:
+        # The contract's identity is checked on every call anyway (client-side TTL); here only
+        # the endpoint and the deployment are resolved, so a wrong chain still starts and 503s.
+        return connect(settings, need_contract=False)
+
+    if client is None:
+        if settings.rpc_url == MEMORY:
+            client = memory_client(settings)
+            log.warning("serving an in-process 'memory' chain: its records end with the process")
+        else:
+            try:
+                client = connect_now()
+            except ChainUnavailable as exc:
+                log.warning("chain not reachable at start-up (%s); answering 503 until it is", exc)
+    return Services(settings, connect=connect_now, client=client)
+
+
+def create_app(settings: Settings, *, client: RegistryClient | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = await run_in_threadpool(_build_services, settings, client)
+        yield
+
+    app = FastAPI(
+        title="Medical model registry: clinic service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    for module in (health, verify, models, predict, web):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+    return app

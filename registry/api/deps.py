@@ -1,0 +1,137 @@
+"""What a request handler needs, built once per process at start-up and handed out per request.
+
+``Services`` holds the chain client, the one inference gate, the store, the audit log, the API
+keys and the clinic policy. The chain connection is lazy when it has to be: if the node is down
+when the service starts, the service still starts and answers 503 until the node is back;
+nothing remembers a failure, so the first request after the node returns connects again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from registry.api.auth import API_KEY_HEADER, ApiRole, Caller, KeyRing
+from registry.audit import AuditLog
+from registry.chain import RegistryClient
+from registry.config import Settings
+from registry.errors import RegistryError
+from registry.gate import Gate
+from registry.store import FileStore
+from registry.verify import Policy
+
+
+class Services:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connect: Callable[[], RegistryClient],
+        client: RegistryClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = Policy.from_settings(settings)
+        self.keys = KeyRing.parse(
+            settings.api_keys.get_secret_value() if settings.api_keys else None
+        )
+        self.store = FileStore(settings.data_dir / "store")
+        self.audit = AuditLog(settings.data_dir / "audit.log")
+        self._connect = connect
+        self._client = client
+        self._gate: Gate | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def endpoint(self) -> str:
+        if self._client is not None:
+            return self._client.endpoint
+        return self.settings.rpc_url or "local anvil"
+
+    def client(self) -> RegistryClient:
+        """The chain client, connecting first if start-up could not (raises ChainUnavailable)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def gate(self) -> Gate:
+        """The process's one inference gate (models loaded once, validity re-read per TTL)."""
+        client = self.client()
+        if self._gate is None:
+            with self._lock:
+                if self._gate is None:
+                    self._gate = Gate(
+                        client, self.policy, validity_ttl_s=self.settings.validity_ttl_s
+                    )
+        return self._gate
+
+    @contextlib.contextmanager
+    def audited(self, event: str, caller: Caller, **fields: Any) -> Iterator[dict[str, Any]]:
+        """Record one audit entry for the block: the fields it fills in, and how it ended.
+
+        The block sets ``outcome`` (a verdict, ``registered``...) and whatever identifies the
+        operation (digest, block, tx); an error that leaves the block is recorded with its code
+        as the outcome, then re-raised. Identifiers only: the log itself refuses content.
+        """
+        # pid: which worker process answered (each has its own gate and validity cache).
+        entry: dict[str, Any] = {
+            "digest": None,
+            "block": None,
+            "outcome": None,
+            "pid": os.getpid(),
+            **fields,
+        }
+        try:
+            yield entry
+        except RegistryError as exc:
+            entry["outcome"] = exc.code
+            self.audit.append(event, who=caller.id, **entry)
+            raise
+        self.audit.append(event, who=caller.id, **entry)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+_api_key = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="registrar / revoker keys for writes; any configured key for reads when the "
+    "service requires keys for reads (REGISTRY_REQUIRE_KEY_FOR_READS)",
+)
+
+
+def get_caller(
+    request: Request, services: ServicesDep, key: Annotated[str | None, Security(_api_key)]
+) -> Caller:
+    return services.keys.identify(key, request.client.host if request.client else None)
+
+
+def _requiring(role: ApiRole | None) -> Callable[..., Caller]:
+    def dependency(caller: Annotated[Caller, Depends(get_caller)], services: ServicesDep) -> Caller:
+        if role is not None or services.settings.require_key_for_reads:
+            services.keys.require(caller, role)
+        return caller
+
+    return dependency
+
+
+Reader = Annotated[Caller, Depends(_requiring(None))]
+Registrar = Annotated[Caller, Depends(_requiring(ApiRole.REGISTRAR))]
+Revoker = Annotated[Caller, Depends(_requiring(ApiRole.REVOKER))]

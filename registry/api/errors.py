@@ -1,0 +1,202 @@
+"""Exception -> HTTP status, in one table and one handler.
+
+Every error the service sends has the body ``{"error": {"code", "message", "details"}}``: the
+registry's own errors (``RegistryError.to_dict()``), FastAPI's request validation errors, Starlette's
+HTTP errors (unknown route, wrong method) and, for a genuine bug, a 500 without a traceback.
+
+The table is ordered from the most specific class to the most general; the first ``isinstance``
+match wins, so a subclass listed before its base can get its own status.
+
+    InvalidCheckpoint, PickleRejected      422  the upload is not a checkpoint this registry loads
+    PayloadTooLarge                        413
+    InvalidInput (and the rest of it)      400
+    Unauthenticated                        401  no API key, or a key nobody configured
+    Forbidden                              403  a valid key without the role
+    NotVerified                            403  unknown to the gate, revoked, policy, unconfirmed
+    NotFound, UnknownModel                 404
+    AlreadyRegistered, AlreadyRevoked      409
+    MissingRole, NotAllowedToRevoke, ...   403  the contract refused the service's signing key
+    other ContractRevert                   400  the contract refused the request's values
+    ChainUnavailable, WrongChain,
+    ContractMismatch                       503  nothing can be verified: fail closed
+    AuditLogCorrupt                        503  nothing is served that cannot be recorded
+    other ChainError (TransactionFailed)   502
+    ConfigurationError, StoreError         500  the service is misconfigured or its disk is bad
+    training errors (TrainingError)        422  a header the training side refuses
+    RequestValidationError                 422  FastAPI's own parameter/body validation
+    StarletteHTTPException                 its status (404 route, 405 method...)
+    anything else                          500  ``internal_error``, logged with its traceback
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from registry.contract_errors import (
+    AlreadyRegistered,
+    AlreadyRevoked,
+    MissingRole,
+    NotAdmin,
+    NotAllowedToRevoke,
+    NotPendingAdmin,
+    UnknownModel,
+)
+from registry.errors import (
+    AuditLogCorrupt,
+    ChainError,
+    ChainUnavailable,
+    ConfigurationError,
+    ContractMismatch,
+    ContractRevert,
+    Forbidden,
+    InvalidCheckpoint,
+    InvalidInput,
+    NotFound,
+    NotVerified,
+    PayloadTooLarge,
+    RegistryError,
+    StoreError,
+    Unauthenticated,
+    WrongChain,
+)
+from training.errors import TrainingError
+
+log = logging.getLogger("registry.api")
+
+STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
+    (InvalidCheckpoint, 422),
+    (PayloadTooLarge, 413),
+    (InvalidInput, 400),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (NotVerified, 403),
+    (NotFound, 404),
+    (UnknownModel, 404),
+    (AlreadyRegistered, 409),
+    (AlreadyRevoked, 409),
+    (MissingRole, 403),
+    (NotAdmin, 403),
+    (NotPendingAdmin, 403),
+    (NotAllowedToRevoke, 403),
+    (ContractRevert, 400),
+    (ChainUnavailable, 503),
+    (WrongChain, 503),
+    (ContractMismatch, 503),
+    (AuditLogCorrupt, 503),
+    (ChainError, 502),
+    (ConfigurationError, 500),
+    (StoreError, 500),
+    (TrainingError, 422),
+    (RequestValidationError, 422),
+)
+
+# Headers that tell a client what to do next.
+RETRY_AFTER_S = "2"
+
+
+def status_for(exc: BaseException) -> int:
+    if isinstance(exc, StarletteHTTPException):
+        return exc.status_code
+    for cls, status in STATUS_TABLE:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _body(exc: BaseException, status: int) -> dict[str, Any]:
+    if isinstance(exc, RegistryError):
+        details = dict(exc.details)
+        if isinstance(exc, NotVerified) and hasattr(exc.verdict, "to_dict"):
+            details["verdict"] = exc.verdict.to_dict()
+        return error_body(exc.code, exc.message, details)
+    if isinstance(exc, TrainingError):
+        return error_body("invalid_checkpoint", str(exc), {"problem": exc.code})
+    if isinstance(exc, RequestValidationError):
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+        return error_body(
+            "invalid_request",
+            f"the request does not match what this endpoint takes ({where}); see /docs",
+            {"errors": errors},
+        )
+    if isinstance(exc, StarletteHTTPException):
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        code = phrase.lower().replace(" ", "_").replace("-", "_") or "http_error"
+        message = exc.detail if isinstance(exc.detail, str) else phrase
+        if status == 404 and message == phrase:
+            message = "no such endpoint; the API is described at /docs"
+        return error_body(code, message)
+    return error_body(
+        "internal_error",
+        "the service failed on this request; it has been logged. Try again, and report it "
+        "if it persists",
+    )
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    """The one place an exception becomes an HTTP response."""
+    status = status_for(exc)
+    if status >= 500 and not isinstance(exc, RegistryError):
+        log.error("unhandled error", exc_info=exc)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+    if status == 503:
+        headers["Retry-After"] = RETRY_AFTER_S
+    if isinstance(exc, StarletteHTTPException) and exc.headers:
+        headers.update(exc.headers)
+    return JSONResponse(jsonable_encoder(_body(exc, status)), status_code=status, headers=headers)
+
+
+async def handle(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(exc)
+
+
+def install(app: FastAPI) -> None:
+    """Route every exception class through ``handle`` (Exception last: a bug, still our shape)."""
+    for cls in (RegistryError, TrainingError, RequestValidationError, StarletteHTTPException):
+        app.add_exception_handler(cls, handle)
+    app.add_exception_handler(Exception, handle)
+
+
+# --- OpenAPI -----------------------------------------------------------------------------------
+
+_DESCRIPTIONS = {
+    400: "Bad input: a malformed digest, image, model card or parameter (`invalid_input` family)",
+    401: "No API key, or one that is not configured (`unauthenticated`)",
+    403: "The key lacks the role (`forbidden`), or the checkpoint may not be used: "
+    "unknown / revoked / policy / unconfirmed (`not_verified`, details.reason)",
+    404: "Unknown digest, nothing stored under it, or no such endpoint (`not_found`)",
+    409: "Conflicts with the chain's state (`already_registered`, `already_revoked`)",
+    413: "Body, image or pixel count over the configured limit (`payload_too_large`)",
+    422: "Not a loadable safetensors checkpoint (`invalid_checkpoint`, `pickle_rejected`), "
+    "or the request does not match the schema (`invalid_request`)",
+    500: "Misconfiguration, a corrupt store, or a bug (`internal_error`); never a traceback",
+    502: "The chain answered unexpectedly (`transaction_failed`, `chain_error`)",
+    503: "The chain cannot be asked, is the wrong chain or holds the wrong contract: nothing is "
+    "verified and no inference runs (`chain_unavailable`, `wrong_chain`, `contract_mismatch`)",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses (plus 500, always possible)."""
+    from registry.api.schemas import ErrorResponse
+
+    wanted: Sequence[int] = sorted({*statuses, 500})
+    return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in wanted}

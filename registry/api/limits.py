@@ -1,0 +1,101 @@
+"""A request body limit enforced while the body streams in, for every route and content type.
+
+A client can announce a size (``Content-Length``) or not (chunked transfer). Either way the service
+must stop reading once the limit is passed instead of buffering a gigabyte first, and that must
+hold for multipart uploads too, whose parser sits inside FastAPI. So this is plain ASGI middleware
+around the whole app:
+
+- a ``Content-Length`` over the limit is answered 413 before a byte of the body is read;
+- otherwise ``receive`` is wrapped and counts bytes as they arrive; the message that passes the
+  limit raises ``PayloadTooLarge`` instead of being delivered, so at most the limit plus one
+  network chunk is ever held;
+- whatever the layers inside do with that exception (FastAPI turns errors raised while it parses
+  a form into a generic 400), the response that goes out is the 413: the middleware remembers
+  that the limit fired and substitutes its own answer for the inner one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from registry.api.errors import error_response
+from registry.errors import InvalidInput, PayloadTooLarge
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if isinstance(declared, InvalidInput):
+            await _send_error(send, declared)
+            return
+        if declared is not None and declared > self.max_bytes:
+            await _send_error(send, PayloadTooLarge("request body", declared, self.max_bytes))
+            return
+
+        state: dict[str, Any] = {"received": 0, "error": None, "started": False, "done": False}
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["error"] = PayloadTooLarge(
+                        "request body", state["received"], self.max_bytes
+                    )
+                    raise state["error"]
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if state["done"]:
+                return
+            if state["error"] is not None and not state["started"]:
+                # The inner app answered after the limit fired (perhaps with its own 400):
+                # the client gets the 413 that explains what happened instead.
+                state["done"] = True
+                await _send_error(send, state["error"])
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except PayloadTooLarge:
+            if state["error"] is None or state["started"]:
+                raise
+            if not state["done"]:
+                await _send_error(send, state["error"])
+
+
+def _content_length(scope: Scope) -> int | InvalidInput | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            text = value.decode("latin-1").strip()
+            if not text.isdigit():
+                return InvalidInput(
+                    f"Content-Length {text[:40]!r} is not a byte count", content_length=text[:40]
+                )
+            return int(text)
+    return None
+
+
+async def _send_error(send: Send, exc: Exception) -> None:
+    response = error_response(exc)
+    # The rest of the body is not read: tell the client not to reuse this connection.
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": [*response.raw_headers, (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})

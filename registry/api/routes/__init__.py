@@ -1,0 +1,1 @@
+"""The service's endpoints, one module per area; ``app.create_app`` includes every router."""

@@ -1,0 +1,64 @@
+"""``GET /health``: can this service verify anything right now?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from registry.api.deps import ServicesDep
+from registry.api.errors import RETRY_AFTER_S
+from registry.api.schemas import HealthOut
+from registry.errors import ChainError, ChainUnavailable, ConfigurationError, WrongChain
+
+router = APIRouter(tags=["service"])
+
+
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    summary="Chain reachable, right chain and contract, gate open",
+    responses={
+        503: {
+            "model": HealthOut,
+            "description": "The chain cannot be asked, or it is the wrong chain or contract: "
+            "the gate is closed. Same body, with `error` set ({code, message, details}).",
+        }
+    },
+)
+def health(services: ServicesDep) -> Any:
+    """200 when the chain answers with the expected chain id and contract code; 503 otherwise.
+
+    The identity is checked afresh on every call (not from the client's cache), so this is the
+    place to watch when the node restarts.
+    """
+    try:
+        client = services.client()
+        identity = client.check_identity(force=True)
+        head = client.head()
+    except (ChainError, ConfigurationError) as exc:
+        return JSONResponse(
+            {
+                "status": "unavailable",
+                "chain_reachable": not isinstance(exc, ChainUnavailable | ConfigurationError),
+                "endpoint": services.endpoint,
+                "chain_id": exc.actual if isinstance(exc, WrongChain) else None,
+                "contract": services.client().address if services.connected else None,
+                "latest_block": None,
+                "gate_open": False,
+                "error": exc.to_dict(),
+            },
+            status_code=503,
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    return {
+        "status": "ok",
+        "chain_reachable": True,
+        "endpoint": client.endpoint,
+        "chain_id": identity.chain_id,
+        "contract": identity.address,
+        "latest_block": head,
+        "gate_open": True,
+        "error": None,
+    }

@@ -1,0 +1,289 @@
+"""The registry's records: list, show, download, register (registrar key), revoke (revoker key)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from registry.api.auth import Caller
+from registry.api.cards import card_facts, parse_card
+from registry.api.deps import Reader, Registrar, Revoker, Services, ServicesDep
+from registry.api.errors import responses
+from registry.api.schemas import (
+    ModelDetailOut,
+    ModelListOut,
+    RecordOut,
+    RegistrationOut,
+    RevokeIn,
+)
+from registry.api.uploads import file_bytes, read_form, text_field
+from registry.checkpoint_guard import inspect_checkpoint
+from registry.errors import InvalidInput, InvalidModelCard, NotFound
+from registry.gate import refusal
+from registry.hashing import Digest, digest_bytes, parse_optional
+from registry.records import ModelRecord, RegisterRequest, RevocationReason
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def not_registered(digest: Digest) -> NotFound:
+    return NotFound(
+        f"no checkpoint {digest} is registered on this chain; check the digest "
+        "(`registry hash FILE`), or the file was never released",
+        digest=str(digest),
+    )
+
+
+def not_stored(digest: Digest) -> NotFound:
+    return NotFound(
+        f"this service does not hold the checkpoint {digest}; a registrar uploads it with "
+        "POST /models (checkpoint + model card)",
+        digest=str(digest),
+        stored=False,
+    )
+
+
+@router.get(
+    "",
+    response_model=ModelListOut,
+    summary="List registered checkpoints",
+    responses=responses(400, 401, 422, 502, 503),
+)
+def list_models(
+    services: ServicesDep,
+    caller: Reader,
+    registrant: Annotated[
+        str | None, Query(description="only those registered by this 0x address")
+    ] = None,
+    valid: Annotated[
+        bool | None, Query(description="true: only valid ones; false: only revoked ones")
+    ] = None,
+) -> Any:
+    if registrant is not None and not _ADDRESS.fullmatch(registrant):
+        raise InvalidInput(
+            f"registrant {registrant[:60]!r} is not a 0x-prefixed 40-hex-digit address",
+            registrant=registrant[:60],
+        )
+    records = services.client().list_models(registrant=registrant, valid=valid)
+    models = [
+        {**r.to_dict(), "stored": services.store.has(r.digest.hex, "checkpoint")} for r in records
+    ]
+    return {"count": len(models), "models": models}
+
+
+@router.get(
+    "/{digest}",
+    response_model=ModelDetailOut,
+    summary="A checkpoint's record, lineage, children and model card",
+    responses=responses(400, 401, 404, 502, 503),
+)
+def show_model(digest: str, services: ServicesDep, caller: Reader) -> Any:
+    wanted = Digest.parse(digest)
+    client = services.client()
+    record = client.get(wanted)
+    if record is None:
+        raise not_registered(wanted)
+    return {
+        "record": record.to_dict(),
+        "stored": services.store.has(wanted.hex, "checkpoint"),
+        "lineage": [r.to_dict() for r in client.lineage(wanted)],
+        "children": [str(d) for d in client.children(wanted)],
+        "card": _stored_card(services, record),
+    }
+
+
+def _stored_card(services: Services, record: ModelRecord) -> dict[str, Any] | None:
+    if not services.store.has(record.card_digest.hex, "card"):
+        return None
+    card = json.loads(services.store.get(record.card_digest.hex, "card"))
+    return card if isinstance(card, dict) else None
+
+
+@router.get(
+    "/{digest}/checkpoint",
+    summary="Download the stored checkpoint (only while it is verified)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The checkpoint bytes, exactly as registered",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **responses(400, 401, 403, 404, 502, 503),
+    },
+)
+def download_checkpoint(digest: str, services: ServicesDep, caller: Reader) -> Response:
+    """Served only when a fresh check finds the checkpoint registered, unrevoked and within the
+    clinic's policy (403 with the reason otherwise; 404 when unknown or not stored). The bytes are
+    re-hashed on the way out of the store."""
+    wanted = Digest.parse(digest)
+    with services.audited("download", caller, digest=str(wanted)) as entry:
+        verdict = services.gate().check(wanted)
+        entry.update(block=verdict.checked_block, outcome=verdict.reason)
+        if verdict.reason == "unknown":
+            raise not_registered(wanted)
+        if not verdict.verified:
+            raise refusal(verdict)
+        if not services.store.has(wanted.hex, "checkpoint"):
+            raise not_stored(wanted)
+        data = services.store.get(wanted.hex, "checkpoint")
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{wanted.hex[:16]}.safetensors"',
+            "X-Checkpoint-Digest": str(wanted),
+        },
+    )
+
+
+@router.post(
+    "",
+    response_model=RegistrationOut,
+    status_code=201,
+    summary="Register a checkpoint with its model card (registrar key)",
+    responses={
+        200: {"model": RegistrationOut, "description": "Already registered with identical fields"},
+        **responses(400, 401, 403, 409, 413, 422, 502, 503),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["checkpoint", "card"],
+                        "properties": {
+                            "checkpoint": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "the .safetensors checkpoint",
+                            },
+                            "card": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "the model card JSON: names the checkpoint's "
+                                "sha256, its test accuracy (basis points) and the test set's "
+                                "digest",
+                            },
+                            "parent": {
+                                "type": "string",
+                                "description": "digest of the version this one derives from "
+                                "(default: the card's parent)",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def register_model(
+    request: Request, response: Response, services: ServicesDep, caller: Registrar
+) -> Any:
+    """The header is checked (never deserialised), the accuracy and test-set digest are read from
+    the card, the card must name this checkpoint's digest, both files are stored by digest, and
+    the registration is sent to the chain. 201 when new; 200 with `already_registered` when the
+    same checkpoint was already registered with identical fields by this service's key."""
+    form = await read_form(request, max_files=2)
+    checkpoint = await file_bytes(form, "checkpoint")
+    card = await file_bytes(form, "card")
+    parent = text_field(form, "parent")
+    assert checkpoint is not None and card is not None
+    result = await run_in_threadpool(_register, services, caller, checkpoint, card, parent)
+    if result["already_registered"]:
+        response.status_code = 200
+    return result
+
+
+def _register(
+    services: Services, caller: Caller, checkpoint: bytes, card: bytes, parent: str | None
+) -> dict[str, Any]:
+    digest = digest_bytes(checkpoint)
+    with services.audited("register", caller, digest=str(digest)) as entry:
+        inspect_checkpoint(checkpoint)
+        facts = card_facts(parse_card(card))
+        if facts.checkpoint != digest:
+            raise InvalidModelCard(
+                f"the model card describes the checkpoint {facts.checkpoint}, but the uploaded "
+                f"checkpoint is {digest}; upload the card written for this file",
+                card_checkpoint=str(facts.checkpoint),
+                checkpoint=str(digest),
+            )
+        given_parent = parse_optional(parent)
+        if given_parent and facts.parent and given_parent != facts.parent:
+            raise InvalidInput(
+                f"the parent field ({given_parent}) and the model card's parent "
+                f"({facts.parent}) differ; the card is anchored, so it must say the same",
+                parent=str(given_parent),
+                card_parent=str(facts.parent),
+            )
+        request = RegisterRequest(
+            digest=digest,
+            accuracy_bps=facts.accuracy_bps,
+            test_set_digest=facts.test_set_digest,
+            card_digest=digest_bytes(card),
+            parent=given_parent or facts.parent,
+        )
+        # Stored before the transaction: once a record exists its bytes must be here. Bytes
+        # that never get registered are harmless: nothing unverified is ever served.
+        services.store.put(checkpoint, "checkpoint")
+        services.store.put(card, "card")
+        result = services.client().register(request)
+        entry.update(
+            block=result.block_number,
+            tx=result.tx_hash,
+            outcome="already_registered" if result.already_registered else "registered",
+        )
+    return result.to_dict()
+
+
+@router.post(
+    "/{digest}/revoke",
+    response_model=RecordOut,
+    summary="Revoke a checkpoint for good (revoker key)",
+    responses=responses(400, 401, 403, 404, 409, 413, 422, 502, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RevokeIn.model_json_schema()}},
+        }
+    },
+)
+async def revoke_model(
+    digest: str, request: Request, services: ServicesDep, caller: Revoker
+) -> Any:
+    """One-way: every gate refuses the checkpoint within its validity TTL (1 s by default).
+
+    Body: `{"reason": "safety-issue", "replacement": "sha256:..."}` (replacement optional)."""
+    wanted = Digest.parse(digest)
+    try:
+        # pydantic-core's depth-bounded parser, not json.loads (see uploads.parse_json).
+        body = RevokeIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    return await run_in_threadpool(_revoke, services, caller, wanted, body)
+
+
+def _revoke(services: Services, caller: Caller, wanted: Digest, body: RevokeIn) -> Any:
+    with services.audited("revoke", caller, digest=str(wanted)) as entry:
+        reason = RevocationReason.parse(body.reason)
+        record = services.client().revoke(wanted, reason, parse_optional(body.replacement))
+        revocation = record.revocation
+        entry.update(
+            block=revocation.block_number if revocation else None,
+            tx=revocation.tx_hash if revocation else None,
+            outcome="revoked",
+            reason=reason.label,
+        )
+    return record.to_dict()

@@ -1,0 +1,139 @@
+"""Response and request models: what the OpenAPI document promises, field by field.
+
+They mirror the ``to_dict()`` forms of ``registry.records`` and ``registry.gate`` (digests as
+``sha256:<hex>``, times as ISO-8601 UTC), so a route returns those dictionaries and FastAPI checks
+them against these models on the way out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable name, e.g. `not_verified`")
+    message: str = Field(description="what happened, the offending value, what to do next")
+    details: dict[str, Any] = Field(description="the offending values, by name")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class RevocationOut(BaseModel):
+    revoked_at: str
+    block_number: int
+    reason: str = Field(description="e.g. `safety-issue`, `superseded`")
+    reason_code: int
+    replacement: str | None = Field(description="digest of the checkpoint to use instead")
+    revoker: str | None
+    tx_hash: str | None
+
+
+class RecordOut(BaseModel):
+    digest: str
+    registrant: str
+    registered_at: str
+    registered_block: int
+    registration_tx: str | None
+    accuracy_bps: int = Field(description="basis points: 9731 = 97.31 %")
+    accuracy_percent: float
+    test_set_digest: str = Field(description="the test split the accuracy was measured on")
+    card_digest: str
+    parent: str | None
+    valid: bool
+    revocation: RevocationOut | None
+
+
+class VerdictOut(BaseModel):
+    verified: bool
+    reason: Literal["verified", "unknown", "revoked", "policy", "unconfirmed"]
+    detail: str
+    digest: str
+    chain_id: int
+    contract: str
+    checked_block: int
+    policy_failures: list[str]
+    record: RecordOut | None
+    stored: bool = Field(
+        description="whether this service holds the checkpoint's bytes (needed for /predict)"
+    )
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "unavailable"]
+    chain_reachable: bool
+    endpoint: str
+    chain_id: int | None
+    contract: str | None
+    latest_block: int | None
+    gate_open: bool = Field(
+        description="true only when the chain id and the contract's code check out"
+    )
+    error: ErrorDetail | None = None
+
+
+class ModelSummary(RecordOut):
+    stored: bool
+
+
+class ModelListOut(BaseModel):
+    count: int
+    models: list[ModelSummary]
+
+
+class ModelDetailOut(BaseModel):
+    record: RecordOut
+    stored: bool
+    lineage: list[RecordOut] = Field(description="the checkpoint first, then its ancestors")
+    children: list[str] = Field(description="digests registered with this one as parent")
+    card: dict[str, Any] | None = Field(description="the model card, when this service holds it")
+
+
+class RegistrationOut(BaseModel):
+    tx_hash: str | None
+    block_number: int
+    gas_used: int | None
+    already_registered: bool
+    record: RecordOut
+
+
+class RevokeIn(BaseModel):
+    reason: str | int = Field(
+        description="superseded, safety-issue, performance-degradation, data-problem, "
+        "security-compromise, regulatory, registered-in-error, other (or the code)",
+        examples=["safety-issue"],
+    )
+    replacement: str | None = Field(
+        default=None, description="digest of a registered checkpoint to use instead"
+    )
+
+
+class PredictionItem(BaseModel):
+    class_index: int
+    label: str
+    probabilities: list[float]
+
+
+class ProvenanceOut(BaseModel):
+    model_digest: str
+    chain_id: int
+    contract: str
+    registrant: str
+    registration_tx: str | None
+    registration_block: int
+    validity_confirmed_at_block: int = Field(
+        description="the block at which the model's validity was last read from the chain"
+    )
+    accuracy_bps: int
+    test_set_digest: str
+    card_digest: str
+    parent: str | None
+
+
+class PredictionOut(BaseModel):
+    predictions: list[PredictionItem]
+    class_names: list[str]
+    provenance: ProvenanceOut

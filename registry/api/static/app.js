@@ -1,0 +1,317 @@
+// The clinic page: check a model file against the registry, then analyse an image with it.
+// Vanilla JS, no external resources. Server text is only ever inserted with textContent.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+
+  // The model the page may use: set only by a VERIFIED answer for a model the service stores.
+  let usable = null;
+
+  const REASONS = {
+    unknown:
+      "This file does not match any registered model. It may have been modified or damaged, " +
+      "or it was never released. Do not use it.",
+    revoked: "This model has been withdrawn from use.",
+    policy: "This model is registered, but it does not meet this clinic's requirements.",
+    unconfirmed:
+      "This model was registered very recently and is not yet confirmed. Try again in a few minutes.",
+  };
+
+  const REVOCATION_REASONS = {
+    superseded: "replaced by a newer version",
+    "safety-issue": "a safety issue",
+    "performance-degradation": "performance degradation",
+    "data-problem": "a problem with its data",
+    "security-compromise": "a security compromise",
+    regulatory: "a regulatory decision",
+    "registered-in-error": "it was registered in error",
+    other: "another reason",
+  };
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) {
+        node.append(typeof child === "string" ? document.createTextNode(child) : child);
+      }
+    }
+    return node;
+  }
+
+  function facts(rows) {
+    const list = el("dl", { class: "facts" });
+    for (const [label, value, mono] of rows) {
+      if (value === null || value === undefined || value === "") continue;
+      list.append(el("dt", { text: label }), el("dd", { class: mono ? "mono" : "", text: String(value) }));
+    }
+    return list;
+  }
+
+  function when(iso) {
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? iso : date.toLocaleString(undefined, { dateStyle: "long", timeStyle: "short" });
+  }
+
+  function percent(bps) {
+    return (bps / 100).toFixed(2) + " %";
+  }
+
+  function headers(extra = {}) {
+    const key = $("api-key").value.trim();
+    return key ? { ...extra, "X-API-Key": key } : extra;
+  }
+
+  class ApiError extends Error {
+    constructor(status, error) {
+      super(error.message);
+      this.status = status;
+      this.code = error.code;
+      this.details = error.details || {};
+    }
+  }
+
+  async function call(url, options = {}) {
+    let response;
+    try {
+      response = await fetch(url, { ...options, headers: headers(options.headers) });
+    } catch (e) {
+      throw new ApiError(0, { code: "network", message: "The service could not be reached. Check the connection and try again." });
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (e) {
+      body = null;
+    }
+    if (!response.ok) {
+      const error = body && body.error ? body.error : { code: "http_" + response.status, message: "The service answered with status " + response.status + "." };
+      throw new ApiError(response.status, error);
+    }
+    return body;
+  }
+
+  function show(box, ...children) {
+    box.replaceChildren(...children);
+    box.hidden = false;
+  }
+
+  // --- service status ------------------------------------------------------------------------
+
+  async function checkHealth() {
+    const status = $("service-status");
+    try {
+      const health = await call("/health");
+      status.dataset.state = "ok";
+      status.textContent = "Connected to the registry (chain " + health.chain_id + ", block " + health.latest_block + ").";
+    } catch (e) {
+      status.dataset.state = "down";
+      status.textContent = "The registry cannot be reached: no model can be checked or used right now.";
+    }
+  }
+
+  // --- step 1: verify ------------------------------------------------------------------------
+
+  function recordFacts(verdict) {
+    const r = verdict.record;
+    const rows = [["Model fingerprint", verdict.digest, true]];
+    if (r) {
+      rows.push(
+        ["Registered by", r.registrant, true],
+        ["Registered on", when(r.registered_at)],
+        ["Accuracy", percent(r.accuracy_bps) + " on the held-out test set"],
+        ["Test set", r.test_set_digest, true],
+        ["Model card", r.card_digest, true],
+        ["Previous version", r.parent || "none (first version)", Boolean(r.parent)],
+        ["Registration block", r.registered_block],
+      );
+      if (r.revocation) {
+        const v = r.revocation;
+        rows.push(
+          ["Withdrawn on", when(v.revoked_at)],
+          ["Reason", REVOCATION_REASONS[v.reason] || v.reason],
+          ["Use instead", v.replacement || "no replacement named", Boolean(v.replacement)],
+        );
+      }
+    }
+    rows.push(["Chain", verdict.chain_id], ["Registry contract", verdict.contract, true], ["Checked at block", verdict.checked_block]);
+    return facts(rows);
+  }
+
+  function renderVerdict(verdict) {
+    const box = $("verify-result");
+    box.classList.remove("error");
+    box.dataset.verified = String(verdict.verified);
+    let explain;
+    if (verdict.verified) {
+      explain = "This file is exactly the registered model, and it has not been withdrawn.";
+    } else {
+      explain = REASONS[verdict.reason] || verdict.detail;
+      if (verdict.reason === "policy" && verdict.policy_failures.length) {
+        explain += " " + verdict.policy_failures.join("; ") + ".";
+      }
+    }
+    show(
+      box,
+      el("p", { class: "verdict", text: verdict.verified ? "VERIFIED" : "NOT VERIFIED" }),
+      el("p", { class: "explain", text: explain }),
+      recordFacts(verdict),
+    );
+  }
+
+  function renderVerifyError(error) {
+    const box = $("verify-result");
+    box.dataset.verified = "false";
+    if (error.status === 422 || error.status === 400 || error.status === 413) {
+      box.classList.remove("error");
+      show(
+        box,
+        el("p", { class: "verdict", text: "NOT VERIFIED" }),
+        el("p", { class: "explain", text: "This is not a model file this system can check. It was not opened." }),
+        el("p", { class: "mono", text: error.message }),
+      );
+    } else {
+      box.classList.add("error");
+      show(
+        box,
+        el("p", { class: "verdict", text: "CANNOT CHECK RIGHT NOW" }),
+        el("p", { class: "explain", text: "Nothing can be verified at the moment, so the model must not be used." }),
+        el("p", { text: error.message }),
+      );
+    }
+  }
+
+  function setPredictable(model, hint) {
+    usable = model;
+    $("predict-fields").disabled = model === null;
+    $("predict-hint").textContent = hint;
+  }
+
+  function resetPrediction() {
+    for (const id of ["predict-result", "provenance"]) {
+      $(id).hidden = true;
+      $(id).replaceChildren();
+    }
+  }
+
+  async function verifyFile(file) {
+    resetPrediction();
+    setPredictable(null, "Available once a model file has been checked and found verified.");
+    const box = $("verify-result");
+    box.dataset.verified = "";
+    box.classList.remove("error");
+    show(box, el("p", { text: "Checking " + file.name + " against the registry…" }));
+    try {
+      const verdict = await call("/verify", {
+        method: "POST",
+        headers: { "Content-Type": "application/octet-stream" },
+        body: file,
+      });
+      renderVerdict(verdict);
+      if (verdict.verified && verdict.stored) {
+        setPredictable(verdict, "Using the verified model " + verdict.digest.slice(0, 19) + "…; choose an image to analyse.");
+      } else if (verdict.verified) {
+        setPredictable(
+          null,
+          "This model is verified, but this service does not hold a copy of it, so it cannot analyse " +
+            "images with it. Ask your administrator to upload it to the registry service.",
+        );
+      }
+    } catch (error) {
+      renderVerifyError(error);
+    }
+  }
+
+  // --- step 2: predict -----------------------------------------------------------------------
+
+  function renderPrediction(answer) {
+    const first = answer.predictions[0];
+    const bars = el("ol", { class: "bars", "aria-label": "Probability of each class" });
+    first.probabilities.forEach((p, i) => {
+      const pct = (p * 100).toFixed(1) + " %";
+      const fill = el("span");
+      fill.style.width = Math.max(0, Math.min(100, p * 100)) + "%";
+      bars.append(
+        el(
+          "li",
+          {},
+          el("span", { text: answer.class_names[i] }),
+          el("span", { class: "bar", role: "img", "aria-label": answer.class_names[i] + " " + pct }, fill),
+          el("span", { class: "pct", text: pct }),
+        ),
+      );
+    });
+    show(
+      $("predict-result"),
+      el("p", { class: "answer" }, "Result: ", el("strong", { text: first.label })),
+      bars,
+    );
+
+    const p = answer.provenance;
+    show(
+      $("provenance"),
+      el("h3", { text: "Which model answered" }),
+      facts([
+        ["Model fingerprint", p.model_digest, true],
+        ["Registered by", p.registrant, true],
+        ["Registration transaction", p.registration_tx, true],
+        ["Registration block", p.registration_block],
+        ["Still valid at block", p.validity_confirmed_at_block],
+        ["Accuracy", percent(p.accuracy_bps) + " on the test set below"],
+        ["Test set", p.test_set_digest, true],
+        ["Model card", p.card_digest, true],
+        ["Chain", p.chain_id],
+        ["Registry contract", p.contract, true],
+      ]),
+    );
+  }
+
+  async function predict() {
+    resetPrediction();
+    const box = $("predict-result");
+    box.classList.remove("error");
+    const file = $("image-input").files[0];
+    if (!usable) return;
+    if (!file) {
+      show(box, el("p", { text: "Choose an image (PNG or JPEG) first." }));
+      return;
+    }
+    const form = new FormData();
+    form.append("images", file, file.name);
+    const button = $("predict-button");
+    button.disabled = true;
+    show(box, el("p", { text: "Analysing…" }));
+    try {
+      renderPrediction(await call("/models/" + encodeURIComponent(usable.digest) + "/predict", { method: "POST", body: form }));
+    } catch (error) {
+      box.classList.add("error");
+      if (error.status === 403) {
+        setPredictable(null, "This model may no longer be used. Check the model file again.");
+        show(
+          box,
+          el("p", { class: "verdict", text: "REFUSED" }),
+          el("p", { text: "The registry no longer allows this model (" + (error.details.reason || "not verified") + "). No analysis was made." }),
+          el("p", { class: "mono", text: error.message }),
+        );
+      } else {
+        show(box, el("p", { class: "verdict", text: "NO RESULT" }), el("p", { text: error.message }));
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("checkpoint-input").addEventListener("change", (event) => {
+      const file = event.target.files[0];
+      if (file) verifyFile(file);
+    });
+    $("predict-button").addEventListener("click", predict);
+    checkHealth();
+  });
+})();
