@@ -11,7 +11,6 @@ revoker), clients for other funded accounts, and a decoder for the events of a t
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from hexbytes import HexBytes
 
 from registry.chain import RegistryClient
 from registry.connection import memory_client
+from registry.errors import RegistryError
 from registry.records import Role
 
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -49,6 +49,7 @@ class Backend:
     revert: Callable[[Any], None]
     mine: Callable[[int], None]
     node: Any = None  # the AnvilNode, for anvil
+    deployment: Any = None  # the Deployment record, for anvil
     _clients: list[RegistryClient] = field(default_factory=list)
 
     @property
@@ -102,6 +103,12 @@ class Backend:
             decoded.append((name, dict(contract.events[name]().process_log(log)["args"])))
         return decoded
 
+    def timestamp(self, tx_hash: str | bytes) -> int:
+        """The timestamp of the block that holds the transaction."""
+        w3 = self.client.w3
+        block = w3.eth.get_transaction_receipt(HexBytes(tx_hash))["blockNumber"]
+        return int(w3.eth.get_block(block)["timestamp"])
+
     def _reset(self) -> None:
         for client in (self.client, *self._clients):
             reset_client_caches(client)
@@ -153,66 +160,90 @@ def memory(_memory_backend: Backend) -> Iterator[Backend]:
 # --------------------------------------------------------------------------------------------
 
 
-def _anvil_available() -> bool:
+def _anvil_missing() -> str | None:
+    """Why anvil cannot run here, or None when it can."""
     try:
         from registry.anvil import find_anvil
-    except ImportError:
-        return False
+    except ImportError as exc:
+        return f"registry.anvil cannot be imported ({exc})"
     try:
         find_anvil()
-    except Exception:
-        return shutil.which("anvil") is not None
-    return True
+    except RegistryError as exc:
+        return exc.message
+    return None
+
+
+def start_anvil(**options: Any) -> Any:
+    """Start an AnvilNode (its port picked by the OS); skip the test when anvil is missing."""
+    missing = _anvil_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    from registry.anvil import AnvilNode
+
+    return AnvilNode(**options).start()
 
 
 @pytest.fixture(scope="session")
-def anvil_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """An anvil node on a free loopback port for the whole session, stopped at the end."""
-    if not _anvil_available():
-        pytest.skip("anvil is not installed (run `npm ci`) or registry.anvil is missing")
-    from registry.anvil import AnvilNode, free_port
-
-    node = AnvilNode(port=free_port(), state_dir=tmp_path_factory.mktemp("anvil"))
-    node.start()
+def anvil_node() -> Iterator[Any]:
+    """An ephemeral anvil node on a free loopback port for the whole session, stopped at the end."""
+    node = start_anvil()
     try:
         yield node
     finally:
         node.stop()
 
 
-@pytest.fixture(scope="session")
-def _anvil_backend(anvil_node: Any) -> Backend:
-    from registry.anvil import DEV_PRIVATE_KEYS
+@pytest.fixture
+def make_anvil_node() -> Iterator[Callable[..., Any]]:
+    """Start extra anvil nodes (AnvilNode options) for one test; all are stopped after it."""
+    nodes: list[Any] = []
 
+    def make(**options: Any) -> Any:
+        node = start_anvil(**options)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.stop()
+
+
+def anvil_backend(node: Any) -> Backend:
+    """Deploy the registry on ``node`` with dev key 0, which then holds every role."""
+    from registry.anvil import DEV_PRIVATE_KEYS
     from registry.chain import deploy_contract
     from registry.connection import make_web3
     from registry.keys import account_from_hex
 
-    w3 = make_web3(anvil_node.url, 10.0)
+    w3 = make_web3(node.url, 10.0)
     account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
-    client, _ = deploy_contract(w3, account, endpoint=anvil_node.url)
+    client, deployment = deploy_contract(w3, account, endpoint=node.url)
     client.grant_role(Role.REGISTRAR, account.address)
     client.grant_role(Role.REVOKER, account.address)
 
-    def rpc(method: str, *params: Any) -> Any:
-        response = w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
-        assert "error" not in response, response
-        return response["result"]
-
     def mine(blocks: int) -> None:
         for _ in range(blocks):
-            rpc("evm_mine")
+            node.rpc("evm_mine")
+
+    def revert(snapshot: Any) -> None:
+        assert node.rpc("evm_revert", [snapshot]) is True
 
     return Backend(
         kind="anvil",
         client=client,
         keys=list(DEV_PRIVATE_KEYS),
-        endpoint=anvil_node.url,
-        snapshot=lambda: rpc("evm_snapshot"),
-        revert=lambda snapshot: rpc("evm_revert", snapshot),
+        endpoint=node.url,
+        snapshot=lambda: node.rpc("evm_snapshot"),
+        revert=revert,
         mine=mine,
-        node=anvil_node,
+        node=node,
+        deployment=deployment,
     )
+
+
+@pytest.fixture(scope="session")
+def _anvil_backend(anvil_node: Any) -> Backend:
+    return anvil_backend(anvil_node)
 
 
 @pytest.fixture

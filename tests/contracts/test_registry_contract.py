@@ -59,7 +59,12 @@ def raw_register(
 
 
 def registered_event(
-    d: Digest, registrant: str, parent: Digest | None = None, accuracy: int = 9_731
+    chain,
+    tx_hash: str,
+    d: Digest,
+    registrant: str,
+    parent: Digest | None = None,
+    accuracy: int = 9_731,
 ) -> tuple[str, dict]:
     return (
         "ModelRegistered",
@@ -70,6 +75,22 @@ def registered_event(
             "accuracyBps": accuracy,
             "testSetDigest": TEST_SET.raw,
             "cardDigest": CARD.raw,
+            "registeredAt": chain.timestamp(tx_hash),
+        },
+    )
+
+
+def revoked_event(
+    chain, tx_hash: str, d: Digest, revoker: str, reason: int, replacement: Digest | None = None
+) -> tuple[str, dict]:
+    return (
+        "ModelRevoked",
+        {
+            "digest": d.raw,
+            "revoker": revoker,
+            "replacement": replacement.raw if replacement else ZERO32,
+            "reason": reason,
+            "revokedAt": chain.timestamp(tx_hash),
         },
     )
 
@@ -136,7 +157,9 @@ def test_register_emits_model_registered_with_every_field(memory) -> None:
     parent = memory.client.register(request("v1")).record.digest
     result = memory.client.register(request("v2", accuracy=9_800, parent=parent))
     assert memory.events(result.tx_hash) == [
-        registered_event(digest("v2"), memory.admin, parent=parent, accuracy=9_800)
+        registered_event(
+            memory, result.tx_hash, digest("v2"), memory.admin, parent=parent, accuracy=9_800
+        )
     ]
 
 
@@ -192,7 +215,7 @@ def test_register_accepts_accuracy_from_0_to_10000(memory, accuracy: int) -> Non
     result = memory.client.register(request("v1", accuracy=accuracy))
     assert result.record.accuracy_bps == accuracy
     assert memory.events(result.tx_hash) == [
-        registered_event(digest("v1"), memory.admin, accuracy=accuracy)
+        registered_event(memory, result.tx_hash, digest("v1"), memory.admin, accuracy=accuracy)
     ]
 
 
@@ -268,15 +291,7 @@ def test_revoke_emits_model_revoked_and_stores_reason_and_replacement(memory) ->
     record = client.revoke(digest("v1"), RevocationReason.SAFETY_ISSUE, digest("v2"))
     revocation = record.revocation
     assert memory.events(revocation.tx_hash) == [
-        (
-            "ModelRevoked",
-            {
-                "digest": digest("v1").raw,
-                "revoker": memory.admin,
-                "replacement": digest("v2").raw,
-                "reason": 2,
-            },
-        )
+        revoked_event(memory, revocation.tx_hash, digest("v1"), memory.admin, 2, digest("v2"))
     ]
     block = client.w3.eth.get_block(revocation.block_number)
     (stored,) = call(client, "getRecord", digest("v1").raw)
@@ -287,15 +302,7 @@ def test_revoke_without_replacement_emits_zero_replacement(memory) -> None:
     memory.client.register(request("v1"))
     record = memory.client.revoke(digest("v1"), RevocationReason.OTHER)
     assert memory.events(record.revocation.tx_hash) == [
-        (
-            "ModelRevoked",
-            {
-                "digest": digest("v1").raw,
-                "revoker": memory.admin,
-                "replacement": ZERO32,
-                "reason": 255,
-            },
-        )
+        revoked_event(memory, record.revocation.tx_hash, digest("v1"), memory.admin, 255)
     ]
 
 
@@ -373,15 +380,7 @@ def test_registrant_may_revoke_own_model_without_revoker_role(memory) -> None:
     assert not registrar.has_role(Role.REVOKER, memory.address(1))
     record = registrar.revoke(digest("v1"), RevocationReason.REGISTERED_IN_ERROR)
     assert memory.events(record.revocation.tx_hash) == [
-        (
-            "ModelRevoked",
-            {
-                "digest": digest("v1").raw,
-                "revoker": memory.address(1),
-                "replacement": ZERO32,
-                "reason": 7,
-            },
-        )
+        revoked_event(memory, record.revocation.tx_hash, digest("v1"), memory.address(1), 7)
     ]
 
 
@@ -398,15 +397,7 @@ def test_revoker_may_revoke_another_registrants_model(memory) -> None:
     revoker = memory.other(2, Role.REVOKER)
     record = revoker.revoke(digest("v1"), RevocationReason.SECURITY_COMPROMISE)
     assert memory.events(record.revocation.tx_hash) == [
-        (
-            "ModelRevoked",
-            {
-                "digest": digest("v1").raw,
-                "revoker": memory.address(2),
-                "replacement": ZERO32,
-                "reason": 5,
-            },
-        )
+        revoked_event(memory, record.revocation.tx_hash, digest("v1"), memory.address(2), 5)
     ]
 
 
