@@ -186,6 +186,8 @@ class RegistryClient:
                 f"the node at {self.endpoint} refused the request: {exc.message}"
             ) from exc
         except Exception as exc:
+            if exc.__class__.__name__ == "ValidationError":  # eth-tester refusing a transaction
+                raise ChainError(f"the chain refused the request: {exc}") from exc
             revert = _eth_tester_revert(exc)
             if revert is None:
                 raise
@@ -258,7 +260,8 @@ class RegistryClient:
 
     def admin(self) -> tuple[str, str | None]:
         pending = self._call("pendingAdmin")[0]
-        return self._call("admin")[0], (None if int(pending, 16) == 0 else pending)
+        admin = checksum(self._call("admin")[0])
+        return admin, (None if int(pending, 16) == 0 else checksum(pending))
 
     def _record_from_storage(self, digest: Digest, stored: Sequence[Any]) -> ModelRecord:
         registrant, registered_at, registered_block, accuracy, revoked_at, revoked_block = stored[
@@ -507,6 +510,9 @@ class RegistryClient:
     def remove_role(self, role: Role, account: str) -> str:
         return _hex(self._transact("removeRole", int(role), checksum(account))["transactionHash"])
 
+    def renounce_role(self, role: Role) -> str:
+        return _hex(self._transact("renounceRole", int(role))["transactionHash"])
+
     def transfer_admin(self, new_admin: str) -> str:
         return _hex(self._transact("transferAdmin", checksum(new_admin))["transactionHash"])
 
@@ -557,14 +563,37 @@ class RegistryClient:
             "data": tx["data"],
             "gas": tx["gas"],
         }
+        traced = self._traced_revert(tx_hash)
+        if traced is not None:
+            error = self._decoder.decode(traced)
+            error.details["tx_hash"] = tx_hash
+            return error
+        # No tracer (eth-tester, some nodes): replay on the block's final state, where an
+        # earlier transaction of the same block has already run, then on its parent's.
         block = int(receipt["blockNumber"])
-        for at in (block - 1, block):
+        for at in (block, block - 1):
             try:
                 self._io(lambda b=at: self.w3.eth.call(call, b))  # type: ignore[misc, arg-type]
             except ContractRevert as exc:
                 exc.details["tx_hash"] = tx_hash
                 return exc
         return TransactionFailed(tx_hash, "reverted without a recognisable reason (out of gas?)")
+
+    def _traced_revert(self, tx_hash: str) -> bytes | None:
+        """The exact revert data of a mined transaction, where the node offers a call tracer."""
+        if self.endpoint == "memory":
+            return None
+        try:
+            response = self.w3.provider.make_request(
+                "debug_traceTransaction",  # type: ignore[arg-type]
+                [tx_hash, {"tracer": "callTracer"}],
+            )
+        except (requests.exceptions.RequestException, Web3RPCError, ValueError, OSError):
+            return None  # no tracer, or it failed: replay instead
+        output = (
+            (response.get("result") or {}).get("output") if isinstance(response, dict) else None
+        )
+        return _bytes(output) if isinstance(output, str) and len(output) > 2 else None
 
     # ------------------------------------------------------------------------------------
     # Fees and nonces (one writer per key)
@@ -705,6 +734,9 @@ def deploy_contract(
     tx_hash = send_transaction(bootstrap, {"to": None, "data": _hex(data), "gas": DEPLOY_GAS})
     receipt = bootstrap.wait_for_receipt(tx_hash)
     if int(receipt["status"]) != 1 or not receipt.get("contractAddress"):
+        # Replay the creation as a call to report the constructor's own error (e.g. ZeroAddress).
+        creation = {"from": account.address, "data": _hex(data), "gas": DEPLOY_GAS}
+        bootstrap._io(lambda: w3.eth.call(creation, int(receipt["blockNumber"]) - 1))  # type: ignore[arg-type]
         raise TransactionFailed(tx_hash, "deploying the registry failed (status 0)")
     deployment = Deployment(
         chain_id=chain_id,

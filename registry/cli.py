@@ -164,6 +164,43 @@ def cmd_register(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace, out: Output) -> int:
+    from training.cli import run_train
+    from training.errors import TrainingError
+
+    try:
+        result = run_train(args)
+    except TrainingError as exc:
+        raise InvalidInput(str(exc)) from exc
+    data: dict[str, Any] = {
+        "checkpoint": str(result.checkpoint_path),
+        "card": str(result.card_path),
+        "checkpoint_digest": f"sha256:{result.checkpoint_sha256}",
+        "card_digest": f"sha256:{result.card_digest}",
+        "test_set_digest": f"sha256:{result.test_set_digest}",
+        "accuracy_bps": result.accuracy_bps,
+        "dataset": result.dataset_name,
+        "stand_in_dataset": result.is_stand_in,
+    }
+    human = (
+        f"trained {result.checkpoint_path} on {result.dataset_name}: test accuracy "
+        f"{result.accuracy_bps / 100:.2f} %"
+    )
+    if args.register:
+        request = RegisterRequest(
+            digest=Digest.parse(result.checkpoint_sha256),
+            accuracy_bps=result.accuracy_bps,
+            test_set_digest=Digest.parse(result.test_set_digest),
+            card_digest=Digest.parse(result.card_digest),
+            parent=parse_optional(result.parent_digest),
+        )
+        registration = _client(args).register(request)
+        data["registration"] = registration.to_dict()
+        human += f"; registered in block {registration.block_number}"
+    out.result(data, human)
+    return EXIT_OK
+
+
 def _explain(verdict: Verdict, name: str) -> str:
     if verdict.verified:
         return f"VERIFIED {name}: {verdict.detail} (chain {verdict.chain_id}, block {verdict.checked_block})"

@@ -49,7 +49,7 @@ def find_solc() -> Path:
         pass
     try:
         return Path(solcx.install_solc(SOLC_VERSION))
-    except Exception as exc:  # noqa: BLE001 - any download failure means "use the npm build"
+    except Exception as exc:
         print(f"py-solc-x could not install solc {SOLC_VERSION} ({exc.__class__.__name__}); "
               "using the npm solc-js build", file=sys.stderr)
     solcjs = ROOT / "node_modules" / ".bin" / "solcjs"

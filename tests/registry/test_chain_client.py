@@ -449,14 +449,6 @@ def test_register_not_mined_within_the_timeout_raises_transaction_failed(anvil) 
 def test_register_resends_with_a_fresh_nonce_after_another_client_used_the_key(
     backend, request
 ) -> None:
-    if backend.kind == "memory":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="chain.py: _io lets eth-tester's ValidationError ('Invalid transaction "
-                "nonce') escape untranslated, so send_transaction's nonce retry never runs",
-            )
-        )
     twin = backend.other(0)  # the admin's key, with its own nonce counter
     backend.client.register(request_for("v1"))  # both counters now primed
     twin.register(request_for("v2"))
@@ -513,11 +505,6 @@ def test_register_with_three_confirmations_returns_only_after_two_more_blocks(an
 
 
 @pytest.mark.anvil
-@pytest.mark.xfail(
-    strict=True,
-    reason="chain.py: _explain_failure replays a reverted tx on the state before its block, not "
-    "after the transactions that preceded it in that block, so it reports the wrong error",
-)
 def test_a_revert_is_explained_by_the_state_the_transaction_ran_against(anvil) -> None:
     """A revocation mined right after the registration, in the same block, fails for its own
     reason (code 0), not for the "unknown model" of the state before that block."""
@@ -648,10 +635,6 @@ def test_connect_without_a_deployment_record_raises_configuration_error(anvil, t
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RegistryClient.admin() returns eth-abi's lowercase addresses, not checksummed ones",
-)
 def test_admin_returns_checksummed_admin_and_pending_admin(memory) -> None:
     memory.client.transfer_admin(memory.address(1))
     assert memory.client.admin() == (memory.admin, memory.address(1))
@@ -668,11 +651,6 @@ def test_admin_reports_no_pending_admin_as_none(memory) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy_contract reports a reverted constructor as TransactionFailed('status 0') "
-    "without replaying it to decode the custom error",
-)
 def test_deploy_with_zero_admin_raises_zero_address(memory) -> None:
     with pytest.raises(ZeroAddress):
         deploy_contract(

@@ -189,7 +189,7 @@ def test_policy_flags_refuse_a_model_below_minimum_accuracy(deployed, tmp_path, 
     ],
 )
 def test_bad_input_exits_two_with_a_message(deployed, capsys, argv, message) -> None:
-    code, out, err = run(capsys, *argv)
+    code, _, err = run(capsys, *argv)
     assert code == EXIT_USAGE
     assert err.startswith("error: ") and message in err
 
