@@ -141,6 +141,9 @@ def _body(exc: BaseException, status: int) -> dict[str, Any]:
         message = exc.detail if isinstance(exc.detail, str) else phrase
         if status == 404 and message == phrase:
             message = "no such endpoint; the API is described at /docs"
+        allowed = (exc.headers or {}).get("Allow")
+        if status == 405 and allowed:
+            message = f"this endpoint takes only {allowed}; the API is described at /docs"
         return error_body(code, message)
     return error_body(
         "internal_error",
