@@ -1,0 +1,422 @@
+"""What a LeNet-5 checkpoint must look like, decided without importing torch.
+
+The registry refuses a checkpoint *before* any deserialiser touches it: it reads the safetensors
+header (a length-prefixed JSON object) and compares it with what this module says the network
+needs. Keeping that knowledge here, in plain Python, means the verification path never pulls in
+torch, and the training side and the registry cannot drift apart: ``model.py`` builds its layers
+from the same numbers that ``expected_tensor_specs`` reports.
+
+Network (no padding, so a 28x28 input flattens to 16*4*4, not the 16*5*5 of the padded original)::
+
+    conv1 5x5, in_channels -> 6   ReLU  maxpool 2x2
+    conv2 5x5, 6 -> 16            ReLU  maxpool 2x2
+    fc1   16*s*s -> 120           ReLU      (s derived from input_size by ``feature_map_size``)
+    fc2   120 -> 84               ReLU
+    fc3   84 -> num_classes                (logits)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from training.errors import CheckpointError, SpecError
+
+ARCHITECTURE: Final = "lenet5"
+ARCHITECTURE_VERSION: Final = "1"
+# safetensors' own convention for "these tensors are meant for PyTorch".
+CHECKPOINT_FORMAT: Final = "pt"
+TENSOR_DTYPE: Final = "F32"
+
+# The header's __metadata__ keys, in the order the writer emits them (byte-determinism).
+METADATA_KEYS: Final = (
+    "format",
+    "architecture",
+    "architecture_version",
+    "in_channels",
+    "input_size",
+    "num_classes",
+    "class_names",
+    "normalization",
+    "dataset",
+)
+
+CONV_KERNEL: Final = 5
+POOL: Final = 2
+CONV1_CHANNELS: Final = 6
+CONV2_CHANNELS: Final = 16
+FC1_UNITS: Final = 120
+FC2_UNITS: Final = 84
+
+ALLOWED_IN_CHANNELS: Final = (1, 3)  # grayscale or RGB; nothing else ships in the formats we read
+# 16 is the smallest input that leaves a 1x1 map after the second pool; 256 bounds fc1 at ~15M
+# weights, far above anything a 28x28 LeNet needs but below what a header could use to make a
+# loader allocate gigabytes.
+MIN_INPUT_SIZE: Final = 16
+MAX_INPUT_SIZE: Final = 256
+MIN_CLASSES: Final = 2
+MAX_CLASSES: Final = 1000
+MAX_NAME_LENGTH: Final = 200
+# A real header for this network is ~1 KiB plus class names; anything this large is hostile.
+MAX_HEADER_BYTES: Final = 1 << 20
+# Our JSON nests at most 3 deep (header -> tensor entry -> shape). Checked before json.loads,
+# whose C decoder recurses on the C stack up to the interpreter's recursion limit, a limit some
+# libraries raise to 100 000: a header of 100 000 '[' would then crash the process.
+MAX_JSON_DEPTH: Final = 8
+
+_DECIMAL = re.compile(r"[1-9][0-9]{0,6}")
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def feature_map_size(input_size: int) -> int:
+    """Side of the square map that enters fc1, for a square input of side ``input_size``.
+
+    Each 5x5 valid convolution removes 4 pixels, each 2x2 pool halves (flooring): 28 -> 24 -> 12
+    -> 8 -> 4.
+    """
+    if not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:
+        raise SpecError(
+            "input_size",
+            input_size,
+            f"must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE} pixels",
+        )
+    side = (input_size - (CONV_KERNEL - 1)) // POOL
+    return (side - (CONV_KERNEL - 1)) // POOL
+
+
+def flattened_size(input_size: int) -> int:
+    """Number of inputs of fc1: 16 channels times the final map area (256 for 28x28)."""
+    return CONV2_CHANNELS * feature_map_size(input_size) ** 2
+
+
+def expected_tensor_specs(
+    in_channels: int, input_size: int, num_classes: int
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Every tensor of the network's ``state_dict``: name -> (safetensors dtype, shape).
+
+    The names are exactly ``LeNet5.state_dict()``'s keys, so a header can be compared key by key.
+    """
+    _check_int("in_channels", in_channels, ALLOWED_IN_CHANNELS[0], ALLOWED_IN_CHANNELS[-1])
+    if in_channels not in ALLOWED_IN_CHANNELS:
+        raise SpecError("in_channels", in_channels, "must be 1 (grayscale) or 3 (RGB)")
+    _check_int("num_classes", num_classes, MIN_CLASSES, MAX_CLASSES)
+    flat = flattened_size(input_size)
+    k = CONV_KERNEL
+    shapes: dict[str, tuple[int, ...]] = {
+        "conv1.weight": (CONV1_CHANNELS, in_channels, k, k),
+        "conv1.bias": (CONV1_CHANNELS,),
+        "conv2.weight": (CONV2_CHANNELS, CONV1_CHANNELS, k, k),
+        "conv2.bias": (CONV2_CHANNELS,),
+        "fc1.weight": (FC1_UNITS, flat),
+        "fc1.bias": (FC1_UNITS,),
+        "fc2.weight": (FC2_UNITS, FC1_UNITS),
+        "fc2.bias": (FC2_UNITS,),
+        "fc3.weight": (num_classes, FC2_UNITS),
+        "fc3.bias": (num_classes,),
+    }
+    return {name: (TENSOR_DTYPE, shape) for name, shape in shapes.items()}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the inference side needs to rebuild and feed the network.
+
+    ``mean`` and ``std`` are per channel, on pixel values scaled to [0, 1]: the network sees
+    ``(pixel / 255 - mean) / std``.
+    """
+
+    in_channels: int
+    input_size: int
+    num_classes: int
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    dataset: str
+    architecture: str = ARCHITECTURE
+    architecture_version: str = ARCHITECTURE_VERSION
+
+    def __post_init__(self) -> None:
+        if self.architecture != ARCHITECTURE:
+            raise SpecError("architecture", self.architecture, f"only {ARCHITECTURE!r} is built")
+        if self.architecture_version != ARCHITECTURE_VERSION:
+            raise SpecError(
+                "architecture_version",
+                self.architecture_version,
+                f"only version {ARCHITECTURE_VERSION!r} of {ARCHITECTURE} is known",
+            )
+        if self.in_channels not in ALLOWED_IN_CHANNELS:
+            raise SpecError("in_channels", self.in_channels, "must be 1 (grayscale) or 3 (RGB)")
+        _check_int("input_size", self.input_size, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
+        _check_int("num_classes", self.num_classes, MIN_CLASSES, MAX_CLASSES)
+        _check_class_names(self.class_names, self.num_classes)
+        for key, values, low in (("mean", self.mean, 0.0), ("std", self.std, 0.0)):
+            if len(values) != self.in_channels:
+                raise SpecError(
+                    "normalization",
+                    {key: list(values)},
+                    f"{key} needs one value per channel ({self.in_channels})",
+                )
+            for v in values:
+                ok = isinstance(v, float) and math.isfinite(v) and low <= v <= 1.0
+                if not ok or (key == "std" and v == 0.0):
+                    raise SpecError(
+                        "normalization",
+                        {key: list(values)},
+                        f"{key} values must be finite floats in "
+                        f"{'(0, 1]' if key == 'std' else '[0, 1]'} (pixels scaled to [0, 1])",
+                    )
+        _check_text("dataset", self.dataset)
+
+    def to_metadata(self) -> dict[str, str]:
+        """The safetensors ``__metadata__`` mapping, keys in ``METADATA_KEYS`` order."""
+        values = {
+            "format": CHECKPOINT_FORMAT,
+            "architecture": self.architecture,
+            "architecture_version": self.architecture_version,
+            "in_channels": str(self.in_channels),
+            "input_size": str(self.input_size),
+            "num_classes": str(self.num_classes),
+            "class_names": _compact_json(list(self.class_names)),
+            "normalization": _compact_json({"mean": list(self.mean), "std": list(self.std)}),
+            "dataset": self.dataset,
+        }
+        return {key: values[key] for key in METADATA_KEYS}
+
+    def tensor_specs(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        return expected_tensor_specs(self.in_channels, self.input_size, self.num_classes)
+
+
+def parse_metadata(meta: Mapping[str, str]) -> ModelSpec:
+    """Strictly parse a safetensors ``__metadata__`` mapping; raise ``SpecError`` naming the key.
+
+    Every key of ``METADATA_KEYS`` must be present with a string value, and no other key may be:
+    the format is versioned through ``architecture_version``, so an unknown key means a writer
+    this reader does not understand.
+    """
+    if not isinstance(meta, Mapping):
+        raise SpecError("__metadata__", type(meta).__name__, "must be an object of strings")
+    for key in meta:
+        if key not in METADATA_KEYS:
+            raise SpecError(
+                key, meta[key], f"unknown key; expected only {', '.join(METADATA_KEYS)}"
+            )
+    for key in METADATA_KEYS:
+        if key not in meta:
+            raise SpecError(key, None, "missing from the header metadata")
+        if not isinstance(meta[key], str):
+            raise SpecError(key, meta[key], "must be a string (safetensors metadata is str->str)")
+    if meta["format"] != CHECKPOINT_FORMAT:
+        raise SpecError("format", meta["format"], f"must be {CHECKPOINT_FORMAT!r} (PyTorch)")
+    if meta["architecture"] != ARCHITECTURE:
+        raise SpecError("architecture", meta["architecture"], f"only {ARCHITECTURE!r} is built")
+    if meta["architecture_version"] != ARCHITECTURE_VERSION:
+        raise SpecError(
+            "architecture_version",
+            meta["architecture_version"],
+            f"only version {ARCHITECTURE_VERSION!r} of {ARCHITECTURE} is known",
+        )
+
+    names = _strict_json("class_names", meta["class_names"])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SpecError("class_names", meta["class_names"], "must be a JSON list of strings")
+    norm = _strict_json("normalization", meta["normalization"])
+    if not isinstance(norm, dict) or set(norm) != {"mean", "std"}:
+        raise SpecError(
+            "normalization", meta["normalization"], 'must be {"mean": [...], "std": [...]}'
+        )
+    channels: dict[str, tuple[float, ...]] = {}
+    for key in ("mean", "std"):
+        values = norm[key]
+        if not isinstance(values, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        ):
+            raise SpecError("normalization", meta["normalization"], f"{key} must list numbers")
+        channels[key] = tuple(float(v) for v in values)
+
+    return ModelSpec(
+        in_channels=_parse_decimal("in_channels", meta["in_channels"]),
+        input_size=_parse_decimal("input_size", meta["input_size"]),
+        num_classes=_parse_decimal("num_classes", meta["num_classes"]),
+        class_names=tuple(names),
+        mean=channels["mean"],
+        std=channels["std"],
+        dataset=meta["dataset"],
+        architecture=meta["architecture"],
+        architecture_version=meta["architecture_version"],
+    )
+
+
+def read_safetensors_header(data: bytes) -> tuple[dict[str, Any], int]:
+    """Parse the JSON header of safetensors ``data``; return it and the data section's offset.
+
+    Layout: 8-byte little-endian header length ``n``, ``n`` bytes of UTF-8 JSON, then raw tensor
+    bytes. Nothing here allocates more than the header itself.
+    """
+    if len(data) < 8:
+        raise CheckpointError(f"{len(data)} bytes is too short for a safetensors length prefix")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n == 0 or n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise CheckpointError(
+            f"header length {n} does not fit a {len(data)}-byte file "
+            f"(limit {MAX_HEADER_BYTES} bytes); is this a safetensors file?"
+        )
+    raw = data[8 : 8 + n]
+    if raw[:1] != b"{":
+        raise CheckpointError("header does not start with '{'; is this a safetensors file?")
+    try:
+        header = _loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, _StrictJSONError) as exc:
+        raise CheckpointError(f"header is not valid UTF-8 JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError("header is not a JSON object")
+    return header, 8 + n
+
+
+def check_checkpoint_header(data: bytes) -> ModelSpec:
+    """Validate a whole checkpoint's header against the network it claims; return its spec.
+
+    Checks, without deserialising a tensor: metadata (``parse_metadata``), exactly the expected
+    tensor names, dtype ``F32``, shapes, and ``data_offsets`` that tile the data section with no
+    gap, overlap or overrun. A file that passes can be handed to ``safetensors`` and
+    ``load_state_dict(strict=True)`` without surprises.
+    """
+    header, data_start = read_safetensors_header(data)
+    meta = header.pop("__metadata__", None)
+    if meta is None:
+        raise SpecError("__metadata__", None, "missing; the network cannot be rebuilt without it")
+    spec = parse_metadata(meta)
+    expected = spec.tensor_specs()
+    missing = sorted(set(expected) - set(header))
+    extra = sorted(set(header) - set(expected))
+    if missing or extra:
+        raise SpecError(
+            "tensors",
+            {"missing": missing, "unexpected": extra},
+            f"tensor names do not match {ARCHITECTURE} v{ARCHITECTURE_VERSION}",
+        )
+    spans: list[tuple[int, int, str]] = []
+    for name, (dtype, shape) in expected.items():
+        entry = header[name]
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise SpecError(name, entry, "must hold exactly dtype, shape and data_offsets")
+        if entry["dtype"] != dtype:
+            raise SpecError(name, entry["dtype"], f"dtype must be {dtype}")
+        if entry["shape"] != list(shape):
+            raise SpecError(name, entry["shape"], f"shape must be {list(shape)}")
+        offsets = entry["data_offsets"]
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
+            raise SpecError(name, offsets, "data_offsets must be two integers")
+        begin, end = offsets
+        if end - begin != 4 * math.prod(shape):
+            raise SpecError(
+                name, offsets, f"spans {end - begin} bytes, shape needs {4 * math.prod(shape)}"
+            )
+        spans.append((begin, end, name))
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            raise SpecError(
+                name, [begin, end], f"data_offsets leave a gap or overlap at {position}"
+            )
+        position = end
+    if data_start + position != len(data):
+        raise CheckpointError(
+            f"tensors need {position} data bytes but the file has {len(data) - data_start}"
+        )
+    return spec
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+class _StrictJSONError(ValueError):
+    """Valid JSON that we still refuse: duplicate keys, NaN/Infinity, excessive nesting."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two readers of the same header must not see different values for one key.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _StrictJSONError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> None:
+    raise _StrictJSONError(f"{name} is not a finite number")
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in JSON ``text``, brackets inside strings ignored."""
+    depth = deepest = 0
+    for run in _NOT_BRACKET.split(_JSON_STRING.sub('""', text)):
+        for ch in run:
+            if ch in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+            else:
+                depth -= 1
+    return deepest
+
+
+def _loads(text: str) -> Any:
+    # Strict: no duplicate keys, no NaN/Infinity, bounded nesting (see MAX_JSON_DEPTH).
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise _StrictJSONError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+
+
+def _strict_json(key: str, text: str) -> Any:
+    try:
+        return _loads(text)
+    except (json.JSONDecodeError, _StrictJSONError) as exc:
+        raise SpecError(key, text, f"is not valid JSON ({exc})") from exc
+
+
+def _compact_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _parse_decimal(key: str, text: str) -> int:
+    # No sign, no leading zeros, no whitespace: one integer has exactly one spelling.
+    if not _DECIMAL.fullmatch(text):
+        raise SpecError(key, text, "must be a positive decimal integer without sign or padding")
+    return int(text)
+
+
+def _check_int(key: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise SpecError(key, value, f"must be an integer between {low} and {high}")
+
+
+def _check_text(key: str, value: object) -> None:
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_NAME_LENGTH
+        or _CONTROL.search(value)
+    ):
+        raise SpecError(
+            key, value, f"must be non-blank text of at most {MAX_NAME_LENGTH} printable characters"
+        )
+
+
+def _check_class_names(names: object, num_classes: int) -> None:
+    if not isinstance(names, tuple) or len(names) != num_classes:
+        raise SpecError("class_names", names, f"must list exactly {num_classes} names")
+    for name in names:
+        _check_text("class_names", name)
+    if len(set(names)) != len(names):
+        raise SpecError("class_names", list(names), "names must be distinct")
