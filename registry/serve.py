@@ -1,0 +1,83 @@
+"""``registry serve``: the clinic HTTP service under uvicorn, host/port/workers from the settings.
+
+One worker runs the app object built here. Several workers are separate processes that each build
+their own app (and their own gate, so each re-reads revocations itself within the validity TTL):
+uvicorn needs an import string for that, ``registry.serve:worker_app``, a factory that rebuilds
+the same settings from ``REGISTRY_SERVE_SETTINGS``, which this process sets for its children
+(environment, never the command line, because the settings can hold keys).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pydantic import SecretStr
+
+from registry.config import Settings, get_settings
+from registry.errors import ConfigurationError
+
+SETTINGS_ENV = "REGISTRY_SERVE_SETTINGS"
+WORKER_APP = "registry.serve:worker_app"
+
+
+def settings_to_json(settings: Settings) -> str:
+    values: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        values[name] = value
+    return json.dumps(values, default=str)
+
+
+def settings_from_json(text: str) -> Settings:
+    try:
+        values = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{SETTINGS_ENV} is not JSON ({exc})") from None
+    return get_settings(**values)
+
+
+def worker_app() -> Any:
+    """The app of one worker process (uvicorn calls this with ``factory=True``)."""
+    from registry.api import create_app
+
+    text = os.environ.get(SETTINGS_ENV)
+    return create_app(settings_from_json(text) if text else get_settings())
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        # Behind a proxy the client address comes from its headers; only trust a local one.
+        "proxy_headers": True,
+        "forwarded_allow_ips": "127.0.0.1",
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+
+
+def run(settings: Settings) -> None:
+    import uvicorn
+
+    if settings.workers > 1:
+        if settings.rpc_url == "memory":
+            raise ConfigurationError(
+                "the 'memory' chain lives inside one process, so each of the "
+                f"{settings.workers} workers would have a registry of its own; serve it with "
+                "--workers 1, or use a node (`registry chain start`)"
+            )
+        os.environ[SETTINGS_ENV] = settings_to_json(settings)
+        uvicorn.run(WORKER_APP, factory=True, workers=settings.workers, **uvicorn_options(settings))
+    else:
+        from registry.api import create_app
+
+        uvicorn.run(create_app(settings), **uvicorn_options(settings))
+
+
+if __name__ == "__main__":
+    # `python -m registry.serve`: the same as `registry serve` with settings from the environment.
+    run(get_settings())
