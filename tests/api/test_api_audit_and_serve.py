@@ -1,0 +1,149 @@
+"""The audit trail the service writes, `registry audit verify`, and `registry serve`'s settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apikit import READER, REGISTRAR_KEY, REVOKER_KEY, Api, png
+
+from registry import audit
+from registry.api.auth import key_id
+from registry.cli import Output, build_parser
+from registry.cli_serve import add_audit_parser, add_serve_parser, cmd_audit
+from registry.config import Settings
+from registry.errors import AuditLogCorrupt, ConfigurationError
+from registry.serve import SETTINGS_ENV, settings_from_json, settings_to_json, worker_app
+
+
+def test_register_revoke_verify_and_predict_each_leave_one_audit_entry(api: Api) -> None:
+    checkpoint, digest = api.registered_model()
+    api.verify(checkpoint)
+    api.predict_png(digest, png(), png(), png())
+    api.revoke(digest, "regulatory")
+    time.sleep(api.settings.validity_ttl_s + 0.05)
+    api.http.post(f"/models/{digest}/predict", files=[("images", ("x.png", png()))], headers=READER)
+
+    entries = api.audit_entries()
+
+    assert [e["event"] for e in entries] == ["register", "verify", "predict", "revoke", "predict"]
+    register, verify, predict, revoke, refused = entries
+    assert register["who"] == key_id(REGISTRAR_KEY) and register["outcome"] == "registered"
+    assert register["tx"].startswith("0x") and register["block"] > 0
+    assert verify["outcome"] == "verified" and verify["who"].startswith("ip:")
+    assert predict["images"] == 3 and predict["outcome"] == "predicted"
+    assert revoke["who"] == key_id(REVOKER_KEY) and revoke["reason"] == "regulatory"
+    assert revoke["block"] > register["block"]
+    assert refused["outcome"] == "not_verified" and refused["who"] == key_id(READER["X-API-Key"])
+    assert all(e["digest"] == digest for e in entries)
+    assert audit.verify(api.settings.data_dir / "audit.log") == 5
+
+
+def test_audit_verify_names_the_line_that_was_edited(api: Api) -> None:
+    checkpoint, _ = api.registered_model()
+    api.verify(checkpoint)
+    api.verify(checkpoint)
+    path = api.settings.data_dir / "audit.log"
+    lines = path.read_text().splitlines()
+    edited = json.loads(lines[1])
+    edited["outcome"] = "unknown"  # someone rewrites history: "it was never verified"
+    lines[1] = json.dumps(edited, sort_keys=True, separators=(",", ":"))
+    path.write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(AuditLogCorrupt) as caught:
+        audit.verify(path)
+
+    assert caught.value.line == 2
+
+
+def _cli(*argv: str) -> argparse.Namespace:
+    # registry.cli's parser with the two subcommands this module adds (as cli.py will wire them).
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    add_serve_parser(sub, common)
+    add_audit_parser(sub, common)
+    args = parser.parse_args(argv)
+    for name in (
+        "json",
+        "rpc_url",
+        "contract",
+        "data_dir",
+        "chain_id",
+        "confirmations",
+        "keystore",
+    ):
+        if not hasattr(args, name):
+            setattr(args, name, False if name == "json" else None)
+    return args
+
+
+def test_the_audit_verify_command_checks_a_log_and_fails_on_a_broken_one(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint, _ = api.registered_model()
+    api.verify(checkpoint)
+    path = api.settings.data_dir / "audit.log"
+
+    assert cmd_audit(_cli("audit", "verify", str(path)), Output(as_json=True)) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "file": str(path),
+        "entries": 2,
+        "intact": True,
+    }
+    seq, head = audit.AuditLog(path).head()
+    anchored = _cli("audit", "verify", str(path), "--anchor", f"{seq}:{head}")
+    assert cmd_audit(anchored, Output(as_json=False)) == 0
+
+    path.write_text(path.read_text().splitlines()[0] + "\n")  # the last line cut off
+    with pytest.raises(AuditLogCorrupt):
+        cmd_audit(anchored, Output(as_json=False))
+
+
+def test_serve_flags_override_the_environment() -> None:
+    args = _cli("serve", "--port", "9123", "--workers", "3", "--host", "0.0.0.0")
+    assert (args.port, args.workers, args.host) == (9123, 3, "0.0.0.0")
+    defaults = _cli("serve")
+    assert (defaults.port, defaults.workers, defaults.host) == (None, None, None)
+
+
+def test_settings_survive_the_trip_to_worker_processes_secrets_included(tmp_path: Path) -> None:
+    settings = Settings(
+        rpc_url="http://127.0.0.1:1",
+        data_dir=tmp_path,
+        private_key="0x" + "11" * 32,
+        api_keys="k" * 20 + ":registrar",
+        trusted_registrants="0x" + "ab" * 20,
+        min_accuracy_bps=9000,
+        workers=4,
+    )
+
+    again = settings_from_json(settings_to_json(settings))
+
+    assert again == settings
+    assert again.private_key is not None
+    assert again.private_key.get_secret_value() == "0x" + "11" * 32
+    assert (
+        again.api_keys is not None and again.api_keys.get_secret_value() == "k" * 20 + ":registrar"
+    )
+
+
+def test_a_worker_builds_its_app_from_the_settings_it_was_handed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(rpc_url="memory", data_dir=tmp_path, max_upload_bytes=12345)
+    monkeypatch.setenv(SETTINGS_ENV, settings_to_json(settings))
+    app: Any = worker_app()
+    limit = next(m for m in app.user_middleware if m.cls.__name__ == "BodyLimitMiddleware")
+    assert limit.kwargs["max_bytes"] == 12345
+
+
+def test_serving_the_memory_chain_with_several_workers_is_refused(tmp_path: Path) -> None:
+    from registry.serve import run
+
+    with pytest.raises(ConfigurationError, match="memory"):
+        run(Settings(rpc_url="memory", data_dir=tmp_path, workers=2))

@@ -1,0 +1,183 @@
+"""A real ``registry serve``: uvicorn with two worker processes, against a real anvil node.
+
+Each worker has its own gate; a revocation must be refused by both within 2 s. The body limit must
+fire while a chunked upload is still streaming, not after it has been buffered.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from apikit import API_KEYS, REGISTRAR, REVOKER, make_card, make_checkpoint, png
+from test_api_chain_outage import deploy
+
+pytestmark = pytest.mark.anvil
+
+WORKERS = 2
+MAX_UPLOAD = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    anvil = pytest.importorskip("registry.anvil")
+    try:
+        anvil.find_anvil()
+    except Exception as exc:  # ConfigurationError: not installed
+        pytest.skip(f"anvil is not installed: {exc}")
+    root = tmp_path_factory.mktemp("served")
+    node = anvil.AnvilNode(root / "chain").start()
+    address, key = deploy(node.url)
+    port = anvil.free_port()
+    env = {
+        **os.environ,
+        "REGISTRY_RPC_URL": node.url,
+        "REGISTRY_CONTRACT_ADDRESS": address,
+        "REGISTRY_PRIVATE_KEY": key,
+        "REGISTRY_DATA_DIR": str(root / "data"),
+        "REGISTRY_API_KEYS": API_KEYS,
+        "REGISTRY_PORT": str(port),
+        "REGISTRY_WORKERS": str(WORKERS),
+        "REGISTRY_VALIDITY_TTL_S": "1.0",
+        "REGISTRY_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+    }
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "registry.serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (root / "server.log").read_text()
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (root / "server.log").read_text()
+            time.sleep(0.1)
+        yield {"base": base, "port": port, "audit": root / "data" / "audit.log"}
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+        node.stop()
+
+
+def _audit(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _predict(base: str, digest: str) -> int:
+    # A fresh connection each time, so the kernel may hand it to either worker.
+    with httpx.Client(timeout=10, headers={"Connection": "close"}) as http:
+        files = [("images", ("x.png", png()))]
+        return http.post(f"{base}/models/{digest}/predict", files=files).status_code
+
+
+def test_a_revocation_is_refused_by_every_worker_within_two_seconds(
+    server: dict[str, Any],
+) -> None:
+    base = server["base"]
+    checkpoint = make_checkpoint(seed=50)
+    files = {"checkpoint": ("m", checkpoint), "card": ("c", make_card(checkpoint))}
+    registered = httpx.post(f"{base}/models", files=files, headers=REGISTRAR, timeout=30)
+    assert registered.status_code == 201, registered.text
+    digest = registered.json()["record"]["digest"]
+
+    # Warm both workers: concurrent requests until each pid has answered one prediction.
+    pids: set[int] = set()
+    with ThreadPoolExecutor(8) as pool:
+        deadline = time.monotonic() + 30
+        while len(pids) < WORKERS:
+            assert time.monotonic() < deadline, f"only workers {pids} answered"
+            assert set(pool.map(lambda _: _predict(base, digest), range(8))) == {200}
+            pids = {
+                e["pid"]
+                for e in _audit(server["audit"])
+                if e["event"] == "predict" and e["outcome"] == "predicted"
+            }
+        seen_before = len(_audit(server["audit"]))
+
+        revoked = httpx.post(
+            f"{base}/models/{digest}/revoke", json={"reason": "safety-issue"}, headers=REVOKER
+        )
+        assert revoked.status_code == 200, revoked.text
+        t0 = time.monotonic()
+
+        refused_by: dict[int, float] = {}
+        late_answers: list[float] = []
+        while len(refused_by) < WORKERS and time.monotonic() - t0 < 5:
+            sent = time.monotonic() - t0
+            statuses = list(pool.map(lambda _: _predict(base, digest), range(8)))
+            assert set(statuses) <= {200, 403}, statuses
+            if 200 in statuses and sent > 2.0:
+                late_answers.append(sent)
+            for entry in _audit(server["audit"])[seen_before:]:
+                if entry["event"] == "predict" and entry["outcome"] == "not_verified":
+                    refused_by.setdefault(entry["pid"], time.monotonic() - t0)
+
+    assert set(refused_by) == pids, f"workers {pids - set(refused_by)} never refused"
+    assert max(refused_by.values()) <= 2.0, refused_by
+    assert not late_answers, f"answers sent {late_answers} s after the revocation"
+
+
+def test_a_chunked_upload_is_answered_413_while_it_is_still_streaming(
+    server: dict[str, Any],
+) -> None:
+    total = 64 * MAX_UPLOAD  # far more than the limit; the server must stop us long before
+    chunk = b"\0" * 65536
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server["port"]), timeout=10) as sock:
+        sock.sendall(
+            b"POST /verify HTTP/1.1\r\nHost: test\r\nContent-Type: application/octet-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        while sent < total:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break  # the answer arrived before the body was complete
+            try:
+                sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        response = b""
+        try:
+            while data := sock.recv(65536):
+                response += data
+        except ConnectionResetError:
+            pass
+
+    assert sent < total / 4, f"the server read {sent} bytes before refusing"
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b'"code":"payload_too_large"' in response
+
+
+def test_an_over_limit_content_length_is_refused_before_the_body_is_sent(
+    server: dict[str, Any],
+) -> None:
+    with socket.create_connection(("127.0.0.1", server["port"]), timeout=10) as sock:
+        sock.sendall(
+            b"POST /verify HTTP/1.1\r\nHost: test\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+        )
+        response = sock.recv(65536)
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
