@@ -166,7 +166,9 @@ def test_a_chunked_upload_is_answered_413_while_it_is_still_streaming(
         except ConnectionResetError:
             pass
 
-    assert sent < total / 4, f"the server read {sent} bytes before refusing"
+    # What was sent is the limit plus what the two kernels' socket buffers absorbed (~4.5 MB
+    # measured on loopback), not the 64 MB body.
+    assert sent <= 8 * MAX_UPLOAD, f"{sent} bytes went out before the server refused"
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
     assert b'"code":"payload_too_large"' in response
 
