@@ -48,14 +48,9 @@ class Services:
         self._lock = threading.Lock()
 
     @property
-    def connected(self) -> bool:
-        return self._client is not None
-
-    @property
-    def endpoint(self) -> str:
-        if self._client is not None:
-            return self._client.endpoint
-        return self.settings.rpc_url or "local anvil"
+    def known_client(self) -> RegistryClient | None:
+        """The client if one was built (it may not answer); never tries to connect."""
+        return self._client
 
     def client(self) -> RegistryClient:
         """The chain client, connecting first if start-up could not (raises ChainUnavailable)."""

@@ -132,7 +132,7 @@ def _body(exc: BaseException, status: int) -> dict[str, Any]:
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
         return error_body(
             "invalid_request",
-            f"the request does not match what this endpoint takes ({where}); see /docs",
+            f"the request does not match what this endpoint takes ({where}); see /openapi.json",
             {"errors": errors},
         )
     if isinstance(exc, StarletteHTTPException):
@@ -140,10 +140,10 @@ def _body(exc: BaseException, status: int) -> dict[str, Any]:
         code = phrase.lower().replace(" ", "_").replace("-", "_") or "http_error"
         message = exc.detail if isinstance(exc.detail, str) else phrase
         if status == 404 and message == phrase:
-            message = "no such endpoint; the API is described at /docs"
+            message = "no such endpoint; the API is described at /openapi.json"
         allowed = (exc.headers or {}).get("Allow")
         if status == 405 and allowed:
-            message = f"this endpoint takes only {allowed}; the API is described at /docs"
+            message = f"this endpoint takes only {allowed}; the API is described at /openapi.json"
         return error_body(code, message)
     return error_body(
         "internal_error",

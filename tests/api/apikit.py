@@ -185,3 +185,18 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def deploy(url: str) -> tuple[str, str]:
+    """Deploy the registry with anvil's first dev key holding every role: (address, key)."""
+    from registry.anvil import DEV_PRIVATE_KEYS
+    from registry.chain import deploy_contract
+    from registry.connection import make_web3
+    from registry.keys import account_from_hex
+    from registry.records import Role
+
+    account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
+    client, deployment = deploy_contract(make_web3(url, 5.0), account, endpoint=url)
+    client.grant_role(Role.REGISTRAR, account.address)
+    client.grant_role(Role.REVOKER, account.address)
+    return deployment.address, DEV_PRIVATE_KEYS[0]

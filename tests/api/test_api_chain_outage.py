@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apikit import API_KEYS, REGISTRAR, Api, assert_error, png, settings_for
+from apikit import API_KEYS, REGISTRAR, Api, assert_error, deploy, png, settings_for
 from fastapi.testclient import TestClient
 
 from registry.api import create_app
@@ -77,20 +77,6 @@ def node(tmp_path: Path) -> Iterator[Any]:
         yield chain
     finally:
         chain.stop()
-
-
-def deploy(url: str) -> tuple[str, str]:
-    """Deploy the registry with anvil's first dev key holding every role: (address, key)."""
-    from registry.anvil import DEV_PRIVATE_KEYS
-    from registry.chain import deploy_contract
-    from registry.keys import account_from_hex
-    from registry.records import Role
-
-    account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
-    client, deployment = deploy_contract(make_web3(url, 5.0), account, endpoint=url)
-    client.grant_role(Role.REGISTRAR, account.address)
-    client.grant_role(Role.REVOKER, account.address)
-    return deployment.address, DEV_PRIVATE_KEYS[0]
 
 
 def anvil_settings(url: str, data_dir: Path, **overrides: Any) -> Settings:

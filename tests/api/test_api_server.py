@@ -19,8 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from apikit import API_KEYS, REGISTRAR, REVOKER, make_card, make_checkpoint, png
-from test_api_chain_outage import deploy
+from apikit import API_KEYS, REGISTRAR, REVOKER, deploy, make_card, make_checkpoint, png
 
 pytestmark = pytest.mark.anvil
 

@@ -38,13 +38,14 @@ def health(services: ServicesDep) -> Any:
         identity = client.check_identity(force=True)
         head = client.head()
     except (ChainError, ConfigurationError) as exc:
+        known = services.known_client
         return JSONResponse(
             {
                 "status": "unavailable",
                 "chain_reachable": not isinstance(exc, ChainUnavailable | ConfigurationError),
-                "endpoint": services.endpoint,
+                "endpoint": known.endpoint if known else services.settings.rpc_url or "local anvil",
                 "chain_id": exc.actual if isinstance(exc, WrongChain) else None,
-                "contract": services.client().address if services.connected else None,
+                "contract": known.address if known else services.settings.contract_address,
                 "latest_block": None,
                 "gate_open": False,
                 "error": exc.to_dict(),

@@ -88,7 +88,7 @@ async def predict(digest: str, request: Request, services: ServicesDep, caller: 
     return await run_in_threadpool(_predict, services, caller, wanted, images)
 
 
-async def _read_images(request: Request, settings: Settings) -> list[bytes] | list[Any]:
+async def _read_images(request: Request, settings: Settings) -> list[Any]:
     """Encoded image files (multipart or a raw image body) or decoded JSON pixel arrays."""
     limit = settings.max_images_per_request
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
