@@ -66,7 +66,7 @@ def add_serve_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
     description = (
-        "run the clinic HTTP service (web page at /, API docs at /docs); "
+        "run the clinic HTTP service (web page at /, API description at /openapi.json); "
         "settings from REGISTRY_* variables, these flags override them"
     )
     p = sub.add_parser("serve", help=description, description=description, parents=[common])
