@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from apikit import (
@@ -295,3 +296,22 @@ def test_download_serves_the_exact_bytes_only_while_verified(api: Api) -> None:
     error = assert_error(api.http.get(f"/models/{digest}/checkpoint"), 403, "not_verified")
     assert error["details"]["reason"] == "revoked"
     assert_error(api.http.get("/models/" + "cd" * 32 + "/checkpoint"), 404, "not_found")
+
+
+@pytest.mark.slow
+def test_what_registry_train_writes_registers_unchanged(api: Api, tmp_path: Path) -> None:
+    from training.cli import main as train
+
+    assert train(["--epochs", "1", "--out", str(tmp_path), "--quiet"]) == 0
+    checkpoint = (tmp_path / "model.safetensors").read_bytes()
+    card = (tmp_path / "model_card.json").read_bytes()
+
+    response = api.register(checkpoint, card)
+
+    assert response.status_code == 201, response.text
+    record = response.json()["record"]
+    written = json.loads(card)
+    assert record["accuracy_bps"] == written["evaluation"]["accuracy_bps"]
+    assert record["test_set_digest"] == "sha256:" + written["evaluation"]["test_set_sha256"]
+    assert record["card_digest"] == digest_of(card)
+    assert api.predict_png(record["digest"]).status_code == 200
