@@ -159,7 +159,7 @@ def build_card(
             "accuracy_bps": metrics.accuracy_bps,
             "metrics": metrics.to_dict(),
             "model_selection": {
-                "criterion": "best validation accuracy",
+                "criterion": "best validation accuracy, ties broken by lower validation loss",
                 "best_epoch": outcome.best_epoch,
                 "val_accuracy": outcome.best_val_accuracy,
             },
@@ -176,6 +176,7 @@ def build_card(
                     "train_loss": e.train_loss,
                     "train_accuracy": e.train_accuracy,
                     "val_accuracy": e.val_accuracy,
+                    "val_loss": e.val_loss,
                 }
                 for e in outcome.history
             ],

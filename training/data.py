@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -30,9 +30,6 @@ import torch
 from training.architecture import MAX_CLASSES, MAX_INPUT_SIZE, MIN_CLASSES, MIN_INPUT_SIZE
 from training.digests import split_digest
 from training.errors import DataError
-
-if TYPE_CHECKING:
-    from PIL.Image import Image as PILImage
 
 Format = Literal["auto", "idx", "npz", "folder", "builtin"]
 FORMATS: Final[tuple[str, ...]] = ("auto", "idx", "npz", "folder", "builtin")
@@ -171,11 +168,15 @@ def load_dataset(
         )
     if not 0.0 < val_fraction < 0.5:
         raise DataError("val_fraction", f"{val_fraction} is outside (0, 0.5)")
+    if download and path is None:
+        raise DataError("--download", "needs --data DIR to download MNIST into")
     if fmt == "builtin" or (path is None and fmt == "auto"):
         return load_builtin()
     if path is None:
         raise DataError("--data", f"format {fmt!r} needs a path", "give --data PATH")
     root = Path(path)
+    if download and fmt not in ("auto", "idx"):
+        raise DataError("--download", f"only MNIST (IDX) can be downloaded, not {fmt!r}")
     if download:
         _download_mnist(root)
         fmt = "idx"
@@ -474,7 +475,7 @@ def _download_mnist(root: Path) -> None:
     try:
         for train in (True, False):
             MNIST(str(root), train=train, download=True)
-    except Exception as exc:  # torchvision surfaces URLError, RuntimeError, HTTPError...
+    except (OSError, RuntimeError) as exc:  # URLError/HTTPError are OSErrors; mirrors: Runtime
         raise DataError(
             str(root),
             f"MNIST download failed ({type(exc).__name__}: {exc})",
@@ -525,12 +526,13 @@ def load_folder(path: Path, *, seed: int = 0, val_fraction: float = 0.1) -> Data
                 files[split].append(members[index])
 
     decoded = {split: [_read_image(file) for file, _ in items] for split, items in files.items()}
-    rgb = any(image.mode == "RGB" for images in decoded.values() for image in images)
+    # Grayscale unless some image has colour; a gray image is then replicated to 3 channels.
+    rgb = any(colour for images in decoded.values() for _, colour in images)
+    channels = 3 if rgb else 1
     index = {name: i for i, name in enumerate(class_names)}
     splits: dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]] = {}
     for split, items in files.items():
-        arrays = [_to_array(image, rgb) for image in decoded[split]]
-        channels = 3 if rgb else 1
+        arrays = [array[:channels] for array, _ in decoded[split]]
         images = (
             np.stack(arrays)
             if arrays
@@ -578,28 +580,29 @@ def _image_files(folder: Path, class_names: Sequence[str]) -> list[tuple[Path, s
     return found
 
 
-def _read_image(path: Path) -> PILImage:
+def _read_image(path: Path) -> tuple[npt.NDArray[np.uint8], bool]:
+    """Decode, bring to 28x28 (bilinear) right away, return (3, 28, 28) pixels and "has colour".
+
+    Resizing per file keeps memory at 2 KiB per image however large the originals are. Gray
+    images are resized in "L" and replicated, which equals converting them later.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as handle:
             handle.load()
-            gray = handle.mode in ("1", "L", "LA", "I", "I;16", "F")
-            return handle.convert("L" if gray else "RGB")
+            colour = handle.mode not in ("1", "L", "LA", "I", "I;16", "F")
+            image = handle.convert("RGB" if colour else "L")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DataError(
             str(path), f"is not a readable image ({exc})", "remove or replace it"
         ) from exc
-
-
-def _to_array(image: PILImage, rgb: bool) -> npt.NDArray[np.uint8]:
-    from PIL import Image
-
-    image = image.convert("RGB" if rgb else "L")
     if image.size != (FOLDER_IMAGE_SIZE, FOLDER_IMAGE_SIZE):
         image = image.resize((FOLDER_IMAGE_SIZE, FOLDER_IMAGE_SIZE), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.uint8)
-    return np.ascontiguousarray(np.transpose(array, (2, 0, 1)) if rgb else array[None])
+    if colour:
+        return np.ascontiguousarray(array.transpose(2, 0, 1)), True
+    return np.repeat(array[None], 3, axis=0), False
 
 
 # --- shared checks ---------------------------------------------------------------------------

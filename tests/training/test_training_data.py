@@ -270,6 +270,13 @@ def test_a_file_that_is_not_npz_is_refused_in_auto_mode(tmp_path: Path) -> None:
         load_dataset(path)
 
 
+def test_download_is_only_attempted_when_asked_and_given_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="needs --data DIR"):
+        load_dataset(None, download=True)
+    with pytest.raises(DataError, match="only MNIST"):
+        load_dataset(tmp_path, "npz", download=True)
+
+
 def test_missing_path_and_unknown_format_are_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(tmp_path / "nope.npz")
@@ -308,6 +315,25 @@ def test_folder_with_split_subfolders_uses_them_and_resizes_rgb(tmp_path: Path) 
     assert ds.in_channels == 3 and ds.input_size == 28
     assert (len(ds.train) + len(ds.val), len(ds.test)) == (20, 8)
     assert ds.class_names == ("benign", "malignant")
+
+
+def test_a_folder_mixing_gray_and_colour_images_becomes_rgb(tmp_path: Path) -> None:
+    from PIL import Image
+
+    gray, labels = pattern_images(10, 2, seed=3)
+    write_png_folder(tmp_path, gray, labels, ["a", "b"])
+    colour = np.zeros((28, 28, 3), np.uint8)
+    colour[..., 0] = 255
+    Image.fromarray(colour).save(tmp_path / "a" / "red.png")
+    ds = load_dataset(tmp_path, seed=1)
+    assert ds.in_channels == 3
+    everything = torch.cat([ds.train.images, ds.val.images, ds.test.images])
+    is_red = (everything[:, 0] == 255).all(dim=(1, 2)) & (everything[:, 1] == 0).all(dim=(1, 2))
+    assert int(is_red.sum()) == 1
+    others = everything[~is_red]
+    # Gray images are replicated across the three channels, pixel for pixel.
+    assert torch.equal(others[:, 0], others[:, 1]) and torch.equal(others[:, 0], others[:, 2])
+    assert {img[0].numpy().tobytes() for img in others} == {img.tobytes() for img in gray}
 
 
 def test_corrupt_image_in_a_folder_is_named(tmp_path: Path) -> None:
