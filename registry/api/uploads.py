@@ -47,17 +47,15 @@ async def read_form(request: Request, *, max_files: int, max_fields: int = 8) ->
         raise InvalidInput(f"the multipart body could not be read: {problem}") from None
 
 
-async def file_bytes(form: FormData, field: str, *, required: bool = True) -> bytes | None:
-    """The bytes of the one file in ``field`` (None when absent and not required)."""
+async def file_bytes(form: FormData, field: str) -> bytes:
+    """The bytes of the one file in ``field``."""
     values = form.getlist(field)
     if not values:
-        if required:
-            raise InvalidInput(
-                f"the form has no {field!r} part; send the file as {field}=@FILE",
-                field=field,
-                got=sorted(set(form.keys())),
-            )
-        return None
+        raise InvalidInput(
+            f"the form has no {field!r} part; send the file as {field}=@FILE",
+            field=field,
+            got=sorted(set(form.keys())),
+        )
     if len(values) > 1:
         raise InvalidInput(f"the form has {len(values)} {field!r} parts; send one", field=field)
     return await _read(values[0], field)
@@ -90,8 +88,11 @@ def text_field(form: FormData, field: str) -> str | None:
 async def body_or_file(request: Request, field: str) -> bytes:
     """A multipart ``field`` file, or else the raw body (``application/octet-stream``)."""
     if is_multipart(request):
-        data = await file_bytes(await read_form(request, max_files=1), field)
-        assert data is not None
+        form = await read_form(request, max_files=1)
+        try:
+            data = await file_bytes(form, field)
+        finally:
+            await form.close()  # spooled upload files: release them now, not at GC
     else:
         data = await request.body()
     if not data:

@@ -200,10 +200,12 @@ async def register_model(
     the registration is sent to the chain. 201 when new; 200 with `already_registered` when the
     same checkpoint was already registered with identical fields by this service's key."""
     form = await read_form(request, max_files=2)
-    checkpoint = await file_bytes(form, "checkpoint")
-    card = await file_bytes(form, "card")
-    parent = text_field(form, "parent")
-    assert checkpoint is not None and card is not None
+    try:
+        checkpoint = await file_bytes(form, "checkpoint")
+        card = await file_bytes(form, "card")
+        parent = text_field(form, "parent")
+    finally:
+        await form.close()
     result = await run_in_threadpool(_register, services, caller, checkpoint, card, parent)
     if result["already_registered"]:
         response.status_code = 200

@@ -94,7 +94,10 @@ async def _read_images(request: Request, settings: Settings) -> list[Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if is_multipart(request):
         form = await read_form(request, max_files=limit)
-        items: list[Any] = await files_bytes(form, "images")
+        try:
+            items: list[Any] = await files_bytes(form, "images")
+        finally:
+            await form.close()
         if not items:
             raise InvalidInput(
                 "the form has no 'images' part; send one or more files as images=@FILE"
