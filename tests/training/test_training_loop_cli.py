@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,6 +224,18 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--data-format", "csv"])
     assert info.value.code == 2
     assert "--data-format" in capsys.readouterr().err
+
+
+def test_python_dash_m_training_runs_standalone() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "(default: 40)" in done.stdout and "--data-format" in done.stdout
 
 
 @pytest.mark.slow
