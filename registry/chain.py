@@ -320,6 +320,9 @@ class RegistryClient:
     def _logs(
         self, topics: list[Any], from_block: int, to_block: int | str = "latest"
     ) -> list[dict[str, Any]]:
+        # Logs carry no identity check of their own: without this, "no matching event" from the
+        # wrong chain or address would read as "none registered" instead of failing closed.
+        self.check_identity()
         wanted = [_topic_filter(t) for t in topics]
         last = self.head() if to_block == "latest" else int(to_block)
         found: list[dict[str, Any]] = []

@@ -44,7 +44,7 @@ class Output:
             print(json.dumps({"error": exc.to_dict()}, indent=2, sort_keys=True, default=str))
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
     return get_settings(
         rpc_url=args.rpc_url,
         contract_address=args.contract,
@@ -52,6 +52,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         chain_id=args.chain_id,
         confirmations=args.confirmations,
         keystore=args.keystore,
+        **extra,
     )
 
 
@@ -330,6 +331,33 @@ def cmd_admin(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace, out: Output) -> int:
+    from registry.serve import run
+
+    run(_settings(args, host=args.host, port=args.port, workers=args.workers))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace, out: Output) -> int:
+    from registry import audit
+
+    path: Path = args.file or _settings(args).data_dir / "audit.log"
+    anchor = None
+    if args.anchor:
+        seq, _, digest = args.anchor.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise InvalidInput(
+                f"--anchor {args.anchor!r} is not SEQ:HASH (an entry number and its 64-hex hash)"
+            )
+        anchor = (int(seq), digest.lower())
+    entries = audit.verify(path, anchor=anchor)
+    out.result(
+        {"file": str(path), "entries": entries, "intact": True},
+        f"audit log {path}: {entries} entries, hash chain intact",
+    )
+    return EXIT_OK
+
+
 # --- parser --------------------------------------------------------------------------------
 
 
@@ -439,6 +467,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("admin", cmd_admin, "show, propose (transfer) or accept the admin role")
     p.add_argument("action", choices=["show", "transfer", "accept"])
     p.add_argument("account", nargs="?", help="new admin, for transfer")
+
+    p = add(
+        "serve",
+        cmd_serve,
+        "run the clinic HTTP service (web page at /, API description at /openapi.json)",
+    )
+    p.add_argument("--host", help="interface to listen on (default 127.0.0.1, REGISTRY_HOST)")
+    p.add_argument("--port", type=int, help="TCP port (default 8000, REGISTRY_PORT)")
+    p.add_argument(
+        "--workers", type=int, help="worker processes, each with its own inference gate (default 1)"
+    )
+
+    p = add("audit", cmd_audit, "check the audit log's hash chain (exit 0 intact, 1 broken)")
+    p.add_argument("action", choices=["verify"])
+    p.add_argument(
+        "file", nargs="?", type=Path, help="the log (default: audit.log in the data directory)"
+    )
+    p.add_argument(
+        "--anchor",
+        metavar="SEQ:HASH",
+        help="an entry known from outside the file (detects lines cut from the end)",
+    )
 
     return parser
 

@@ -103,6 +103,11 @@ class Gate:
                 self._models.popitem(last=False)
         return model
 
+    def forget(self, digest: Digest) -> None:
+        """Drop a loaded model (e.g. one this process just revoked); the next use re-admits it."""
+        with self._lock:
+            self._models.pop(digest, None)
+
     def loaded(self, digest: Digest) -> bool:
         with self._lock:
             return digest in self._models

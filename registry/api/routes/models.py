@@ -285,6 +285,7 @@ def _revoke(services: Services, caller: Caller, wanted: Digest, body: RevokeIn) 
     with services.audited("revoke", caller, digest=str(wanted)) as entry:
         reason = RevocationReason.parse(body.reason)
         record = services.client().revoke(wanted, reason, parse_optional(body.replacement))
+        services.gate().forget(wanted)  # this worker refuses at once; others within the TTL
         revocation = record.revocation
         entry.update(
             block=revocation.block_number if revocation else None,
