@@ -425,6 +425,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parent", help="digest of the checkpoint this one derives from")
 
     p = add(
+        "train",
+        cmd_train,
+        "train a LeNet-5 CNN, write checkpoint + model card, optionally register",
+    )
+    from training.cli import add_train_arguments
+
+    add_train_arguments(p)
+    p.add_argument(
+        "--register",
+        action="store_true",
+        help="anchor the checkpoint on chain right after training (default: no)",
+    )
+
+    p = add(
         "verify", cmd_verify, "check a checkpoint file against the registry (exit 0 = verified)"
     )
     p.add_argument("file", type=Path)
