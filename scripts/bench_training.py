@@ -18,6 +18,7 @@ images/s of (a), ours >= (a) in test accuracy, ours >= 97 % on the built-in set.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -117,7 +118,7 @@ def bench(ds: Dataset, epochs: int, seed: int, workers: int, require_97: bool) -
     print(
         f"\n== {ds.name}: {len(ds.train)} train / {len(ds.test)} test images, "
         f"{ds.in_channels}x{ds.input_size}x{ds.input_size}, {epochs} epochs, "
-        f"{torch.get_num_threads()} torch threads",
+        f"{torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     orig_ips, orig_acc, orig_total = run_original(ds, epochs, seed, workers)
@@ -130,6 +131,7 @@ def bench(ds: Dataset, epochs: int, seed: int, workers: int, require_97: bool) -
     print(f"{'recipe':34} {'images/s':>10} {'test acc':>9} {'wall s':>7}")
     for name, ips, acc, total in rows:
         print(f"{name:34} {ips:10,.0f} {acc:9.2%} {total:7.1f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f} (other work on the machine skews both)")
     print(f"speed-up: {ratio:.1f}x  (target >= 4x: {'met' if ratio >= 4 else 'NOT met'})")
     print(
         f"accuracy: ours - original = {ours_acc - orig_acc:+.2%} "

@@ -100,7 +100,9 @@ def train(dataset: Dataset, config: TrainConfig, *, quiet: bool = False) -> Trai
     precision = "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
 
     with _reproducible(config.seed, device):
-        model = build_model(spec).to(device)
+        # channels_last lets oneDNN/cuDNN vectorise convolution and pooling over channels;
+        # it was ~10 % faster on CPU. The checkpoint writer makes weights contiguous again.
+        model = build_model(spec).to(device).to(memory_format=torch.channels_last)
         generator = torch.Generator().manual_seed(config.seed)
         mean, std = spec_normalization(spec, device)
         train_x = dataset.train.images.to(device)
@@ -142,7 +144,7 @@ def train(dataset: Dataset, config: TrainConfig, *, quiet: bool = False) -> Trai
                 batch = train_x[index]
                 if config.max_shift:
                     batch = random_shift(batch, config.max_shift, generator)
-                x = normalize(batch, mean, std)
+                x = normalize(batch, mean, std).contiguous(memory_format=torch.channels_last)
                 y = train_y[index]
                 with torch.autocast(
                     device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
@@ -286,11 +288,15 @@ def _reproducible(seed: int, device: torch.device) -> Iterator[None]:
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.benchmark,
         torch.backends.cudnn.deterministic,
+        torch.utils.deterministic.fill_uninitialized_memory,  # type: ignore[attr-defined]
     )
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         # warn_only: an op without a deterministic kernel should not abort a long run.
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # Deterministic mode also NaN-fills every new tensor, a debugging aid that cost ~8 % of
+        # CPU training time here; no kernel we use reads memory it has not written.
+        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         try:
@@ -299,3 +305,4 @@ def _reproducible(seed: int, device: torch.device) -> Iterator[None]:
             torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
             torch.backends.cudnn.benchmark = previous[2]
             torch.backends.cudnn.deterministic = previous[3]
+            torch.utils.deterministic.fill_uninitialized_memory = previous[4]  # type: ignore[attr-defined]
