@@ -31,6 +31,7 @@ match wins, so a subclass listed before its base can get its own status.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -168,7 +169,25 @@ def error_response(exc: BaseException) -> JSONResponse:
 
 
 async def handle(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            exc = StarletteHTTPException(405, headers={**(exc.headers or {}), "Allow": allowed})
     return error_response(exc)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document lists for the request's path ('' for other paths).
+
+    Starlette's 405 names the methods of the first route matching the path only, so
+    ``DELETE /models`` would answer ``Allow: GET`` and hide ``POST /models``.
+    """
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), path):
+            methods |= {method.upper() for method in operations}
+    return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI) -> None:
