@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -80,4 +81,21 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
     for module in (health, verify, models, predict, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+    if settings.require_key_for_reads:
+        _document_keys_required_for_reads(app)
     return app
+
+
+def _document_keys_required_for_reads(app: FastAPI) -> None:
+    """Drop the anonymous alternative (``deps.KEY_OPTIONAL``) the read routes document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if "security" in operation:
+                    operation["security"] = [s for s in operation["security"] if s]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -128,5 +128,9 @@ def _requiring(role: ApiRole | None) -> Callable[..., Caller]:
 
 
 Reader = Annotated[Caller, Depends(_requiring(None))]
+# A read takes a key but needs one only with REGISTRY_REQUIRE_KEY_FOR_READS: OpenAPI says so with
+# an empty alternative next to the key scheme (read routes add it; create_app drops it when reads
+# need a key). Without it, the document claims that anonymous reads are refused.
+KEY_OPTIONAL: dict[str, Any] = {"security": [{}]}
 Registrar = Annotated[Caller, Depends(_requiring(ApiRole.REGISTRAR))]
 Revoker = Annotated[Caller, Depends(_requiring(ApiRole.REVOKER))]

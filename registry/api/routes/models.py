@@ -13,7 +13,14 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.api.auth import Caller
 from registry.api.cards import card_facts, parse_card
-from registry.api.deps import Reader, Registrar, Revoker, Services, ServicesDep
+from registry.api.deps import (
+    KEY_OPTIONAL,
+    Reader,
+    Registrar,
+    Revoker,
+    Services,
+    ServicesDep,
+)
 from registry.api.errors import responses
 from registry.api.schemas import (
     ModelDetailOut,
@@ -56,6 +63,7 @@ def not_stored(digest: Digest) -> NotFound:
     response_model=ModelListOut,
     summary="List registered checkpoints",
     responses=responses(400, 401, 422, 502, 503),
+    openapi_extra=KEY_OPTIONAL,
 )
 def list_models(
     services: ServicesDep,
@@ -88,6 +96,7 @@ def list_models(
     response_model=ModelDetailOut,
     summary="A checkpoint's record, lineage, children and model card",
     responses=responses(400, 401, 404, 502, 503),
+    openapi_extra=KEY_OPTIONAL,
 )
 def show_model(digest: str, services: ServicesDep, caller: Reader) -> Any:
     wanted = Digest.parse(digest)
@@ -124,6 +133,7 @@ def _stored_card(services: Services, record: ModelRecord) -> dict[str, Any] | No
         },
         **responses(400, 401, 403, 404, 502, 503),
     },
+    openapi_extra=KEY_OPTIONAL,
 )
 def download_checkpoint(digest: str, services: ServicesDep, caller: Reader) -> Response:
     """Served only when a fresh check finds the checkpoint registered, unrevoked and within the

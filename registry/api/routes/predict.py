@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.auth import Caller
-from registry.api.deps import Reader, Services, ServicesDep
+from registry.api.deps import KEY_OPTIONAL, Reader, Services, ServicesDep
 from registry.api.errors import responses
 from registry.api.routes.models import not_stored
 from registry.api.schemas import PredictionOut
@@ -40,6 +40,7 @@ _PIXELS_DOC = (
     summary="Classify images with a verified, stored checkpoint",
     responses=responses(400, 401, 403, 404, 413, 422, 502, 503),
     openapi_extra={
+        **KEY_OPTIONAL,
         "requestBody": {
             "required": True,
             "description": "PNG or JPEG files (type decided by their bytes), or pixel arrays.",
@@ -73,7 +74,7 @@ _PIXELS_DOC = (
                 "image/png": {"schema": {"type": "string", "format": "binary"}},
                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             },
-        }
+        },
     },
 )
 async def predict(digest: str, request: Request, services: ServicesDep, caller: Reader) -> Any:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.auth import Caller
-from registry.api.deps import Reader, Services, ServicesDep
+from registry.api.deps import KEY_OPTIONAL, Reader, Services, ServicesDep
 from registry.api.errors import responses
 from registry.api.schemas import VerdictOut
 from registry.api.uploads import body_or_file
@@ -41,7 +41,7 @@ CHECKPOINT_BODY: dict[str, Any] = {
     response_model=VerdictOut,
     summary="Verify a checkpoint file against the registry",
     responses=responses(400, 401, 413, 422, 503),
-    openapi_extra=CHECKPOINT_BODY,
+    openapi_extra={**CHECKPOINT_BODY, **KEY_OPTIONAL},
 )
 async def verify(request: Request, services: ServicesDep, caller: Reader) -> Any:
     """The verdict for the uploaded bytes: `verified`, or why not (`unknown`, `revoked`, `policy`,
