@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
 from registry.api.auth import API_KEY_HEADER, ApiRole, Caller, KeyRing
@@ -102,6 +102,19 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+# What Digest.parse accepts (less surrounding whitespace): the document states it, the route
+# still parses the value itself and answers 400 `invalid_digest` (json_schema_extra validates
+# nothing, so FastAPI's own 422 does not take over).
+DIGEST_PATTERN = r"^(?:[Ss][Hh][Aa]256:|0[Xx])?[0-9A-Fa-f]{64}$"
+DigestPath = Annotated[
+    str,
+    Path(
+        description="the checkpoint's SHA-256: 64 hex digits, optionally prefixed with "
+        "`sha256:` or `0x`",
+        json_schema_extra={"pattern": DIGEST_PATTERN},
+    ),
+]
 
 _api_key = APIKeyHeader(
     name=API_KEY_HEADER,

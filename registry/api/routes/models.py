@@ -15,6 +15,7 @@ from registry.api.auth import Caller
 from registry.api.cards import card_facts, parse_card
 from registry.api.deps import (
     KEY_OPTIONAL,
+    DigestPath,
     Reader,
     Registrar,
     Revoker,
@@ -98,7 +99,7 @@ def list_models(
     responses=responses(400, 401, 404, 502, 503),
     openapi_extra=KEY_OPTIONAL,
 )
-def show_model(digest: str, services: ServicesDep, caller: Reader) -> Any:
+def show_model(digest: DigestPath, services: ServicesDep, caller: Reader) -> Any:
     wanted = Digest.parse(digest)
     client = services.client()
     record = client.get(wanted)
@@ -135,7 +136,7 @@ def _stored_card(services: Services, record: ModelRecord) -> dict[str, Any] | No
     },
     openapi_extra=KEY_OPTIONAL,
 )
-def download_checkpoint(digest: str, services: ServicesDep, caller: Reader) -> Response:
+def download_checkpoint(digest: DigestPath, services: ServicesDep, caller: Reader) -> Response:
     """Served only when a fresh check finds the checkpoint registered, unrevoked and within the
     clinic's policy (403 with the reason otherwise; 404 when unknown or not stored). The bytes are
     re-hashed on the way out of the store."""
@@ -277,7 +278,7 @@ def _register(
     },
 )
 async def revoke_model(
-    digest: str, request: Request, services: ServicesDep, caller: Revoker
+    digest: DigestPath, request: Request, services: ServicesDep, caller: Revoker
 ) -> Any:
     """One-way: every gate refuses the checkpoint within its validity TTL (1 s by default).
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.auth import Caller
-from registry.api.deps import KEY_OPTIONAL, Reader, Services, ServicesDep
+from registry.api.deps import KEY_OPTIONAL, DigestPath, Reader, Services, ServicesDep
 from registry.api.errors import responses
 from registry.api.routes.models import not_stored
 from registry.api.schemas import PredictionOut
@@ -77,7 +77,9 @@ _PIXELS_DOC = (
         },
     },
 )
-async def predict(digest: str, request: Request, services: ServicesDep, caller: Reader) -> Any:
+async def predict(
+    digest: DigestPath, request: Request, services: ServicesDep, caller: Reader
+) -> Any:
     """Predicted class, label and probabilities per image, and the provenance of the model that
     answered: its digest, chain, contract, registration transaction and block, the block at which
     its validity was last confirmed, and its accuracy with the test set it was measured on.
