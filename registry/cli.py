@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from registry.config import Settings, get_settings
 from registry.errors import ConfigurationError, InvalidInput, RegistryError
-from registry.hashing import Digest, digest_bytes, digest_file, parse_optional
+from registry.hashing import Digest, digest_bytes, digest_file, parse_optional, read_regular_file
 from registry.records import RegisterRequest, RevocationReason, Role, Verdict
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def _card_digest(args: argparse.Namespace) -> Digest:
 
 
 def cmd_register(args: argparse.Namespace, out: Output) -> int:
-    data = args.file.read_bytes()
+    data = read_regular_file(args.file)
     request = RegisterRequest(
         digest=digest_bytes(data),
         accuracy_bps=args.accuracy_bps,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
-from registry.errors import InvalidDigest
+from registry.errors import InvalidDigest, InvalidInput
 
 ALGORITHM = "sha256"
 HEX_LENGTH = 64
@@ -113,7 +113,51 @@ def digest_stream(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Digest:
     return Digest(h.hexdigest())
 
 
+def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` (following symlinks) for reading, refusing anything but a regular file.
+
+    A FIFO blocks in open() until someone writes and /dev/zero never ends: both must be refused
+    before a byte is read. O_NONBLOCK makes the open of a FIFO return at once, and the type is
+    taken from the open descriptor, not the path, so the file checked is the file read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except OSError as exc:  # a symlink loop (ELOOP), no permission...
+        raise InvalidInput(
+            f"cannot open {path}: {exc.strerror}; check the path", path=str(path)
+        ) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "special file")
+        raise InvalidInput(
+            f"{path} is not a regular file (it is a {kind}); give the path of the file itself",
+            path=str(path),
+            kind=kind,
+        )
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "directory",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFSOCK: "socket",
+}
+
+
+def read_regular_file(path: str | os.PathLike[str]) -> bytes:
+    """All bytes of a regular file (see ``open_regular_file``), read through one descriptor."""
+    with open_regular_file(path) as stream:
+        return stream.read()
+
+
 def digest_file(path: str | os.PathLike[str]) -> Digest:
-    """SHA-256 of a file's bytes, streamed, with constant memory whatever the file size."""
-    with Path(path).open("rb", buffering=0) as stream:
+    """SHA-256 of a regular file's bytes, streamed, with constant memory whatever its size."""
+    with open_regular_file(path) as stream:
         return digest_stream(stream)
