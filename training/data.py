@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -31,13 +31,12 @@ from training.architecture import MAX_CLASSES, MAX_INPUT_SIZE, MIN_CLASSES, MIN_
 from training.digests import split_digest
 from training.errors import DataError
 
-Format = Literal["auto", "idx", "npz", "folder", "builtin"]
 FORMATS: Final[tuple[str, ...]] = ("auto", "idx", "npz", "folder", "builtin")
 SPLITS: Final = ("train", "val", "test")
 
 BUILTIN_NAME: Final = "sklearn-digits-28 (stand-in, not medical data)"
-# Folder images are brought to the LeNet-5 input size the rest of the project uses.
-FOLDER_IMAGE_SIZE: Final = 28
+# Folder images and the built-in set are brought to the LeNet-5 input size MNIST made standard.
+IMAGE_SIZE: Final = 28
 # Share of each class held out for testing when an image folder has no train/test sub-folders.
 FOLDER_TEST_FRACTION: Final = 0.2
 IMAGE_SUFFIXES: Final = (".png", ".jpg", ".jpeg", ".bmp")
@@ -213,7 +212,7 @@ def load_builtin() -> Dataset:
     from sklearn.datasets import load_digits  # deferred: only this loader needs scikit-learn
 
     digits = load_digits()
-    images = upsample_bilinear(np.asarray(digits.images, dtype=np.float64), FOLDER_IMAGE_SIZE)
+    images = upsample_bilinear(np.asarray(digits.images, dtype=np.float64), IMAGE_SIZE)
     # The 8x8 values run 0..16; stretch to 0..255 and round half-to-even, as uint8 pixels.
     pixels = np.clip(np.rint(images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]
     labels = np.asarray(digits.target, dtype=np.int64)
@@ -536,7 +535,7 @@ def load_folder(path: Path, *, seed: int = 0, val_fraction: float = 0.1) -> Data
         images = (
             np.stack(arrays)
             if arrays
-            else np.zeros((0, channels, FOLDER_IMAGE_SIZE, FOLDER_IMAGE_SIZE), np.uint8)
+            else np.zeros((0, channels, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
         )
         labels = np.array([index[label] for _, label in items], dtype=np.int64)
         splits[split] = (images, labels)
@@ -597,8 +596,8 @@ def _read_image(path: Path) -> tuple[npt.NDArray[np.uint8], bool]:
         raise DataError(
             str(path), f"is not a readable image ({exc})", "remove or replace it"
         ) from exc
-    if image.size != (FOLDER_IMAGE_SIZE, FOLDER_IMAGE_SIZE):
-        image = image.resize((FOLDER_IMAGE_SIZE, FOLDER_IMAGE_SIZE), Image.Resampling.BILINEAR)
+    if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.uint8)
     if colour:
         return np.ascontiguousarray(array.transpose(2, 0, 1)), True
