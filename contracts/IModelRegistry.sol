@@ -19,14 +19,16 @@ interface IModelRegistry {
         Revoker
     }
 
-    /// @notice A record as kept in storage. `registeredAt == 0` means "no such record".
+    /// @notice A record as kept in storage. `registrant == address(0)` means "no such record" and
+    /// `revocationReason == 0` means "not revoked": a timestamp is never used as a sentinel, since a
+    /// uint40 time could wrap to 0.
     struct Record {
         address registrant;
         uint40 registeredAt; // block timestamp of the registration
         uint40 registeredBlock; // block holding the ModelRegistered event with the digests
         uint16 accuracyBps; // 0-10 000 basis points on the anchored test set
-        uint40 revokedAt; // 0 = not revoked
-        uint40 revokedBlock; // block holding the ModelRevoked event; 0 = not revoked
+        uint40 revokedAt; // time of the revocation (only meaningful when revocationReason != 0)
+        uint40 revokedBlock; // block holding the ModelRevoked event
         uint8 revocationReason; // 0 = not revoked; codes documented at `revoke`
         bytes32 replacement; // 0 = no replacement named
     }

@@ -70,8 +70,8 @@ contract ModelRegistry is IModelRegistry {
         if (testSetDigest == bytes32(0)) revert ModelRegistryZeroTestSetDigest();
         if (cardDigest == bytes32(0)) revert ModelRegistryZeroCardDigest();
         Entry storage entry = _entries[digest];
-        if (entry.registeredAt != 0) revert ModelRegistryAlreadyRegistered(digest, entry.registrant);
-        if (parent != bytes32(0) && (parent == digest || _entries[parent].registeredAt == 0)) {
+        if (entry.registrant != address(0)) revert ModelRegistryAlreadyRegistered(digest, entry.registrant);
+        if (parent != bytes32(0) && (parent == digest || _entries[parent].registrant == address(0))) {
             revert ModelRegistryInvalidParent(digest, parent);
         }
 
@@ -89,12 +89,12 @@ contract ModelRegistry is IModelRegistry {
     /// @inheritdoc IModelRegistry
     function revoke(bytes32 digest, uint8 reason, bytes32 replacement) external {
         Entry storage entry = _entries[digest];
-        if (entry.registeredAt == 0) revert ModelRegistryUnknownModel(digest);
+        if (entry.registrant == address(0)) revert ModelRegistryUnknownModel(digest);
         if (msg.sender != entry.registrant && !_roles[Role.Revoker][msg.sender]) {
             revert ModelRegistryNotAllowedToRevoke(msg.sender, digest);
         }
         Revocation storage revocation = _revocations[digest];
-        if (revocation.revokedAt != 0) {
+        if (revocation.reason != 0) {
             revert ModelRegistryAlreadyRevoked(digest, revocation.revokedAt);
         }
         if (reason == 0 || (reason > REASON_MAX_CODED && reason != REASON_OTHER)) {
@@ -102,8 +102,8 @@ contract ModelRegistry is IModelRegistry {
         }
         if (
             replacement != bytes32(0)
-                && (replacement == digest || _entries[replacement].registeredAt == 0
-                    || _revocations[replacement].revokedAt != 0)
+                && (replacement == digest || _entries[replacement].registrant == address(0)
+                    || _revocations[replacement].reason != 0)
         ) {
             revert ModelRegistryInvalidReplacement(digest, replacement);
         }
@@ -155,7 +155,7 @@ contract ModelRegistry is IModelRegistry {
     /// @inheritdoc IModelRegistry
     function getRecord(bytes32 digest) external view returns (Record memory record) {
         record = _record(digest);
-        if (record.registeredAt == 0) revert ModelRegistryUnknownModel(digest);
+        if (record.registrant == address(0)) revert ModelRegistryUnknownModel(digest);
     }
 
     /// @inheritdoc IModelRegistry
@@ -165,12 +165,15 @@ contract ModelRegistry is IModelRegistry {
 
     /// @inheritdoc IModelRegistry
     function isRegistered(bytes32 digest) external view returns (bool) {
-        return _entries[digest].registeredAt != 0;
+        return _entries[digest].registrant != address(0);
     }
 
     /// @inheritdoc IModelRegistry
     function isValid(bytes32 digest) external view returns (bool) {
-        return _entries[digest].registeredAt != 0 && _revocations[digest].revokedAt == 0;
+        // The reason code (never a time) says "revoked"; Slither taints the whole struct with the
+        // timestamp stored beside it.
+        // slither-disable-next-line incorrect-equality
+        return _entries[digest].registrant != address(0) && _revocations[digest].reason == 0;
     }
 
     /// @inheritdoc IModelRegistry

@@ -154,7 +154,9 @@ class RegistryClient:
         self._io_lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if endpoint == "memory" else contextlib.nullcontext()
         )
-        self._nonce_lock = threading.Lock()
+        # Re-entrant: a connection error inside reserve_nonce() (nonce, fees or the send itself)
+        # reaches _forget_session(), which takes this lock again on the same thread.
+        self._nonce_lock = threading.RLock()
         self._next_nonce: int | None = None
         self._signer: Eip1559Signer | None = None
         self._fees: tuple[float, dict[str, int]] | None = None
@@ -247,7 +249,8 @@ class RegistryClient:
     def lookup(self, digest: Digest) -> tuple[ModelRecord | None, int]:
         """The current record (None if unknown) and the block whose state answered: one call."""
         stored, block = self._call("lookup", digest.raw)
-        return (self._record_from_storage(digest, stored) if stored[1] else None), int(block)
+        exists = int(stored[0], 16) != 0  # registrant; a timestamp is never the sentinel
+        return (self._record_from_storage(digest, stored) if exists else None), int(block)
 
     def get(self, digest: Digest) -> ModelRecord | None:
         return self.lookup(digest)[0]
@@ -268,9 +271,11 @@ class RegistryClient:
             :6
         ]
         reason, replacement = stored[6], stored[7]
-        event = self._registration_event(digest, int(registered_block))
+        event = self._registration_event(
+            digest, int(registered_block), (checksum(registrant), int(registered_at), int(accuracy))
+        )
         revocation = None
-        if revoked_at:
+        if reason:  # the reason code, never the time, says whether it is revoked
             revocation = Revocation(
                 revoked_at=int(revoked_at),
                 block_number=int(revoked_block),
@@ -291,11 +296,19 @@ class RegistryClient:
             revocation=revocation,
         )
 
-    def _registration_event(self, digest: Digest, block: int) -> dict[str, Any]:
-        """The digests kept only in the ModelRegistered event; immutable, so cached by block."""
+    def _registration_event(
+        self, digest: Digest, block: int, stored: tuple[str, int, int]
+    ) -> dict[str, Any]:
+        """The digests kept only in the ModelRegistered event, cached by block.
+
+        A reorg can put another registration of the digest at the same height: a cached event
+        whose registrant, time or accuracy differ from ``stored`` (storage's) is fetched again.
+        """
         key = (digest, block)
         cached = self._event_cache.get(key)
-        if cached is not None:
+        if cached is not None and (
+            (cached["registrant"], cached["registered_at"], cached["accuracy_bps"]) == stored
+        ):
             return cached
         logs = self._logs([self._topic_registered, digest.raw], block, block)
         if not logs:
@@ -543,6 +556,10 @@ class RegistryClient:
                 if receipt.get("blockNumber") is not None and self._confirmed(receipt):
                     return receipt
             if time.monotonic() > deadline:
+                # It may be queued behind a nonce the chain never saw (a reorg dropped an earlier
+                # transaction of ours): the next write reads the nonce from the node again.
+                with self._nonce_lock:
+                    self._next_nonce = None
                 raise TransactionFailed(
                     tx_hash,
                     f"was not mined with {self.confirmations} confirmation(s) within "

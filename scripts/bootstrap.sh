@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
+TOOLS_VENV=${TOOLS_VENV:-.venv-tools}
 PYTHON=${PYTHON:-python3}
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -38,5 +39,14 @@ if [ "$want" != "$have" ]; then
     torch torchvision
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
   echo "$want" > "$VENV/.bootstrap-stamp"
+fi
+# 4. Analysis tools (Slither) in their own environment: their pins conflict with the product's.
+want=$(sha256sum requirements-tools.txt | cut -d' ' -f1)
+have=$(cat "$TOOLS_VENV/.bootstrap-stamp" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+  [ -x "$TOOLS_VENV/bin/python" ] || { log "creating $TOOLS_VENV"; "$PYTHON" -m venv "$TOOLS_VENV"; }
+  log "installing analysis tools into $TOOLS_VENV"
+  "$TOOLS_VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-tools.txt
+  echo "$want" > "$TOOLS_VENV/.bootstrap-stamp"
 fi
 log "ready"

@@ -752,13 +752,6 @@ def test_largest_uint40_timestamp_is_stored_exactly(anvil, operation: str) -> No
 
 
 @pytest.mark.anvil
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="register() stores uint40(block.timestamp) and treats registeredAt == 0 as 'no record':"
-    " a registration in a block at timestamp 2**40 is stored as 0, reads as unregistered and is"
-    " overwritten by the next register() of the same digest",
-)
 def test_registration_past_the_uint40_range_stays_registered(anvil) -> None:
     _next_block_at(anvil, UINT40_MAX + 1)
     register_raw(anvil.client, digest("v1").raw, accuracy=9_000)
@@ -768,12 +761,6 @@ def test_registration_past_the_uint40_range_stays_registered(anvil) -> None:
 
 
 @pytest.mark.anvil
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="revoke() stores uint40(block.timestamp) and treats revokedAt == 0 as 'not revoked':"
-    " a revocation in a block at timestamp 2**40 leaves the checkpoint valid and revocable again",
-)
 def test_revocation_past_the_uint40_range_stays_revoked(anvil) -> None:
     anvil.client.register(request("v1"))
     _next_block_at(anvil, UINT40_MAX + 1)

@@ -1,15 +1,17 @@
 """Slither on ModelRegistry.sol, compiled by the project's pinned solc 0.8.28 as the artifact is.
 
-``scripts/slither_check.py`` does the work (and is the command to run by hand); these tests run it
-in-process and hold it to its promise: the build analysed is the deployed one, no High or Medium
-finding goes unreviewed, and the list of reviewed findings neither goes stale nor covers more than
-the sentinel comparisons it was written for. Skipped only where Slither is not installed.
+``scripts/slither_check.py`` does the work (and is the command to run by hand). Slither pins
+web3 < 8, so it runs in its own environment, ``.venv-tools`` (made by ``scripts/bootstrap.sh``);
+these tests run the script there and hold it to its promise: the build analysed is the deployed
+one, and no finding of impact High or Medium exists. Outside CI they skip where that environment
+has not been made; in CI its absence is a failure.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,13 +21,15 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("slither", reason="slither-analyzer is not installed")
-
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "slither_check.py"
+TOOLS_PYTHON = ROOT / ".venv-tools" / "bin" / "python"
 SERIOUS = ("High", "Medium")
+
+if not TOOLS_PYTHON.exists() and not os.environ.get("CI"):
+    pytest.skip("no .venv-tools: run scripts/bootstrap.sh", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -40,55 +44,41 @@ def check() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def report(check: ModuleType) -> Any:
-    return check.analyse()
+def report() -> dict[str, Any]:
+    done = subprocess.run(
+        [str(TOOLS_PYTHON), str(SCRIPT), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT / "tests",  # any working directory will do
+    )
+    assert done.returncode in (0, 1), done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    result["exit_code"] = done.returncode
+    result["summary"] = done.stderr
+    return result
 
 
 def listing(findings: Any) -> str:
-    return "\n".join(f"[{f.impact}] {f.check}: {f.description}" for f in findings)
+    return "\n".join(f"[{f['impact']}] {f['check']}: {f['description']}" for f in findings)
 
 
 def test_slither_analyses_the_build_that_is_deployed(check: ModuleType, report: Any) -> None:
     settings = check._compile_script().SETTINGS
-    assert report.solc_version == "0.8.28"
-    assert report.optimizer_runs == settings["optimizer"]["runs"]
-    assert report.contracts == ("IModelRegistry", "ModelRegistry")
+    assert report["solc_version"] == "0.8.28"
+    assert report["optimizer_runs"] == settings["optimizer"]["runs"]
+    assert report["contracts"] == ["IModelRegistry", "ModelRegistry"]
     writes = {"register", "revoke", "grantRole", "removeRole", "renounceRole"}
-    assert writes | {"transferAdmin", "acceptAdmin", "lookup", "isValid"} <= set(report.functions)
+    assert writes | {"transferAdmin", "acceptAdmin", "lookup", "isValid"} <= set(
+        report["functions"]
+    )
 
 
-def test_no_unreviewed_high_or_medium_finding(report: Any) -> None:
-    assert report.serious == [], "Slither found:\n" + listing(report.serious)
-
-
-def test_every_reviewed_finding_is_still_reported(check: ModuleType, report: Any) -> None:
-    # A review outlives its code only by mistake: once the code changes, the entry must go.
-    reported = {(f.check, f.function, f.expression) for f in report.findings}
-    assert set(check.REVIEWED) - reported == set()
-
-
-def test_reviews_cover_only_comparisons_of_a_stored_time_with_zero(check: ModuleType) -> None:
-    sentinel = re.compile(r"\.(registeredAt|revokedAt) [=!]= 0\b")
-    for detector, _function, expression in check.REVIEWED:
-        assert detector == "incorrect-equality"
-        times = re.findall(
-            r"registeredAt|revokedAt|registeredBlock|revokedBlock|block\.", expression
-        )
-        assert len(sentinel.findall(expression)) == len(times) > 0, expression
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Slither's incorrect-equality (Medium) flags the `registeredAt == 0` / `revokedAt == 0`"
-    " existence checks in getRecord, isValid, register (parent) and revoke (replacement); they are"
-    " sentinels, not time comparisons (reviewed in scripts/slither_check.py). Checking existence"
-    " by `registrant != address(0)` and revocation by `reason != 0` removes the findings (and the"
-    " uint40 edge) except isValid's `reason == 0`, which needs a slither-disable-next-line",
-)
-def test_slither_reports_no_high_or_medium_finding_at_all(report: Any) -> None:
-    serious = [f for f in report.findings if f.impact in SERIOUS]
-    assert serious == [], listing(serious)
+def test_slither_reports_no_high_or_medium_finding(report: Any) -> None:
+    serious = [f for f in report["findings"] if f["impact"] in SERIOUS]
+    assert serious == [], "Slither found:\n" + listing(serious)
+    assert report["exit_code"] == 0
+    assert "0 of impact High or Medium" in report["summary"]
 
 
 def test_solc_launcher_answers_like_native_solc(check: ModuleType) -> None:
@@ -109,17 +99,3 @@ def test_solc_launcher_answers_like_native_solc(check: ModuleType) -> None:
     output = json.loads(done.stdout)
     assert [e for e in output.get("errors", []) if e["severity"] == "error"] == []
     assert "ast" in output["sources"]["contracts/ModelRegistry.sol"]
-
-
-def test_command_line_exits_0_and_lists_every_finding(report: Any) -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT / "tests",  # any working directory will do
-    )
-    assert done.returncode == 0, done.stderr
-    printed = json.loads(done.stdout)
-    assert len(printed["findings"]) == len(report.findings)
-    assert "0 unreviewed of impact High or Medium" in done.stderr
