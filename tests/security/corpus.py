@@ -796,7 +796,7 @@ CASES: list[Case] = [
     ),
     _meta(
         "metadata-mean-5000-digits",
-        None,
+        "normalization",
         lambda: with_metadata(normalization='{"mean":[' + "9" * 5000 + '],"std":[0.25]}'),
     ),
     _meta(

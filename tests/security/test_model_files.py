@@ -31,6 +31,7 @@ import pytest
 from apikit import TEST_SET_DIGEST, Api, assert_error, make_card
 from corpus import (
     ALPHABET,
+    BY_ID,
     CASES,
     Canary,
     Case,
@@ -322,3 +323,15 @@ def test_the_api_registers_and_verifies_the_pickle_polyglot_without_running_it(
 def test_the_header_cap_is_what_bounds_memory() -> None:
     # The bounds above are stated relative to this cap; a larger cap needs new bounds.
     assert DEFAULT_MAX_HEADER_BYTES == 1 << 20
+
+
+def test_the_training_loader_refuses_a_header_integer_over_the_digit_limit_itself() -> None:
+    # Behind the guard, the loader's own header check must also answer with its error class (a
+    # bare ValueError would be a 500 at the API), here for an integer json.loads cannot convert.
+    from training.architecture import read_safetensors_header
+    from training.errors import CheckpointError
+
+    data = BY_ID["header-huge-integer-literal"].build(None, "")  # type: ignore[arg-type]
+
+    with pytest.raises(CheckpointError, match="4300 digits"):
+        read_safetensors_header(data)
