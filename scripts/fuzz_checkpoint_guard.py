@@ -70,7 +70,11 @@ def lenet_checkpoint(c: int, size: int, k: int, seed: int) -> bytes:
         "normalization": json.dumps({"mean": [0.5] * c, "std": [0.25] * c}),
         "dataset": "fuzz",
     }
-    return safetensors.numpy.save(arrays, metadata=meta)
+    # safetensors writes __metadata__ in hash-map order, which changes from one process to the
+    # next: rewrite the header with sorted keys so that --seed reproduces a run exactly.
+    header, body = split(safetensors.numpy.save(arrays, metadata=meta))
+    text = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":")).encode()
+    return assemble(text + b" " * (-len(text) % 8), body)
 
 
 def split(data: bytes) -> tuple[bytes, bytes]:
