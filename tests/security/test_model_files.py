@@ -42,7 +42,7 @@ from corpus import (
 )
 
 from registry.chain import RegistryClient
-from registry.checkpoint_guard import DEFAULT_MAX_HEADER_BYTES, inspect_checkpoint
+from registry.checkpoint_guard import inspect_checkpoint
 from registry.gate import Gate
 from registry.hashing import Digest, digest_bytes
 from registry.records import RegisterRequest
@@ -318,11 +318,6 @@ def test_the_api_registers_and_verifies_the_pickle_polyglot_without_running_it(
 
     assert register.status_code == 201, register.text
     assert verify.status_code == 200 and verify.json()["verified"] is True, verify.text
-
-
-def test_the_header_cap_is_what_bounds_memory() -> None:
-    # The bounds above are stated relative to this cap; a larger cap needs new bounds.
-    assert DEFAULT_MAX_HEADER_BYTES == 1 << 20
 
 
 def test_the_training_loader_refuses_a_header_integer_over_the_digit_limit_itself() -> None:
