@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         default=1.0, ge=0, le=2.0, description="max staleness of a model's on-chain validity"
     )
     max_upload_bytes: int = Field(default=16 << 20, gt=0)
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a request body must arrive within this many seconds of the request (408 "
+        "otherwise), so a client that trickles one in cannot hold a connection forever",
+    )
     max_image_bytes: int = Field(default=4 << 20, gt=0)
     max_image_pixels: int = Field(default=4096 * 4096, gt=0)
     max_images_per_request: int = Field(default=256, gt=0)

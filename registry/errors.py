@@ -11,7 +11,8 @@ CLI's ``--json`` output and the HTTP API's error body.
     │   │   └── PickleRejected
     │   ├── InvalidImage
     │   ├── InvalidModelCard
-    │   └── PayloadTooLarge
+    │   ├── PayloadTooLarge
+    │   └── RequestTimeout           a request body that does not arrive in time
     ├── ConfigurationError           settings, keys, artifacts, deployments
     ├── ChainError
     │   ├── ChainUnavailable         cannot tell: node down, timeout
@@ -113,6 +114,20 @@ class PayloadTooLarge(InvalidInput):
             limit=limit,
         )
         self.size, self.limit = size, limit
+
+
+class RequestTimeout(InvalidInput):
+    code = "request_timeout"
+
+    def __init__(self, what: str, received: int, timeout_s: float) -> None:
+        super().__init__(
+            f"{what} did not arrive within {timeout_s:g} s (got {received} bytes by then); "
+            "send it without pausing, or raise REGISTRY_BODY_TIMEOUT_S",
+            what=what,
+            received=received,
+            timeout_s=timeout_s,
+        )
+        self.received, self.timeout_s = received, timeout_s
 
 
 # --- configuration ---------------------------------------------------------------------------

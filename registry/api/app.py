@@ -40,7 +40,7 @@ inference only with checkpoints that are registered, unrevoked and within the cl
 * Writes need an API key in the `X-API-Key` header (registrar: `POST /models`; revoker:
   `POST /models/{digest}/revoke`); reads need one only when the service is configured so.
 * Request bodies are limited to `REGISTRY_MAX_UPLOAD_BYTES` (413 beyond it, also for chunked
-  uploads).
+  uploads) and must arrive within `REGISTRY_BODY_TIMEOUT_S` of the request (408 otherwise).
 """
 
 
@@ -77,7 +77,11 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        timeout_s=settings.body_timeout_s,
+    )
     for module in (health, verify, models, predict, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")

@@ -9,6 +9,7 @@ match wins, so a subclass listed before its base can get its own status.
 
     InvalidCheckpoint, PickleRejected      422  the upload is not a checkpoint this registry loads
     PayloadTooLarge                        413
+    RequestTimeout                         408  the body did not arrive in time
     InvalidInput (and the rest of it)      400
     Unauthenticated                        401  no API key, or a key nobody configured
     Forbidden                              403  a valid key without the role
@@ -65,6 +66,7 @@ from registry.errors import (
     NotVerified,
     PayloadTooLarge,
     RegistryError,
+    RequestTimeout,
     StoreError,
     Unauthenticated,
     WrongChain,
@@ -76,6 +78,7 @@ log = logging.getLogger("registry.api")
 STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidCheckpoint, 422),
     (PayloadTooLarge, 413),
+    (RequestTimeout, 408),
     (InvalidInput, 400),
     (Unauthenticated, 401),
     (Forbidden, 403),
@@ -205,6 +208,7 @@ _DESCRIPTIONS = {
     403: "The key lacks the role (`forbidden`), or the checkpoint may not be used: "
     "unknown / revoked / policy / unconfirmed (`not_verified`, details.reason)",
     404: "Unknown digest, nothing stored under it, or no such endpoint (`not_found`)",
+    408: "The request body did not arrive within the configured time (`request_timeout`)",
     409: "Conflicts with the chain's state (`already_registered`, `already_revoked`)",
     413: "Body, image or pixel count over the configured limit (`payload_too_large`)",
     422: "Not a loadable safetensors checkpoint (`invalid_checkpoint`, `pickle_rejected`), "
@@ -217,8 +221,9 @@ _DESCRIPTIONS = {
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the given error statuses (plus 500, always possible)."""
+    """OpenAPI ``responses`` entries for the given error statuses (plus 500, always possible, and
+    408 wherever a body is limited: the body deadline comes with the size limit)."""
     from registry.api.schemas import ErrorResponse
 
-    wanted: Sequence[int] = sorted({*statuses, 500})
+    wanted: Sequence[int] = sorted({*statuses, 500, *([408] if 413 in statuses else [])})
     return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in wanted}

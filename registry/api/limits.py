@@ -1,4 +1,5 @@
-"""A request body limit enforced while the body streams in, for every route and content type.
+"""A request body limit, in bytes and in time, enforced while the body streams in, for every route
+and content type.
 
 A client can announce a size (``Content-Length``) or not (chunked transfer). Either way the service
 must stop reading once the limit is passed instead of buffering a gigabyte first, and that must
@@ -9,25 +10,32 @@ around the whole app:
 - otherwise ``receive`` is wrapped and counts bytes as they arrive; the message that passes the
   limit raises ``PayloadTooLarge`` instead of being delivered, so at most the limit plus one
   network chunk is ever held;
-- whatever the layers inside do with that exception (FastAPI turns errors raised while it parses
-  a form into a generic 400), the response that goes out is the 413: the middleware remembers
-  that the limit fired and substitutes its own answer for the inner one.
+- the whole body must arrive within ``timeout_s`` of the request: uvicorn has no such deadline,
+  so a client sending a byte every few seconds would hold its connection (and whatever the
+  handler holds) for ever. The read that would pass the deadline raises ``RequestTimeout`` (408);
+  once the body is complete, ``receive`` is not timed any more (it then only waits for a
+  disconnect);
+- whatever the layers inside do with either exception (FastAPI turns errors raised while it
+  parses a form into a generic 400), the response that goes out is the 413 or 408: the
+  middleware remembers that a limit fired and substitutes its own answer for the inner one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api.errors import error_response
-from registry.errors import InvalidInput, PayloadTooLarge
+from registry.errors import InvalidInput, PayloadTooLarge, RequestTimeout
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,12 +49,31 @@ class BodyLimitMiddleware:
             await _send_error(send, PayloadTooLarge("request body", declared, self.max_bytes))
             return
 
-        state: dict[str, Any] = {"received": 0, "error": None, "started": False, "done": False}
+        state: dict[str, Any] = {
+            "received": 0,
+            "body_done": False,
+            "error": None,
+            "started": False,
+            "done": False,
+        }
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s if self.timeout_s is not None else None
 
         async def limited_receive() -> Message:
-            message = await receive()
+            if deadline is None or state["body_done"]:
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), deadline - loop.time())
+                except TimeoutError:
+                    assert self.timeout_s is not None
+                    state["error"] = RequestTimeout(
+                        "the request body", state["received"], self.timeout_s
+                    )
+                    raise state["error"] from None
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
+                state["body_done"] = not message.get("more_body", False)
                 if state["received"] > self.max_bytes:
                     state["error"] = PayloadTooLarge(
                         "request body", state["received"], self.max_bytes
@@ -59,7 +86,7 @@ class BodyLimitMiddleware:
                 return
             if state["error"] is not None and not state["started"]:
                 # The inner app answered after the limit fired (perhaps with its own 400):
-                # the client gets the 413 that explains what happened instead.
+                # the client gets the 413 or 408 that explains what happened instead.
                 state["done"] = True
                 await _send_error(send, state["error"])
                 return
@@ -69,7 +96,7 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, guarded_send)
-        except PayloadTooLarge:
+        except (PayloadTooLarge, RequestTimeout):
             if state["error"] is None or state["started"]:
                 raise
             if not state["done"]:
