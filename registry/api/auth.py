@@ -19,6 +19,10 @@ from registry.errors import ConfigurationError, Forbidden, Unauthenticated
 
 API_KEY_HEADER = "X-API-Key"
 MIN_KEY_LENGTH = 16
+# Behind a proxy the client address is read from X-Forwarded-For, i.e. it is whatever the client
+# wrote there. The audit log refuses a value over 512 characters (with a 500), so an anonymous
+# caller's id keeps at most this much of it: an IPv6 address has at most 45 characters.
+MAX_ADDRESS_CHARS = 64
 
 
 class ApiRole(enum.StrEnum):
@@ -107,7 +111,7 @@ class KeyRing:
     def identify(self, presented: str | None, client_ip: str | None) -> Caller:
         """The caller behind a request; a presented key that matches nothing is refused."""
         if not presented:
-            return Caller(f"ip:{client_ip or 'unknown'}")
+            return Caller(f"ip:{(client_ip or 'unknown')[:MAX_ADDRESS_CHARS]}")
         entry = self.lookup(presented)
         if entry is None:
             if not self.configured:
