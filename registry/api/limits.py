@@ -6,7 +6,8 @@ must stop reading once the limit is passed instead of buffering a gigabyte first
 hold for multipart uploads too, whose parser sits inside FastAPI. So this is plain ASGI middleware
 around the whole app:
 
-- a ``Content-Length`` over the limit is answered 413 before a byte of the body is read;
+- a ``Content-Length`` over the limit is answered 413 before a byte of the body is read, and one
+  next to a ``Transfer-Encoding`` 400 (the request's end would be ambiguous);
 - otherwise ``receive`` is wrapped and counts bytes as they arrive; the message that passes the
   limit raises ``PayloadTooLarge`` instead of being delivered, so at most the limit plus one
   network chunk is ever held;
@@ -29,6 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api.errors import error_response
 from registry.errors import InvalidInput, PayloadTooLarge, RequestTimeout
+
+_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 
 
 class BodyLimitMiddleware:
@@ -104,7 +107,18 @@ class BodyLimitMiddleware:
 
 
 def _content_length(scope: Scope) -> int | InvalidInput | None:
-    for name, value in scope.get("headers", ()):
+    framing = [(n, v) for n, v in scope.get("headers", ()) if n in _FRAMING_HEADERS]
+    if {n for n, _ in framing} == _FRAMING_HEADERS:
+        # RFC 9112 6.3: Transfer-Encoding wins, and the server must close the connection after
+        # answering; uvicorn (h11) keeps it open and reads what follows the chunked body as a
+        # next request. A proxy in front that went by Content-Length would have forwarded that
+        # "next request" as body: refuse the request, and the error response closes the
+        # connection.
+        return InvalidInput(
+            "the request has both Content-Length and Transfer-Encoding, so where it ends is "
+            "ambiguous (a request smuggling pattern); send only one of them"
+        )
+    for name, value in framing:
         if name == b"content-length":
             text = value.decode("latin-1").strip()
             if not text.isdigit():
