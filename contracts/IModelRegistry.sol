@@ -163,9 +163,13 @@ interface IModelRegistry {
     /// @notice The stored record of `digest`; reverts with ModelRegistryUnknownModel if none.
     function getRecord(bytes32 digest) external view returns (Record memory);
 
-    /// @notice The record of `digest` (all fields zero if none) and the number of the block whose
-    /// state answered, so a verifier learns in one call what it checked and as of when.
-    function lookup(bytes32 digest) external view returns (Record memory record, uint256 blockNumber);
+    /// @notice The record of `digest` (all fields zero if none), the number of the block whose
+    /// state answered and the chain id, so a verifier learns in one call what it checked, as of
+    /// when, and on which chain.
+    function lookup(bytes32 digest)
+        external
+        view
+        returns (Record memory record, uint256 blockNumber, uint256 chainId);
 
     /// @notice Whether `digest` is registered.
     function isRegistered(bytes32 digest) external view returns (bool);

@@ -159,8 +159,12 @@ contract ModelRegistry is IModelRegistry {
     }
 
     /// @inheritdoc IModelRegistry
-    function lookup(bytes32 digest) external view returns (Record memory record, uint256 blockNumber) {
-        return (_record(digest), block.number);
+    function lookup(bytes32 digest)
+        external
+        view
+        returns (Record memory record, uint256 blockNumber, uint256 chainId)
+    {
+        return (_record(digest), block.number, block.chainid);
     }
 
     /// @inheritdoc IModelRegistry

@@ -78,6 +78,14 @@ DEPLOY_GAS = 1_800_000
 PRIORITY_FEE_WEI = 1_000_000_000
 FEE_CACHE_S = 2.0
 LOG_CHUNK_BLOCKS = 50_000
+# How often a slow wait for a receipt asks whether the transaction is stuck behind a nonce gap.
+GAP_CHECK_S = 1.0
+
+
+class NonceGap(TransactionFailed):
+    """Our transaction waits behind a nonce the chain no longer has: it can never be mined."""
+
+    code = "nonce_gap"
 
 
 def _hex(value: bytes | str) -> str:
@@ -248,7 +256,14 @@ class RegistryClient:
 
     def lookup(self, digest: Digest) -> tuple[ModelRecord | None, int]:
         """The current record (None if unknown) and the block whose state answered: one call."""
-        stored, block = self._call("lookup", digest.raw)
+        stored, block, chain_id = self._call("lookup", digest.raw)
+        # The chain id comes with every answer, so a node swapped for another chain between two
+        # identity checks is caught on its first answer, not after the identity TTL.
+        identity = self._identity[1] if self._identity else None
+        expected = self.expected_chain_id or (identity.chain_id if identity else None)
+        if expected is not None and chain_id != expected:
+            self._identity = None
+            raise WrongChain(expected, int(chain_id), self.endpoint)
         exists = int(stored[0], 16) != 0  # registrant; a timestamp is never the sentinel
         return (self._record_from_storage(digest, stored) if exists else None), int(block)
 
@@ -540,21 +555,37 @@ class RegistryClient:
         fn = self._functions[name]
         data = fn.selector + abi_encode(fn.inputs, args)
         tx: dict[str, Any] = {"to": self.address, "data": _hex(data), "gas": GAS_LIMITS[name]}
-        tx_hash = send_transaction(self, tx)
-        receipt = self.wait_for_receipt(tx_hash)
+        tx_hash, nonce = self._send(tx)
+        try:
+            receipt = self.wait_for_receipt(tx_hash, nonce=nonce)
+        except NonceGap:
+            # An earlier transaction of ours vanished (a reorg): this one can never be mined
+            # before it. Send it once more at the nonce the chain expects; should the queued
+            # copy ever run, the contract refuses it as a duplicate.
+            tx_hash, nonce = self._send(tx)
+            receipt = self.wait_for_receipt(tx_hash, nonce=nonce)
         if int(receipt["status"]) != 1:
             raise self._explain_failure(tx, receipt)
         return receipt
 
-    def wait_for_receipt(self, tx_hash: str) -> dict[str, Any]:
-        """Poll for the receipt, then for the configured confirmations; reorg-safe."""
-        deadline = time.monotonic() + self.tx_timeout_s
+    def wait_for_receipt(self, tx_hash: str, *, nonce: int | None = None) -> dict[str, Any]:
+        """Poll for the receipt, then for the configured confirmations; reorg-safe.
+
+        Given the transaction's ``nonce``, a wait of over a second also asks whether the
+        transaction is stuck behind a nonce the chain no longer has, and raises NonceGap if so.
+        """
+        started = time.monotonic()
+        deadline = started + self.tx_timeout_s
+        next_gap_check = started + GAP_CHECK_S
         delay = 0.001
         while True:
             with contextlib.suppress(TransactionNotFound):
                 receipt = dict(self._io(lambda: self.w3.eth.get_transaction_receipt(tx_hash)))  # type: ignore[arg-type]
                 if receipt.get("blockNumber") is not None and self._confirmed(receipt):
                     return receipt
+            if nonce is not None and time.monotonic() > next_gap_check:
+                next_gap_check = time.monotonic() + GAP_CHECK_S
+                self._raise_if_behind_a_gap(tx_hash, nonce)
             if time.monotonic() > deadline:
                 # It may be queued behind a nonce the chain never saw (a reorg dropped an earlier
                 # transaction of ours): the next write reads the nonce from the node again.
@@ -568,6 +599,19 @@ class RegistryClient:
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    def _raise_if_behind_a_gap(self, tx_hash: str, nonce: int) -> None:
+        assert self.account is not None
+        address = self.account.address
+        executable = int(self._io(lambda: self.w3.eth.get_transaction_count(address, "pending")))
+        if executable < nonce:
+            with self._nonce_lock:
+                self._next_nonce = None
+            raise NonceGap(
+                tx_hash,
+                f"can never be mined: it has nonce {nonce} but the chain expects {executable} "
+                "(an earlier transaction was dropped, e.g. by a reorg)",
+            )
 
     def _confirmed(self, receipt: dict[str, Any]) -> bool:
         if self.confirmations <= 1:
@@ -635,6 +679,22 @@ class RegistryClient:
         self._fees = (now, fields)
         return fields
 
+    def _send(self, tx: dict[str, Any]) -> tuple[str, int]:
+        """Sign ``tx`` at the next nonce and send it: (tx hash, nonce)."""
+        for attempt in (1, 2):
+            try:
+                with self.reserve_nonce() as nonce:
+                    raw = self.sign(tx, nonce)
+                    sent: bytes = self._io(partial(self.w3.eth.send_raw_transaction, raw))
+                    return _hex(sent), nonce
+            except ChainError as exc:
+                text = str(exc).lower()
+                if attempt == 1 and ("nonce" in text or "underpriced" in text or "fee" in text):
+                    self._fees = None
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
     def sign(self, tx: dict[str, Any], nonce: int) -> bytes:
         """Raw signed bytes of ``tx`` (to, data, gas) at ``nonce`` with current fees."""
         assert self.account is not None  # reserve_nonce() refused already
@@ -683,19 +743,7 @@ class RegistryClient:
 
 def send_transaction(client: RegistryClient, tx: dict[str, Any]) -> str:
     """Sign ``tx`` with the client's key at the next nonce and send it; returns the tx hash."""
-    for attempt in (1, 2):
-        try:
-            with client.reserve_nonce() as nonce:
-                raw = client.sign(tx, nonce)
-                sent: bytes = client._io(partial(client.w3.eth.send_raw_transaction, raw))
-                return _hex(sent)
-        except ChainError as exc:
-            text = str(exc).lower()
-            if attempt == 1 and ("nonce" in text or "underpriced" in text or "fee" in text):
-                client._fees = None
-                continue
-            raise
-    raise AssertionError("unreachable")
+    return client._send(tx)[0]
 
 
 def _topic_filter(topic: Any) -> Any:

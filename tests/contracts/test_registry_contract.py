@@ -586,12 +586,13 @@ def test_views_of_an_unknown_digest(memory) -> None:
     assert caught.value.digest == digest("unknown")
 
 
-def test_lookup_of_unknown_digest_returns_zero_record_and_current_block(memory) -> None:
+def test_lookup_of_unknown_digest_returns_zero_record_current_block_and_chain_id(memory) -> None:
     memory.mine(3)
     head = memory.client.w3.eth.block_number
-    record, block = call(memory.client, "lookup", digest("unknown").raw)
+    record, block, chain_id = call(memory.client, "lookup", digest("unknown").raw)
     assert record == (ZERO_ADDRESS.lower(), 0, 0, 0, 0, 0, 0, ZERO32)
     assert block == head
+    assert chain_id == memory.client.w3.eth.chain_id
 
 
 def test_views_of_a_registered_then_revoked_digest(memory) -> None:
@@ -600,14 +601,14 @@ def test_views_of_a_registered_then_revoked_digest(memory) -> None:
     result = client.register(request("v1"))
     assert call(client, "isRegistered", d) == (True,)
     assert call(client, "isValid", d) == (True,)
-    record, block = call(client, "lookup", d)
+    record, block, _ = call(client, "lookup", d)
     assert record == call(client, "getRecord", d)[0]
     assert record[2] == result.block_number
     assert block == client.w3.eth.block_number
     client.revoke(digest("v1"), RevocationReason.REGULATORY)
     assert call(client, "isRegistered", d) == (True,)
     assert call(client, "isValid", d) == (False,)
-    record, _ = call(client, "lookup", d)
+    record, _, _ = call(client, "lookup", d)
     assert record[6] == 6
 
 

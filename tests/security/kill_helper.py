@@ -67,7 +67,7 @@ def wire_stage(client: RegistryClient, spec: dict[str, Any]) -> None:
             die(stage, nonce=nonce)
         return raw
 
-    def wait_for_receipt(tx_hash: str) -> dict[str, Any]:
+    def wait_for_receipt(tx_hash: str, **options: Any) -> dict[str, Any]:
         if stage == "after_send":
             die(stage, tx_hash=tx_hash)
         if stage.startswith("node_"):
@@ -75,7 +75,7 @@ def wire_stage(client: RegistryClient, spec: dict[str, Any]) -> None:
             os.killpg(spec["node_pgid"], sig)
             gone = _wait_group_exit(spec["node_pgid"], 10.0)
             say(reached=stage, tx_hash=tx_hash, node_gone=gone)
-        receipt = real_wait(tx_hash)
+        receipt = real_wait(tx_hash, **options)
         if stage == "after_receipt":
             die(stage, tx_hash=tx_hash, block_number=int(receipt["blockNumber"]))
         return receipt
