@@ -21,8 +21,9 @@ Only identifiers go in: digests, addresses, block numbers, verdicts, reason code
 never end up here (no patient data in logs).
 
 Several worker processes append to the same file: each append takes a lock within the process
-and ``flock`` across processes, re-reads the current last line under that lock, writes one line
-with one ``write`` and fsyncs it. A line torn by a crash makes the next ``append`` refuse (fail
+and ``flock`` across processes, re-reads the current last line under that lock and writes one line
+with one ``write``; it returns only once an fsync has covered that line (one fsync serves every
+append queued behind it, so concurrent requests share the cost). A line torn by a crash makes the next ``append`` refuse (fail
 closed) rather than continue a chain from a line nobody can check.
 """
 
@@ -257,6 +258,10 @@ class AuditLog:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._sync_lock = threading.Lock()
+        self._written = 0  # appends written by this object (under the path's lock)
+        self._synced = 0  # of those, how many are known to be on disk
+        self._end = -1  # file size right after our last append: the file's end if nobody else wrote
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Create the file now, and check that its last line can be chained to, so that a broken
         # log is reported at start-up rather than on the first request.
@@ -301,8 +306,13 @@ class AuditLog:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 # Another process may have appended since we last looked: chain to the file,
-                # not to what this object remembers.
-                seq, prev = self._tail_state(fd)
+                # not to what this object remembers. If the file still ends where our own last
+                # line ended, that line is the last one and re-reading it would tell nothing new.
+                size = os.fstat(fd).st_size
+                if size == self._end:
+                    seq, prev = self._seq, self._prev
+                else:
+                    seq, prev = self._tail_state(fd)
                 entry: dict[str, Any] = {
                     **fields,
                     "seq": seq + 1,
@@ -320,11 +330,32 @@ class AuditLog:
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
-                os.fsync(fd)
                 self._seq, self._prev = entry["seq"], _sha256_hex(line[:-1])
+                self._end = size + len(line)
+                self._written += 1
+                ticket = self._written
             finally:
                 os.close(fd)
+        self._sync(ticket)
         return entry
+
+    def _sync(self, ticket: int) -> None:
+        """Return once the ``ticket``-th write of this object is on disk (group commit).
+
+        fsync flushes the whole file, so one call makes every write before it durable: threads
+        that queue here while it runs find their write already covered and skip their own. No
+        caller returns before its entry is durable, and the exclusive lock is not held meanwhile.
+        """
+        with self._sync_lock:
+            if self._synced >= ticket:
+                return
+            target = self._written
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._synced = target
 
     def _tail_state(self, fd: int) -> tuple[int, str]:
         """(seq of the last entry, sha256 of the last line), read from the file itself."""

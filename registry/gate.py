@@ -59,6 +59,9 @@ def refusal(verdict: Verdict) -> NotVerified:
     )
 
 
+MAX_CACHED_VERDICTS = 4096
+
+
 class Gate:
     def __init__(
         self,
@@ -75,10 +78,31 @@ class Gate:
         self._lock = threading.Lock()
         # digest -> (model, verdict of the latest check, monotonic time of that check)
         self._models: OrderedDict[Digest, tuple[LoadedModel, Verdict, float]] = OrderedDict()
+        # digest -> (positive verdict, monotonic time it was read), for verdict()
+        self._verdicts: OrderedDict[Digest, tuple[Verdict, float]] = OrderedDict()
 
     def check(self, digest: Digest) -> Verdict:
         """A fresh verdict from the chain (raises when the chain cannot answer)."""
         return verify_digest(self.client, digest, self.policy)
+
+    def verdict(self, digest: Digest) -> Verdict:
+        """A verdict with the gate's own bounded staleness: a "verified" answer is reused for up to
+        ``validity_ttl_s``; any other answer is read fresh from the chain every time."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._verdicts.get(digest)
+        if cached is not None and now - cached[1] < self.validity_ttl_s:
+            return cached[0]
+        verdict = self.check(digest)
+        with self._lock:
+            if verdict.verified:
+                self._verdicts[digest] = (verdict, now)
+                self._verdicts.move_to_end(digest)
+                while len(self._verdicts) > MAX_CACHED_VERDICTS:
+                    self._verdicts.popitem(last=False)
+            else:
+                self._verdicts.pop(digest, None)
+        return verdict
 
     def admit(self, data: bytes | bytearray | memoryview) -> LoadedModel:
         """Verify ``data`` and load the network from exactly these bytes."""
@@ -107,6 +131,7 @@ class Gate:
         """Drop a loaded model (e.g. one this process just revoked); the next use re-admits it."""
         with self._lock:
             self._models.pop(digest, None)
+            self._verdicts.pop(digest, None)
 
     def loaded(self, digest: Digest) -> bool:
         with self._lock:

@@ -14,7 +14,6 @@ from registry.api.schemas import VerdictOut
 from registry.api.uploads import body_or_file
 from registry.checkpoint_guard import inspect_checkpoint
 from registry.hashing import digest_bytes
-from registry.verify import verify_digest
 
 router = APIRouter(tags=["verification"])
 
@@ -56,6 +55,6 @@ def _verify(services: Services, caller: Caller, data: bytes) -> dict[str, Any]:
     digest = digest_bytes(data)
     with services.audited("verify", caller, digest=str(digest)) as entry:
         inspect_checkpoint(data)
-        verdict = verify_digest(services.client(), digest, services.policy)
+        verdict = services.gate().verdict(digest)
         entry.update(block=verdict.checked_block, outcome=verdict.reason)
     return {**verdict.to_dict(), "stored": services.store.has(digest.hex, "checkpoint")}
