@@ -16,15 +16,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from training.card import build_card, canonical_json, card_digest
-from training.checkpoint import atomic_write, canonical_tensor_digest, save_checkpoint
-from training.config import TrainConfig
-from training.data import FORMATS, load_dataset
+from training.config import FORMATS, TrainConfig
 from training.errors import ConfigError, TrainingError
-from training.evaluate import Metrics, evaluate_model
-from training.loop import resolve_device, train
+
+if TYPE_CHECKING:
+    from training.evaluate import Metrics
 
 CHECKPOINT_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
@@ -151,6 +149,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> TrainResult:
     """Train, evaluate, write both files; raise ``TrainingError`` on bad input or flags."""
+    # torch is imported here, not with the module: the flags above serve every `registry`
+    # command's parser, and only `train` needs the deep-learning stack.
+    from training.card import build_card, canonical_json, card_digest
+    from training.checkpoint import atomic_write, canonical_tensor_digest, save_checkpoint
+    from training.data import load_dataset
+    from training.evaluate import evaluate_model
+    from training.loop import resolve_device, train
+
     config = config_from_args(args)
     parent = parse_parent_digest(args.parent)
     resolve_device(config.device)  # fail on a bad --device before spending time on data

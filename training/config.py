@@ -13,6 +13,9 @@ from typing import Any
 
 from training.errors import ConfigError
 
+# How ``--data`` is read; "auto" decides from the path (folder of IDX files, .npz, image folder).
+FORMATS: tuple[str, ...] = ("auto", "idx", "npz", "folder", "builtin")
+
 
 @dataclass(frozen=True)
 class TrainConfig:

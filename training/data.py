@@ -28,10 +28,10 @@ import numpy.typing as npt
 import torch
 
 from training.architecture import MAX_CLASSES, MAX_INPUT_SIZE, MIN_CLASSES, MIN_INPUT_SIZE
+from training.config import FORMATS
 from training.digests import split_digest
 from training.errors import DataError
 
-FORMATS: Final[tuple[str, ...]] = ("auto", "idx", "npz", "folder", "builtin")
 SPLITS: Final = ("train", "val", "test")
 
 BUILTIN_NAME: Final = "sklearn-digits-28 (stand-in, not medical data)"
