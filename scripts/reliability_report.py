@@ -71,6 +71,7 @@ class Row:
     skipped: int = 0  # xfailed ones included
     xfailed: int = 0
     notes: list[str] = field(default_factory=list)
+    failed_names: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def cells(self) -> list[str]:
@@ -81,7 +82,13 @@ class Row:
             str(self.failed),
             str(self.skipped),
             f"{self.seconds:.0f}",
-            "; ".join([*self.notes, *([f"{self.xfailed} xfail"] if self.xfailed else [])]),
+            "; ".join(
+                [
+                    *self.notes,
+                    *([f"{self.xfailed} xfail"] if self.xfailed else []),
+                    *(f"FAILED {name}" for name in self.failed_names[:3]),
+                ]
+            ),
         ]
 
 
@@ -157,6 +164,7 @@ def parse_junit(xml: Path, rename: dict[str, str] | None = None) -> dict[str, Ro
         row.seconds += float(case.get("time") or 0)
         if case.find("failure") is not None or case.find("error") is not None:
             row.failed += 1
+            row.failed_names.append(f"{module}::{case.get('name')}")
         elif (skipped := case.find("skipped")) is not None:
             row.skipped += 1
             if "xfail" in (skipped.get("type") or "") + (skipped.get("message") or ""):

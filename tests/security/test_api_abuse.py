@@ -425,7 +425,7 @@ def _trickle(server: Server, head: bytes, drip: bytes, limit_s: float) -> tuple[
         elapsed = time.monotonic() - started
     assert health, "no /health request was made while the slow body was open"
     assert all(status == 200 for status, _ in health), health
-    assert max(took for _, took in health) < 1.0, health  # other clients are not blocked
+    assert max(took for _, took in health) < 1.5, health  # other clients are not blocked
     return answer, elapsed
 
 
@@ -471,6 +471,34 @@ def test_a_chunked_body_that_stalls_ends_in_408(server: Server) -> None:
         limit_s=SERVER_BODY_TIMEOUT_S + 4,
     )
     assert _status(answer) == 408, answer[:300]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="uvicorn (h11) has no deadline for request headers: its keep-alive timer is armed only "
+    "after a response, so a connection that never completes its headers is held for ever; "
+    "needs a protocol class with a header deadline (registry.serve), or a proxy in front",
+)
+@pytest.mark.parametrize("pace", ["a-header-line-per-0.5s", "silent"])
+def test_a_connection_that_never_completes_its_headers_is_closed(server: Server, pace: str) -> None:
+    limit = 3 * SERVER_BODY_TIMEOUT_S
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n" if pace != "silent" else b"")
+        started = time.monotonic()
+        closed_or_answered = False
+        while time.monotonic() - started < limit:
+            readable, _, _ = select.select([sock], [], [], 0.5)
+            if readable:
+                closed_or_answered = True  # an answer (408) or EOF
+                break
+            if pace != "silent":
+                try:
+                    sock.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    closed_or_answered = True
+                    break
+    assert server.health() == 200
+    assert closed_or_answered, f"the connection was still open after {limit:g} s"
 
 
 def test_the_body_deadline_is_408_and_does_not_time_a_finished_body() -> None:

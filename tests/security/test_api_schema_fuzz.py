@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,6 @@ class Service:
     session: Any  # a requests.Session (schemathesis's ASGI client, or a plain one)
     fixtures: Fixtures
     base_url: str | None = None
-    log: list[str] = field(default_factory=list)
 
     def call(self, case: Any) -> Any:
         kwargs: dict[str, Any] = {"session": self.session, "timeout": REQUEST_TIMEOUT_S}
@@ -131,16 +130,15 @@ class Service:
 
 def _prepare(session: Any, base: str) -> Fixtures:
     """Register and revoke the checkpoints the steered requests need, through the API itself."""
+    valid, fresh = make_checkpoint(seed=101), make_checkpoint(seed=104)
     fixtures = Fixtures(
-        valid=make_checkpoint(seed=101),
+        valid=valid,
         revoked=make_checkpoint(seed=102),
         to_revoke=make_checkpoint(seed=103),
-        fresh=make_checkpoint(seed=104),
-        fresh_card=b"",
-        valid_card=b"",
+        fresh=fresh,
+        fresh_card=make_card(fresh),
+        valid_card=make_card(valid),
     )
-    fixtures.fresh_card = make_card(fixtures.fresh)
-    fixtures.valid_card = make_card(fixtures.valid)
     for checkpoint in (fixtures.valid, fixtures.revoked, fixtures.to_revoke):
         files = {"checkpoint": ("m", checkpoint), "card": ("c", make_card(checkpoint))}
         response = session.post(
