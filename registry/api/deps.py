@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request, Security
@@ -96,7 +96,11 @@ class Services:
         self.audit.append(event, who=caller.id, **entry)
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are ``async def`` although they never await: FastAPI runs a plain ``def``
+# dependency in the thread pool, and three such hops per request cost more than the work itself.
+
+
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -125,14 +129,14 @@ _api_key = APIKeyHeader(
 )
 
 
-def get_caller(
+async def get_caller(
     request: Request, services: ServicesDep, key: Annotated[str | None, Security(_api_key)]
 ) -> Caller:
     return services.keys.identify(key, request.client.host if request.client else None)
 
 
-def _requiring(role: ApiRole | None) -> Callable[..., Caller]:
-    def dependency(caller: Annotated[Caller, Depends(get_caller)], services: ServicesDep) -> Caller:
+def _requiring(role: ApiRole | None) -> Callable[..., Awaitable[Caller]]:
+    async def dependency(caller: Annotated[Caller, Depends(get_caller)], services: ServicesDep) -> Caller:
         if role is not None or services.settings.require_key_for_reads:
             services.keys.require(caller, role)
         return caller
