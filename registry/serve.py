@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from registry.config import Settings, get_settings
 from registry.errors import ConfigurationError
+from registry.http_protocol import HeaderDeadlineProtocol
 
 SETTINGS_ENV = "REGISTRY_SERVE_SETTINGS"
 WORKER_APP = "registry.serve:worker_app"
@@ -45,7 +46,9 @@ def worker_app() -> Any:
     from registry.api import create_app
 
     text = os.environ.get(SETTINGS_ENV)
-    return create_app(settings_from_json(text) if text else get_settings())
+    settings = settings_from_json(text) if text else get_settings()
+    HeaderDeadlineProtocol.header_timeout_s = settings.body_timeout_s
+    return create_app(settings)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -60,12 +63,15 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # data); a second, unchained access log per request would only cost time.
         "access_log": False,
         "timeout_graceful_shutdown": 10,
+        # Request headers get the same deadline as bodies (uvicorn itself has none for them).
+        "http": HeaderDeadlineProtocol,
     }
 
 
 def run(settings: Settings) -> None:
     import uvicorn
 
+    HeaderDeadlineProtocol.header_timeout_s = settings.body_timeout_s
     if settings.workers > 1:
         if settings.rpc_url == "memory":
             raise ConfigurationError(

@@ -67,7 +67,10 @@ class BodyLimitMiddleware:
                 message = await receive()
             else:
                 try:
-                    message = await asyncio.wait_for(receive(), deadline - loop.time())
+                    # timeout_at cancels this task at the deadline; unlike wait_for it does not
+                    # start a new task for every chunk of the body.
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
                 except TimeoutError:
                     assert self.timeout_s is not None
                     state["error"] = RequestTimeout(

@@ -473,12 +473,6 @@ def test_a_chunked_body_that_stalls_ends_in_408(server: Server) -> None:
     assert _status(answer) == 408, answer[:300]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uvicorn (h11) has no deadline for request headers: its keep-alive timer is armed only "
-    "after a response, so a connection that never completes its headers is held for ever; "
-    "needs a protocol class with a header deadline (registry.serve), or a proxy in front",
-)
 @pytest.mark.parametrize("pace", ["a-header-line-per-0.5s", "silent"])
 def test_a_connection_that_never_completes_its_headers_is_closed(server: Server, pace: str) -> None:
     limit = 3 * SERVER_BODY_TIMEOUT_S
