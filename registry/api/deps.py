@@ -136,7 +136,9 @@ async def get_caller(
 
 
 def _requiring(role: ApiRole | None) -> Callable[..., Awaitable[Caller]]:
-    async def dependency(caller: Annotated[Caller, Depends(get_caller)], services: ServicesDep) -> Caller:
+    async def dependency(
+        caller: Annotated[Caller, Depends(get_caller)], services: ServicesDep
+    ) -> Caller:
         if role is not None or services.settings.require_key_for_reads:
             services.keys.require(caller, role)
         return caller
