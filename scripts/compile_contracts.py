@@ -50,8 +50,11 @@ def find_solc() -> Path:
     try:
         return Path(solcx.install_solc(SOLC_VERSION))
     except Exception as exc:
-        print(f"py-solc-x could not install solc {SOLC_VERSION} ({exc.__class__.__name__}); "
-              "using the npm solc-js build", file=sys.stderr)
+        print(
+            f"py-solc-x could not install solc {SOLC_VERSION} ({exc.__class__.__name__}); "
+            "using the npm solc-js build",
+            file=sys.stderr,
+        )
     solcjs = ROOT / "node_modules" / ".bin" / "solcjs"
     if not solcjs.exists():
         sys.exit(f"error: no solc {SOLC_VERSION} found; run `npm ci` to install solc-js")
@@ -111,18 +114,30 @@ def render(artifact: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="recompile and fail if the committed artifact differs (default: write)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="recompile and fail if the committed artifact differs (default: write)",
+    )
     args = parser.parse_args(argv)
     fresh = render(compile_artifact())
     if args.check:
         committed = ARTIFACT.read_text(encoding="utf-8") if ARTIFACT.exists() else ""
         if committed != fresh:
-            diff = difflib.unified_diff(committed.splitlines(), fresh.splitlines(),
-                                        "committed", "recompiled", lineterm="", n=1)
+            diff = difflib.unified_diff(
+                committed.splitlines(),
+                fresh.splitlines(),
+                "committed",
+                "recompiled",
+                lineterm="",
+                n=1,
+            )
             print("\n".join(list(diff)[:40]), file=sys.stderr)
-            print(f"error: {ARTIFACT.relative_to(ROOT)} is stale; run "
-                  "`python scripts/compile_contracts.py` and commit the result", file=sys.stderr)
+            print(
+                f"error: {ARTIFACT.relative_to(ROOT)} is stale; run "
+                "`python scripts/compile_contracts.py` and commit the result",
+                file=sys.stderr,
+            )
             return 1
         print(f"{ARTIFACT.relative_to(ROOT)} matches the sources (solc {SOLC_VERSION})")
         return 0

@@ -13,7 +13,15 @@ HEX = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 @pytest.mark.parametrize(
     "text",
-    [HEX, HEX.upper(), "0x" + HEX, "0X" + HEX.upper(), "sha256:" + HEX, "SHA256:" + HEX, f"  {HEX}\n"],
+    [
+        HEX,
+        HEX.upper(),
+        "0x" + HEX,
+        "0X" + HEX.upper(),
+        "sha256:" + HEX,
+        "SHA256:" + HEX,
+        f"  {HEX}\n",
+    ],
 )
 def test_parse_accepts_the_three_spellings_and_normalises_them(text: str) -> None:
     digest = Digest.parse(text)
@@ -60,9 +68,14 @@ def test_raw_round_trip_and_zero() -> None:
         Digest.from_bytes(b"\x00" * 31)
 
 
-@given(st.binary(min_size=32, max_size=32), st.sampled_from(["", "0x", "sha256:", "SHA256:"]),
-       st.booleans())
-def test_any_digest_parses_back_to_itself_in_every_spelling(raw: bytes, prefix: str, upper: bool) -> None:
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.sampled_from(["", "0x", "sha256:", "SHA256:"]),
+    st.booleans(),
+)
+def test_any_digest_parses_back_to_itself_in_every_spelling(
+    raw: bytes, prefix: str, upper: bool
+) -> None:
     text = raw.hex().upper() if upper else raw.hex()
     assert Digest.parse(prefix + text).raw == raw
 
