@@ -7,9 +7,8 @@ events in its receipt (decoded straight from the ABI, not through the client und
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
+from chainkit import CARD, TEST_SET, ZERO32, ZERO_ADDRESS, digest, raw_register, request
 from eth_utils import to_checksum_address
 
 from registry.contract_errors import (
@@ -30,32 +29,9 @@ from registry.contract_errors import (
     ZeroTestSetDigest,
 )
 from registry.hashing import Digest
-from registry.records import RegisterRequest, RevocationReason, Role
+from registry.records import RevocationReason, Role
 
-ZERO32 = bytes(32)
-ZERO_ADDRESS = "0x" + "00" * 20
-TEST_SET = Digest(hashlib.sha256(b"test split").hexdigest())
-CARD = Digest(hashlib.sha256(b"model card").hexdigest())
 REGISTER_GAS_CEILING = 62_000
-
-
-def digest(label: str) -> Digest:
-    return Digest(hashlib.sha256(label.encode()).hexdigest())
-
-
-def request(label: str, accuracy: int = 9_731, parent: Digest | None = None) -> RegisterRequest:
-    return RegisterRequest(digest(label), accuracy, TEST_SET, CARD, parent)
-
-
-def raw_register(
-    client,
-    d: bytes,
-    accuracy: int = 9_731,
-    test_set: bytes = TEST_SET.raw,
-    card: bytes = CARD.raw,
-    parent: bytes = ZERO32,
-):
-    return client._transact("register", d, accuracy, test_set, card, parent)
 
 
 def registered_event(

@@ -7,9 +7,8 @@ object's ``data`` and web3 raises ``ContractCustomError``. This is the represent
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
+from chainkit import CARD, TEST_SET, ZERO32, digest, request
 from web3.exceptions import ContractCustomError
 
 from registry.contract_errors import (
@@ -27,22 +26,9 @@ from registry.contract_errors import (
     ZeroAddress,
     ZeroDigest,
 )
-from registry.hashing import Digest
-from registry.records import RegisterRequest, RevocationReason, Role
+from registry.records import RevocationReason, Role
 
 pytestmark = pytest.mark.anvil
-
-ZERO32 = bytes(32)
-TEST_SET = Digest(hashlib.sha256(b"test split").hexdigest())
-CARD = Digest(hashlib.sha256(b"model card").hexdigest())
-
-
-def digest(label: str) -> Digest:
-    return Digest(hashlib.sha256(label.encode()).hexdigest())
-
-
-def request(label: str, accuracy: int = 9_731, parent: Digest | None = None) -> RegisterRequest:
-    return RegisterRequest(digest(label), accuracy, TEST_SET, CARD, parent)
 
 
 def assert_mined_and_failed(anvil, error) -> None:

@@ -10,7 +10,6 @@ class and fields, successes by the events in their receipt (decoded straight fro
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from chainkit import CARD, TEST_SET, ZERO32, ZERO_ADDRESS, digest, request
+from chainkit import raw_register as register_raw
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
@@ -39,37 +40,13 @@ from registry.contract_errors import (
 )
 from registry.errors import ContractRevert
 from registry.hashing import Digest
-from registry.records import RegisterRequest, RevocationReason, Role
+from registry.records import RevocationReason, Role
 from registry.verify import Policy, verify_digest
 
-ZERO32 = bytes(32)
-ZERO_ADDRESS = "0x" + "00" * 20
-TEST_SET = Digest(hashlib.sha256(b"held-out test split").hexdigest())
-CARD = Digest(hashlib.sha256(b"canonical model card").hexdigest())
 UINT40_MAX = 2**40 - 1
 ACCEPTED_REASONS = {1, 2, 3, 4, 5, 6, 7, 255}
 # Storage slots in declaration order (see the layout comment in ModelRegistry.sol).
 SLOT_ADMIN, SLOT_PENDING_ADMIN, SLOT_ROLES, SLOT_ENTRIES, SLOT_REVOCATIONS = range(5)
-
-
-def digest(label: str) -> Digest:
-    return Digest(hashlib.sha256(label.encode()).hexdigest())
-
-
-def request(label: str, accuracy: int = 9_731, parent: Digest | None = None) -> RegisterRequest:
-    return RegisterRequest(digest(label), accuracy, TEST_SET, CARD, parent)
-
-
-def register_raw(
-    client,
-    d: bytes,
-    accuracy: int = 9_731,
-    test_set: bytes = TEST_SET.raw,
-    card: bytes = CARD.raw,
-    parent: bytes = ZERO32,
-) -> dict:
-    """A register transaction without RegisterRequest's checks, so that the contract's run."""
-    return client._transact("register", d, accuracy, test_set, card, parent)
 
 
 def calldata(chain, name: str, *args: Any) -> str:
