@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -278,3 +279,38 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """Each backend in turn, reverted after the test."""
     base = request.getfixturevalue(f"_{request.param}_backend")
     yield from _isolated(base)
+
+
+# --------------------------------------------------------------------------------------------
+# The HTTP service on the eth-tester chain (tests/api, tests/security)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_api(memory: Backend, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build an app on the session's eth-tester chain with settings overrides; closed after.
+
+    Each app gets its own data directory (store, audit log) and the API keys of ``apikit``.
+    """
+    from apikit import Api, settings_for
+    from fastapi.testclient import TestClient
+
+    from registry.api import create_app
+
+    opened: list[TestClient] = []
+
+    def build(**overrides: Any) -> Api:
+        settings = settings_for(tmp_path / f"data{len(opened)}", **overrides)
+        http = TestClient(create_app(settings, client=memory.client))
+        http.__enter__()
+        opened.append(http)
+        return Api(http, memory, settings)
+
+    yield build
+    for http in opened:
+        http.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api(make_api: Callable[..., Any]) -> Any:
+    return make_api()

@@ -10,9 +10,6 @@ Audit hooks cannot be removed, so the one hook is installed when this module is 
 nothing outside a recording span. Imports are code execution too (``exec`` of a module body): the
 ``warm_paths`` fixture runs each path once with valid input first, so that a lazy import on
 first use is not mistaken for a payload.
-
-Also here: ``tests/api`` on ``sys.path`` (for ``apikit``) and ``make_api``, copied from
-``tests/api/conftest.py``.
 """
 
 from __future__ import annotations
@@ -25,18 +22,10 @@ import threading
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-
-from apikit import Api, settings_for
 from corpus import Canary
-from fastapi.testclient import TestClient
-
-from registry.api import create_app
 
 # What running attacker-chosen code goes through, as CPython names its audit events.
 EXECUTION_EVENTS = frozenset(
@@ -172,20 +161,3 @@ def make_watch() -> Callable[[Canary], Watch]:
         return Watch(private, recorder)
 
     return make
-
-
-@pytest.fixture
-def make_api(memory: Any, tmp_path: Path) -> Iterator[Callable[..., Api]]:
-    """Build an app on the session's eth-tester chain with settings overrides; closed after."""
-    opened: list[TestClient] = []
-
-    def build(**overrides: Any) -> Api:
-        settings = settings_for(tmp_path / f"data{len(opened)}", **overrides)
-        http = TestClient(create_app(settings, client=memory.client))
-        http.__enter__()
-        opened.append(http)
-        return Api(http, memory, settings)
-
-    yield build
-    for http in opened:
-        http.__exit__(None, None, None)

@@ -32,9 +32,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-
 from apikit import (
     API_KEYS,
     CLASS_NAMES,
@@ -50,11 +47,7 @@ from apikit import (
     make_card,
     make_checkpoint,
     png,
-    settings_for,
 )
-from fastapi.testclient import TestClient
-
-from registry.api import create_app
 
 SERVER_MAX_UPLOAD = 1 << 20
 SERVER_BODY_TIMEOUT_S = 2.0
@@ -65,25 +58,8 @@ UNKNOWN = "sha256:" + "ab" * 32
 
 
 @pytest.fixture
-def app_with(memory: Any, tmp_path: Path) -> Iterator[Callable[..., Api]]:
-    """An app on the session's eth-tester chain (reverted after the test), settings overridden."""
-    opened: list[TestClient] = []
-
-    def build(**overrides: Any) -> Api:
-        settings = settings_for(tmp_path / f"data{len(opened)}", **overrides)
-        http = TestClient(create_app(settings, client=memory.client))
-        http.__enter__()
-        opened.append(http)
-        return Api(http, memory, settings)
-
-    yield build
-    for http in opened:
-        http.__exit__(None, None, None)
-
-
-@pytest.fixture
-def app(app_with: Callable[..., Api]) -> Api:
-    return app_with()
+def app(make_api: Callable[..., Api]) -> Api:
+    return make_api()
 
 
 @pytest.fixture
@@ -291,9 +267,9 @@ def test_ten_thousand_parts_are_refused_at_once(app: Api) -> None:
 
 @pytest.mark.parametrize("where", ["filename", "extra-header"])
 def test_a_part_with_a_ten_megabyte_header_line_is_a_400(
-    app_with: Callable[..., Api], where: str
+    make_api: Callable[..., Api], where: str
 ) -> None:
-    api = app_with(max_upload_bytes=32 << 20)  # the body limit must not be what refuses it
+    api = make_api(max_upload_bytes=32 << 20)  # the body limit must not be what refuses it
     long = b"a" * (10 << 20)
     if where == "filename":
         part = b'Content-Disposition: form-data; name="file"; filename="' + long + b'"\r\n\r\nx'
@@ -595,13 +571,13 @@ def test_a_key_without_the_role_is_a_403(
 
 
 def test_a_key_removed_from_the_configuration_is_refused(
-    app_with: Callable[..., Api],
+    make_api: Callable[..., Api],
 ) -> None:
     checkpoint = make_checkpoint(seed=9)
     files = {"checkpoint": ("m", checkpoint), "card": ("c", make_card(checkpoint))}
     # After a restart: the registrar's key gone entirely, or kept with the reader role only.
-    gone = app_with(api_keys=f"{READER_KEY}:reader")
-    demoted = app_with(api_keys=f"{REGISTRAR_KEY}:reader")
+    gone = make_api(api_keys=f"{READER_KEY}:reader")
+    demoted = make_api(api_keys=f"{REGISTRAR_KEY}:reader")
 
     assert_error(gone.http.post("/models", files=files, headers=REGISTRAR), 401, "unauthenticated")
     assert_error(demoted.http.post("/models", files=files, headers=REGISTRAR), 403, "forbidden")
@@ -897,8 +873,8 @@ def test_predict_with_no_images_is_a_400(app: Api, model: str) -> None:
         assert_error(response, 400)
 
 
-def test_predict_with_more_images_than_allowed_is_a_400(app_with: Callable[..., Api]) -> None:
-    api = app_with(max_images_per_request=4)
+def test_predict_with_more_images_than_allowed_is_a_400(make_api: Callable[..., Api]) -> None:
+    api = make_api(max_images_per_request=4)
     _, digest = api.registered_model(seed=12)
     route = f"/models/{digest}/predict"
     pixels = [[0] * 28] * 28
@@ -927,8 +903,8 @@ def test_an_image_bomb_is_a_413_from_its_header(
     assert time.monotonic() - started < 5
 
 
-def test_a_real_decompression_bomb_is_a_413(app_with: Callable[..., Api]) -> None:
-    api = app_with(max_image_pixels=1_000_000)
+def test_a_real_decompression_bomb_is_a_413(make_api: Callable[..., Api]) -> None:
+    api = make_api(max_image_pixels=1_000_000)
     _, digest = api.registered_model(seed=13)
     bomb = _image("L", size=2_000)  # 4 M pixels of zeros, a few KB compressed
     assert len(bomb) < 50_000

@@ -32,9 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-
 from apikit import (
     API_KEYS,
     READER_KEY,
