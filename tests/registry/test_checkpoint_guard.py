@@ -14,6 +14,7 @@ import pytest
 import safetensors.numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lenetkit import lenet_shapes
 
 from registry.checkpoint_guard import (
     MAX_TENSORS,
@@ -24,23 +25,6 @@ from registry.checkpoint_guard import (
 from registry.errors import InvalidCheckpoint, PickleRejected
 
 # --- building real files -------------------------------------------------------------------
-
-
-def lenet_shapes(c: int = 1, size: int = 28, k: int = 10) -> dict[str, tuple[int, ...]]:
-    """Written out independently of training.architecture, from the LeNet-5 definition."""
-    s = ((size - 4) // 2 - 4) // 2
-    return {
-        "conv1.weight": (6, c, 5, 5),
-        "conv1.bias": (6,),
-        "conv2.weight": (16, 6, 5, 5),
-        "conv2.bias": (16,),
-        "fc1.weight": (120, 16 * s * s),
-        "fc1.bias": (120,),
-        "fc2.weight": (84, 120),
-        "fc2.bias": (84,),
-        "fc3.weight": (k, 84),
-        "fc3.bias": (k,),
-    }
 
 
 def lenet_metadata(c: int = 1, size: int = 28, k: int = 10) -> dict[str, str]:

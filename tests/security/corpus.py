@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lenetkit import lenet_shapes
 
 from registry.checkpoint_guard import DEFAULT_MAX_HEADER_BYTES, MalformedCheckpoint
 from registry.errors import InvalidCheckpoint, PickleRejected
@@ -79,20 +80,7 @@ CLASS_NAMES = ["benign", "malignant"]
 
 def lenet_specs(c: int = 1, size: int = 28, k: int = 2) -> TensorSpecs:
     """The LeNet-5 tensors, written out from the network's definition (not from the code)."""
-    s = ((size - 4) // 2 - 4) // 2
-    shapes = {
-        "conv1.weight": (6, c, 5, 5),
-        "conv1.bias": (6,),
-        "conv2.weight": (16, 6, 5, 5),
-        "conv2.bias": (16,),
-        "fc1.weight": (120, 16 * s * s),
-        "fc1.bias": (120,),
-        "fc2.weight": (84, 120),
-        "fc2.bias": (84,),
-        "fc3.weight": (k, 84),
-        "fc3.bias": (k,),
-    }
-    return {name: ("F32", shape) for name, shape in shapes.items()}
+    return {name: ("F32", shape) for name, shape in lenet_shapes(c, size, k).items()}
 
 
 def lenet_metadata(c: int = 1, size: int = 28, k: int = 2, **overrides: str) -> dict[str, str]:
