@@ -76,9 +76,8 @@ class Gate:
         self.validity_ttl_s = validity_ttl_s
         self.max_models = max_models
         self._lock = threading.Lock()
-        # digest -> (model, verdict of the latest check, monotonic time of that check)
-        self._models: OrderedDict[Digest, tuple[LoadedModel, Verdict, float]] = OrderedDict()
-        # digest -> (positive verdict, monotonic time it was read), for verdict()
+        self._models: OrderedDict[Digest, LoadedModel] = OrderedDict()
+        # digest -> (positive verdict, monotonic time it was read): the one validity cache
         self._verdicts: OrderedDict[Digest, tuple[Verdict, float]] = OrderedDict()
 
     def check(self, digest: Digest) -> Verdict:
@@ -108,13 +107,9 @@ class Gate:
         """Verify ``data`` and load the network from exactly these bytes."""
         frozen = bytes(data)  # a caller's buffer could change between hashing and loading
         digest = digest_bytes(frozen)
-        with self._lock:
-            cached = self._models.get(digest)
-        if cached is not None:
+        if self.loaded(digest):
             return self.ensure_valid(digest)
-        verdict = self.check(digest)
-        if not verdict.verified:
-            raise refusal(verdict)
+        verdict = self._valid_verdict(digest)
         inspect_checkpoint(frozen)
 
         from training.checkpoint import load_checkpoint_bytes
@@ -122,7 +117,7 @@ class Gate:
         network, spec = load_checkpoint_bytes(frozen)
         model = LoadedModel(digest, spec, network, verdict)
         with self._lock:
-            self._models[digest] = (model, verdict, time.monotonic())
+            self._models[digest] = model
             while len(self._models) > self.max_models:
                 self._models.popitem(last=False)
         return model
@@ -139,32 +134,28 @@ class Gate:
 
     def ensure_valid(self, digest: Digest) -> LoadedModel:
         """The cached model, its validity re-read from the chain if older than the TTL."""
-        with self._lock:
-            entry = self._models.get(digest)
-            if entry is not None:
-                self._models.move_to_end(digest)
-        if entry is None:
-            raise KeyError(digest)
-        model, verdict, checked = entry
-        if time.monotonic() - checked >= self.validity_ttl_s:
-            now = time.monotonic()
-            verdict = self.check(digest)
-            if not verdict.verified:
-                with self._lock:
-                    self._models.pop(digest, None)
-                raise refusal(verdict)
-            with self._lock:
-                if digest in self._models:
-                    self._models[digest] = (model, verdict, now)
-        return model
+        return self._valid_model(digest)[0]
 
-    def latest_verdict(self, digest: Digest) -> Verdict:
+    def _valid_model(self, digest: Digest) -> tuple[LoadedModel, Verdict]:
         with self._lock:
-            return self._models[digest][1]
+            model = self._models.get(digest)
+            if model is not None:
+                self._models.move_to_end(digest)
+        if model is None:
+            raise KeyError(digest)
+        return model, self._valid_verdict(digest)
+
+    def _valid_verdict(self, digest: Digest) -> Verdict:
+        verdict = self.verdict(digest)
+        if not verdict.verified:
+            with self._lock:
+                self._models.pop(digest, None)
+            raise refusal(verdict)
+        return verdict
 
     def predict(self, digest: Digest, pixels: np.ndarray) -> Prediction:
         """Class probabilities for uint8 NCHW ``pixels`` with a currently valid model."""
-        model = self.ensure_valid(digest)
+        model, verdict = self._valid_model(digest)
         spec = model.spec
         expected = (spec.in_channels, spec.input_size, spec.input_size)
         if pixels.ndim != 4 or pixels.shape[1:] != expected or pixels.dtype != np.uint8:
@@ -182,7 +173,7 @@ class Gate:
             classes=classes,
             labels=[spec.class_names[c] for c in classes],
             probabilities=[[round(float(p), 6) for p in row] for row in probabilities.tolist()],
-            provenance=provenance(self.latest_verdict(digest)),
+            provenance=provenance(verdict),
         )
 
 
