@@ -6,13 +6,12 @@ client (chain unavailable, wrong chain, wrong contract), and every caller treats
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from registry.chain import RegistryClient
 from registry.config import Settings
-from registry.hashing import Digest, digest_bytes, digest_file
+from registry.hashing import Digest
 from registry.records import ModelRecord, Verdict
 
 
@@ -93,15 +92,3 @@ def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None 
         f"registered by {record.registrant} on {_when(record.registered_at)} with accuracy "
         f"{record.accuracy_bps / 100:.2f} % on test set {record.test_set_digest.short}",
     )
-
-
-def verify_bytes(client: RegistryClient, data: bytes, policy: Policy | None = None) -> Verdict:
-    """Verify bytes already in memory; a caller that loads them must load these same bytes."""
-    return verify_digest(client, digest_bytes(data), policy)
-
-
-def verify_file(
-    client: RegistryClient, path: str | os.PathLike[str], policy: Policy | None = None
-) -> Verdict:
-    """Verify a file on disk (for answering questions; inference goes through the gate)."""
-    return verify_digest(client, digest_file(path), policy)
