@@ -27,12 +27,15 @@ import math
 import pickletools
 import re
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from registry.errors import InvalidCheckpoint, PickleRejected
+from registry.hashing import Digest
 from training.architecture import ModelSpec, expected_tensor_specs, parse_metadata
 from training.errors import SpecError
 
@@ -428,3 +431,36 @@ def inspect_checkpoint(
         tensors=MappingProxyType(tensors),
         data_start=8 + header_len,
     )
+
+
+class CheckedDigests:
+    """``inspect_checkpoint`` remembered by digest, so a file verified again is not parsed again.
+
+    The check is a pure function of the bytes and the SHA-256 names the bytes, so a digest that
+    passed once passes for good. Only passes are kept (a refusal is re-derived, and re-reported,
+    each time), at most ``max_entries`` of them, least recently used first out.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._passed: OrderedDict[Digest, CheckedCheckpoint] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def passed(self, digest: Digest) -> CheckedCheckpoint | None:
+        """What the check found for ``digest``'s bytes, if they passed it; never parses."""
+        with self._lock:
+            checked = self._passed.get(digest)
+            if checked is not None:
+                self._passed.move_to_end(digest)
+            return checked
+
+    def inspect(self, data: bytes, digest: Digest) -> CheckedCheckpoint:
+        """``inspect_checkpoint(data)``, where ``digest`` must be ``data``'s SHA-256."""
+        checked = self.passed(digest)
+        if checked is None:
+            checked = inspect_checkpoint(data)
+            with self._lock:
+                self._passed[digest] = checked
+                while len(self._passed) > self.max_entries:
+                    self._passed.popitem(last=False)
+        return checked

@@ -84,14 +84,22 @@ class Gate:
         """A fresh verdict from the chain (raises when the chain cannot answer)."""
         return verify_digest(self.client, digest, self.policy)
 
+    def fresh_verdict(self, digest: Digest) -> Verdict | None:
+        """The "verified" verdict ``verdict`` would reuse now, or None; never asks the chain (so
+        an event loop may call it)."""
+        with self._lock:
+            cached = self._verdicts.get(digest)
+        if cached is not None and time.monotonic() - cached[1] < self.validity_ttl_s:
+            return cached[0]
+        return None
+
     def verdict(self, digest: Digest) -> Verdict:
         """A verdict with the gate's own bounded staleness: a "verified" answer is reused for up to
         ``validity_ttl_s``; any other answer is read fresh from the chain every time."""
         now = time.monotonic()
-        with self._lock:
-            cached = self._verdicts.get(digest)
-        if cached is not None and now - cached[1] < self.validity_ttl_s:
-            return cached[0]
+        cached = self.fresh_verdict(digest)
+        if cached is not None:
+            return cached
         verdict = self.check(digest)
         with self._lock:
             if verdict.verified:

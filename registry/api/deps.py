@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request, Security
@@ -20,9 +20,12 @@ from fastapi.security import APIKeyHeader
 from registry.api.auth import API_KEY_HEADER, ApiRole, Caller, KeyRing
 from registry.audit import AuditLog
 from registry.chain import RegistryClient
+from registry.checkpoint_guard import CheckedDigests
 from registry.config import Settings
 from registry.errors import RegistryError
 from registry.gate import Gate
+from registry.hashing import Digest
+from registry.records import Verdict
 from registry.store import FileStore
 from registry.verify import Policy
 
@@ -42,6 +45,7 @@ class Services:
         )
         self.store = FileStore(settings.data_dir / "store")
         self.audit = AuditLog(settings.data_dir / "audit.log")
+        self.checked_headers = CheckedDigests()
         self._connect = connect
         self._client = client
         self._gate: Gate | None = None
@@ -71,6 +75,11 @@ class Services:
                     )
         return self._gate
 
+    def fresh_verdict(self, digest: Digest) -> Verdict | None:
+        """The gate's reusable "verified" verdict for ``digest``, if it has one; no I/O at all
+        (no chain call, no connecting), so a route may ask on the event loop."""
+        return self._gate.fresh_verdict(digest) if self._gate is not None else None
+
     @contextlib.contextmanager
     def audited(self, event: str, caller: Caller, **fields: Any) -> Iterator[dict[str, Any]]:
         """Record one audit entry for the block: the fields it fills in, and how it ended.
@@ -79,14 +88,7 @@ class Services:
         operation (digest, block, tx); an error that leaves the block is recorded with its code
         as the outcome, then re-raised. Identifiers only: the log itself refuses content.
         """
-        # pid: which worker process answered (each has its own gate and validity cache).
-        entry: dict[str, Any] = {
-            "digest": None,
-            "block": None,
-            "outcome": None,
-            "pid": os.getpid(),
-            **fields,
-        }
+        entry = _audit_entry(fields)
         try:
             yield entry
         except RegistryError as exc:
@@ -94,6 +96,26 @@ class Services:
             self.audit.append(event, who=caller.id, **entry)
             raise
         self.audit.append(event, who=caller.id, **entry)
+
+    @contextlib.asynccontextmanager
+    async def audited_async(
+        self, event: str, caller: Caller, **fields: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``audited`` for a block on the event loop: the entry is on disk before the block's
+        result goes anywhere, and the loop is not blocked while it gets there."""
+        entry = _audit_entry(fields)
+        try:
+            yield entry
+        except RegistryError as exc:
+            entry["outcome"] = exc.code
+            await self.audit.append_async(event, who=caller.id, **entry)
+            raise
+        await self.audit.append_async(event, who=caller.id, **entry)
+
+
+def _audit_entry(fields: dict[str, Any]) -> dict[str, Any]:
+    # pid: which worker process answered (each has its own gate and validity cache).
+    return {"digest": None, "block": None, "outcome": None, "pid": os.getpid(), **fields}
 
 
 # Dependencies are ``async def`` although they never await: FastAPI runs a plain ``def``
@@ -129,16 +151,14 @@ _api_key = APIKeyHeader(
 )
 
 
-async def get_caller(
-    request: Request, services: ServicesDep, key: Annotated[str | None, Security(_api_key)]
-) -> Caller:
-    return services.keys.identify(key, request.client.host if request.client else None)
-
-
 def _requiring(role: ApiRole | None) -> Callable[..., Awaitable[Caller]]:
+    # One dependency (plus the key header, which documents the scheme) rather than a chain of
+    # small ones: FastAPI's per-request cost grows with every node of the graph.
     async def dependency(
-        caller: Annotated[Caller, Depends(get_caller)], services: ServicesDep
+        request: Request, key: Annotated[str | None, Security(_api_key)]
     ) -> Caller:
+        services: Services = request.app.state.services
+        caller = services.keys.identify(key, request.client.host if request.client else None)
         if role is not None or services.settings.require_key_for_reads:
             services.keys.require(caller, role)
         return caller

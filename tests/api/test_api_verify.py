@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from apikit import Api, assert_error, digest_of, make_card, make_checkpoint
+
+from registry.hashing import Digest
+from registry.records import RevocationReason
 
 
 def test_verify_says_verified_with_the_on_chain_record_for_a_registered_checkpoint(
@@ -104,3 +109,31 @@ def test_each_verify_is_audited_with_its_verdict(api: Api) -> None:
     assert entry["outcome"] == "verified"
     assert entry["who"].startswith("ip:")
     assert isinstance(entry["block"], int)
+
+
+def test_a_revocation_made_elsewhere_reaches_verify_within_the_validity_ttl(api: Api) -> None:
+    checkpoint, digest = api.registered_model()
+    assert api.verify(checkpoint).json()["verified"] is True  # header and verdict now remembered
+    assert api.verify(checkpoint).json()["verified"] is True
+
+    # Revoked straight on chain: this service hears of it only by reading the chain again.
+    api.client.revoke(Digest.parse(digest), RevocationReason.SAFETY_ISSUE)
+    time.sleep(api.settings.validity_ttl_s + 0.05)
+
+    verdict = api.verify(checkpoint).json()
+    assert verdict["verified"] is False and verdict["reason"] == "revoked"
+
+
+def test_a_repeated_verify_is_audited_every_time(api: Api) -> None:
+    checkpoint, digest = api.registered_model()
+    for _ in range(3):
+        assert api.verify(checkpoint).json()["verified"] is True
+    entries = [e for e in api.audit_entries() if e["event"] == "verify"]
+    assert [(e["digest"], e["outcome"]) for e in entries] == [(digest, "verified")] * 3
+
+
+def test_a_refused_file_is_refused_again_however_often_it_is_sent(api: Api) -> None:
+    checkpoint, _ = api.registered_model()
+    broken = checkpoint[:8] + b"[" + checkpoint[9:]  # same length, header no longer an object
+    for _ in range(2):
+        assert_error(api.verify(broken), 422)

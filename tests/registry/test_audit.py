@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import errno
 import hashlib
 import json
 import multiprocessing
+import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -409,3 +413,78 @@ def test_concurrent_appends_from_threads_keep_the_chain_valid(tmp_path: Path) ->
     for t in threads:
         t.join()
     assert verify(path) == 400
+
+
+# --- appending from an event loop -------------------------------------------------------------
+
+
+def test_async_appends_interleaved_with_sync_ones_keep_the_chain_valid(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+
+    async def burst(worker: int) -> list[dict[str, Any]]:
+        return [await log.append_async("verify", w=worker, n=i) for i in range(25)]
+
+    async def main() -> list[list[dict[str, Any]]]:
+        return await asyncio.gather(*(burst(w) for w in range(8)))
+
+    writer = threading.Thread(target=lambda: [log.append("predict", n=i) for i in range(50)])
+    writer.start()
+    bursts = asyncio.run(main())
+    writer.join()
+
+    assert verify(path) == 8 * 25 + 50
+    written = {(e["event"], e.get("w"), e["n"]) for e in map(json.loads, lines(path))}
+    assert {("verify", w, i) for w in range(8) for i in range(25)} <= written
+    for entries in bursts:  # what each call returned is what the file holds
+        assert all(canonical_json(e) + b"\n" in lines(path) for e in entries)
+
+
+def test_an_async_append_returns_only_once_an_fsync_covered_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    durable = [0]  # file size the last fsync covered
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        size = os.fstat(fd).st_size
+        time.sleep(0.01)  # long enough for other appends to queue behind it
+        real_fsync(fd)
+        durable[0] = max(durable[0], size)
+
+    monkeypatch.setattr("registry.audit.os.fsync", slow_fsync)
+
+    async def one(i: int) -> None:
+        entry = await log.append_async("verify", n=i)
+        line = canonical_json(entry) + b"\n"
+        covered = path.read_bytes()[: durable[0]]
+        assert line in covered, f"entry {entry['seq']} was returned before an fsync covered it"
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(20)))
+
+    asyncio.run(main())
+    assert verify(path) == 20
+
+
+def test_an_async_append_fails_closed_when_the_fsync_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("registry.audit.os.fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        asyncio.run(log.append_async("verify", n=1))
+
+
+def test_an_async_append_refuses_bad_fields_before_writing_anything(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    with pytest.raises(ValueError, match="never raw content"):
+        asyncio.run(log.append_async("predict", image=b"\x89PNG"))
+    assert path.read_bytes() == b""

@@ -19,10 +19,12 @@ from lenetkit import lenet_shapes
 from registry.checkpoint_guard import (
     MAX_TENSORS,
     CheckedCheckpoint,
+    CheckedDigests,
     MalformedCheckpoint,
     inspect_checkpoint,
 )
 from registry.errors import InvalidCheckpoint, PickleRejected
+from registry.hashing import digest_bytes
 
 # --- building real files -------------------------------------------------------------------
 
@@ -540,3 +542,40 @@ def test_mutated_checkpoints_are_refused_or_load_identically(edits: list[tuple[i
         start, end = checked.tensors[name].data_offsets
         assert array.shape == checked.tensors[name].shape
         assert bytes(data[checked.data_start + start : checked.data_start + end]) == array.tobytes()
+
+
+# --- remembered by digest ------------------------------------------------------------------
+
+
+def test_checked_digests_parse_a_passing_file_once_and_a_refused_one_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import registry.checkpoint_guard as guard
+
+    parsed: list[int] = []
+    real = guard.inspect_checkpoint
+    monkeypatch.setattr(guard, "inspect_checkpoint", lambda data: parsed.append(1) or real(data))
+    checks = CheckedDigests()
+    good, bad = VALID, with_header(lambda h: h.pop("conv1.bias"))
+
+    assert checks.passed(digest_bytes(good)) is None
+    first = checks.inspect(good, digest_bytes(good))
+    assert checks.inspect(good, digest_bytes(good)) is first
+    assert checks.passed(digest_bytes(good)) is first
+    for _ in range(2):
+        with pytest.raises(MalformedCheckpoint):
+            checks.inspect(bad, digest_bytes(bad))
+    assert checks.passed(digest_bytes(bad)) is None
+    assert len(parsed) == 3  # good once, bad twice
+
+
+def test_checked_digests_keep_at_most_their_bound_least_recently_used_first_out() -> None:
+    checks = CheckedDigests(max_entries=2)
+    files = [valid_checkpoint(k=k) for k in (3, 4, 5)]
+    digests = [digest_bytes(f) for f in files]
+    checks.inspect(files[0], digests[0])
+    checks.inspect(files[1], digests[1])
+    assert checks.passed(digests[0]) is not None  # now the most recently used
+    checks.inspect(files[2], digests[2])
+    assert checks.passed(digests[1]) is None
+    assert checks.passed(digests[0]) is not None and checks.passed(digests[2]) is not None

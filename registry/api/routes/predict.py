@@ -15,7 +15,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from registry.api.auth import Caller
 from registry.api.deps import KEY_OPTIONAL, DigestPath, Reader, Services, ServicesDep
 from registry.api.errors import responses
 from registry.api.routes.models import not_stored
@@ -89,9 +88,14 @@ async def predict(
     the chain, or outside the clinic's policy (`details.reason`). 503: the chain cannot answer."""
     wanted = Digest.parse(digest)
     images = await _read_images(request, services.settings)
+    async with services.audited_async(
+        "predict", caller, digest=str(wanted), images=len(images)
+    ) as entry:
+        result = await run_in_threadpool(_predict, services, wanted, images)
+        entry.update(block=result["provenance"]["validity_confirmed_at_block"], outcome="predicted")
     # Returned as a ready JSONResponse: the route's response_model documents the shape, and
     # validating our own dict again on every request would only cost time.
-    return JSONResponse(await run_in_threadpool(_predict, services, caller, wanted, images))
+    return JSONResponse(result)
 
 
 async def _read_images(request: Request, settings: Settings) -> list[Any]:
@@ -141,19 +145,15 @@ def _json_images(body: bytes) -> list[Any]:
     return images
 
 
-def _predict(services: Services, caller: Caller, digest: Digest, items: list[Any]) -> Any:
-    with services.audited("predict", caller, digest=str(digest), images=len(items)) as entry:
-        model = _admitted(services, digest)
-        pixels = np.stack([_pixels(services.settings, model, item) for item in items])
-        gate = services.gate()
-        try:
-            prediction = gate.predict(digest, pixels)
-        except KeyError:  # evicted by other models since admission: admit again
-            _admitted(services, digest)
-            prediction = gate.predict(digest, pixels)
-        entry.update(
-            block=prediction.provenance["validity_confirmed_at_block"], outcome="predicted"
-        )
+def _predict(services: Services, digest: Digest, items: list[Any]) -> dict[str, Any]:
+    model = _admitted(services, digest)
+    pixels = np.stack([_pixels(services.settings, model, item) for item in items])
+    gate = services.gate()
+    try:
+        prediction = gate.predict(digest, pixels)
+    except KeyError:  # evicted by other models since admission: admit again
+        _admitted(services, digest)
+        prediction = gate.predict(digest, pixels)
     return {**prediction.to_dict(), "class_names": list(model.spec.class_names)}
 
 
