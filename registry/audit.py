@@ -22,9 +22,10 @@ never end up here (no patient data in logs).
 
 Several worker processes append to the same file: each write takes a lock within the process
 and ``flock`` across processes, re-reads the current last line under that lock and writes one line
-with one ``write``. An append returns only once an fsync has covered its line (one fsync serves
-every append queued behind it, so concurrent requests share the cost); ``append_async`` does the
-same for an event loop, leaving the fsync to a thread. A line
+with one ``write``. ``append`` returns only once an fsync has covered its line (one fsync serves
+every append queued behind it, so concurrent requests share the cost). ``append_async`` writes the
+line on the event loop and leaves the fsync to a thread: before it returns, or within
+``sync_interval_s`` (a choice per log; see its docstring). A line
 torn by a crash makes the next append refuse (fail closed) rather than continue a chain from a
 line nobody can check.
 """
@@ -39,11 +40,12 @@ import json
 import os
 import re
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from registry.errors import AuditLogCorrupt
+from registry.errors import AuditLogCorrupt, AuditLogUnavailable
 
 GENESIS_PREV = "0" * 64
 MAX_VALUE_CHARS = 512  # a digest is 64, an address 42: 512 leaves room for ids, not for content
@@ -51,6 +53,8 @@ MAX_FIELDS = 32
 _MAX_INT = 2**256  # uint256 block numbers, amounts, ids; also keeps int->str conversion cheap
 # Upper bound of one canonical line; anything longer in the file was not written by append().
 MAX_LINE_BYTES = 256 * 1024
+# The longest a service may leave an entry in the page cache before it is fsynced.
+MAX_SYNC_INTERVAL_S = 1.0
 _RESERVED = frozenset({"seq", "time", "event", "prev", "hash"})
 _EVENT_RE = re.compile(r"[a-z][a-z0-9_.\-]{0,63}")
 _FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -270,13 +274,22 @@ def verify(path: str | os.PathLike[str], *, anchor: tuple[int, str] | None = Non
 class AuditLog:
     """Appends hash-chained entries to one JSON-lines file; safe across threads and processes."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, sync_interval_s: float = 0.0) -> None:
+        if not 0 <= sync_interval_s <= MAX_SYNC_INTERVAL_S:
+            raise ValueError(
+                f"sync_interval_s={sync_interval_s!r}: give 0 (fsync before an append returns) "
+                f"or at most {MAX_SYNC_INTERVAL_S} seconds"
+            )
         self.path = Path(path)
+        self.sync_interval_s = sync_interval_s
         self._key = os.path.realpath(self.path)  # one lock per file, however it is named
         self._sync_lock = threading.Lock()
-        # append_async's requests waiting for an fsync: (ticket, future), and the thread doing it
-        self._waiting_lock = threading.Condition()
+        self._sync_failure: str | None = None  # an fsync that failed: every later append refuses
+        # The sync thread's work: appends waiting for an fsync (ticket, future), or a flush due
+        # within sync_interval_s.
+        self._sync_wanted = threading.Condition()
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
+        self._flush_due = False
         self._syncer: threading.Thread | None = None
         self._written = 0  # appends written by this object (under the path's lock)
         self._synced = 0  # of those, how many are known to be on disk
@@ -317,37 +330,62 @@ class AuditLog:
         return entry
 
     async def append_async(self, event: str, **fields: Any) -> dict[str, Any]:
-        """``append`` for an event loop: the same entry, on disk when this returns.
+        """``append`` for an event loop, which it never blocks on fsync.
 
-        The line is written right here (a page-cache write of a few hundred bytes, microseconds);
-        only the fsync is left to this log's sync thread, which flushes whatever has been written
-        by then with one call and wakes every request waiting for it.
+        The line is written right here (a page-cache write of a few hundred bytes, microseconds),
+        so a crash of this process never loses it. The fsync is the sync thread's job:
+
+        - ``sync_interval_s == 0``: this returns once an fsync covered the line; the thread
+          flushes everything written by then with one call and wakes every append waiting for it.
+        - otherwise this returns at once, and the thread flushes within ``sync_interval_s``: a
+          crash of the machine (not of the process) can lose the entries of that last interval.
+
+        A failed fsync (or write) fails this append and every later one: nothing is recorded,
+        and so nothing is served, until the log is looked at and the service restarted.
         """
         entry, ticket = self._write(event, fields)
-        if self._synced < ticket:
+        if self.sync_interval_s:
+            self._want_sync(None)
+        elif self._synced < ticket:
             done = asyncio.get_running_loop().create_future()
-            with self._waiting_lock:
-                self._waiting.append((ticket, done))
-                if self._syncer is None or not self._syncer.is_alive():
-                    self._syncer = threading.Thread(
-                        target=self._sync_waiting, name=f"audit-sync {self.path.name}", daemon=True
-                    )
-                    self._syncer.start()
-                self._waiting_lock.notify()
+            self._want_sync((ticket, done))
             await done
         return entry
 
-    def _sync_waiting(self) -> None:
+    def flush(self) -> None:
+        """fsync everything this object wrote (e.g. at shutdown)."""
+        self._sync(self._written)
+
+    def _want_sync(self, waiter: tuple[int, asyncio.Future[None]] | None) -> None:
+        with self._sync_wanted:
+            if waiter is not None:
+                self._waiting.append(waiter)
+            elif self._flush_due:
+                return  # already due: that flush will cover this entry too
+            else:
+                self._flush_due = True
+            if self._syncer is None or not self._syncer.is_alive():
+                self._syncer = threading.Thread(
+                    target=self._sync_forever, name=f"audit-sync {self.path.name}", daemon=True
+                )
+                self._syncer.start()
+            self._sync_wanted.notify()
+
+    def _sync_forever(self) -> None:
         """The sync thread: one fsync for everything written so far, then wake its waiters."""
         while True:
-            with self._waiting_lock:
-                while not self._waiting:
-                    self._waiting_lock.wait()
-                waiting, self._waiting = self._waiting, []
+            with self._sync_wanted:
+                while not self._waiting and not self._flush_due:
+                    self._sync_wanted.wait()
+                gather = not self._waiting
+            if gather:  # nobody waits: let the interval's entries share one fsync
+                time.sleep(self.sync_interval_s)
+            with self._sync_wanted:
+                waiting, self._waiting, self._flush_due = self._waiting, [], False
             error: BaseException | None = None
             try:
-                self._sync(max(ticket for ticket, _ in waiting))
-            except BaseException as exc:  # every waiting request fails closed with the cause
+                self.flush()
+            except BaseException as exc:  # every waiting append fails closed with the cause
                 error = exc
             by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for _, done in waiting:
@@ -367,6 +405,7 @@ class AuditLog:
             raise ValueError(f"an audit entry takes at most {MAX_FIELDS} fields, got {len(fields)}")
         for name, value in fields.items():
             _check_field(name, value)
+        self._refuse_after_failure()
 
         with _lock_for(self._key):
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
@@ -394,9 +433,12 @@ class AuditLog:
                 if len(line) > MAX_LINE_BYTES:
                     raise ValueError(f"audit entry would be {len(line)} bytes, over the limit")
                 view = memoryview(line)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                try:
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                except OSError as exc:  # e.g. a full disk; a torn line also stops the next one
+                    raise AuditLogUnavailable(str(self.path), f"writing failed ({exc})") from exc
                 self._seq, self._prev = entry["seq"], _sha256_hex(line[:-1])
                 self._end = size + len(line)
                 self._written += 1
@@ -410,17 +452,31 @@ class AuditLog:
         fsync flushes the whole file, so one call makes every write before it durable: threads
         that queue here while it runs find their write already covered and skip their own. No
         caller returns before its entry is durable, and the exclusive lock is not held meanwhile.
+        After a failed fsync the kernel may have dropped the dirty pages and a retry can succeed
+        without them, so a failure is remembered and refuses every later append.
         """
         with self._sync_lock:
+            self._refuse_after_failure()
             if self._synced >= ticket:
                 return
             target = self._written
-            fd = os.open(self.path, os.O_RDONLY)
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                self._sync_failure = (
+                    f"an fsync failed ({exc}), so entries written since the last good one may "
+                    "not be on disk"
+                )
+                raise AuditLogUnavailable(str(self.path), self._sync_failure) from exc
             self._synced = target
+
+    def _refuse_after_failure(self) -> None:
+        if self._sync_failure is not None:
+            raise AuditLogUnavailable(str(self.path), self._sync_failure)
 
     def _tail_state(self, fd: int) -> tuple[int, str]:
         """(seq of the last entry, sha256 of the last line), read from the file itself."""

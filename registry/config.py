@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     validity_ttl_s: float = Field(
         default=1.0, ge=0, le=2.0, description="max staleness of a model's on-chain validity"
     )
+    audit_sync_interval_s: float = Field(
+        default=0.05,
+        ge=0,
+        le=1.0,
+        description="verify and predict entries are written to the audit log before the "
+        "response and fsynced within this many seconds; 0 = fsynced before the response. "
+        "Registrations, revocations and downloads are always fsynced before the response",
+    )
     max_upload_bytes: int = Field(default=16 << 20, gt=0)
     body_timeout_s: float = Field(
         default=30.0,

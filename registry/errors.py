@@ -26,7 +26,8 @@ CLI's ``--json`` output and the HTTP API's error body.
     │   └── Forbidden
     ├── NotFound
     ├── StoreError
-    └── AuditLogCorrupt
+    ├── AuditLogCorrupt
+    └── AuditLogUnavailable          an entry could not be written or flushed to disk
 """
 
 from __future__ import annotations
@@ -245,3 +246,17 @@ class AuditLogCorrupt(RegistryError):
             problem=problem,
         )
         self.path, self.line, self.problem = path, line, problem
+
+
+class AuditLogUnavailable(RegistryError):
+    code = "audit_log_unavailable"
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(
+            f"audit log {path} cannot record: {problem}; nothing that must be recorded is done "
+            "until it can. Check the disk, run `registry audit verify` on the file, then restart "
+            "the service",
+            path=path,
+            problem=problem,
+        )
+        self.path, self.problem = path, problem

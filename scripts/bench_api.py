@@ -4,7 +4,9 @@ measured in the same run (same machine, same load generator, one uvicorn worker 
 
 1. ``POST /models/{digest}/predict`` vs a bare FastAPI endpoint doing the same inference (same PNG
    decoding, same network, same probabilities) with no gate, no chain, no audit;
-2. ``POST /verify`` of a stored-size checkpoint vs a bare upload-and-hash endpoint;
+2. ``POST /verify`` of a stored-size checkpoint vs a bare upload-and-hash endpoint, with the
+   default audit durability (entries written before the response, fsynced within
+   ``REGISTRY_AUDIT_SYNC_INTERVAL_S``) and then with every entry fsynced before its response;
 3. revocation-to-refusal: a model is revoked on chain behind the service's back (so no worker
    hears of it directly) and predictions are polled until refused; p50/p99 over the samples,
    against a service with two workers.
@@ -270,6 +272,38 @@ def main() -> int:
                 headers={"Content-Type": "application/octet-stream"},
             ),
             "target >= 0.5x",
+        )
+
+        # 2b. The same with every audit entry fsynced before its response (not the default).
+        stop(processes.pop(0))
+        strict_port = free_port()
+        strict = f"http://127.0.0.1:{strict_port}"
+        processes.insert(
+            0,
+            start(
+                [sys.executable, "-m", "registry.serve"],
+                {
+                    **env,
+                    "REGISTRY_PORT": str(strict_port),
+                    "REGISTRY_DATA_DIR": str(root / "data1"),
+                    "REGISTRY_AUDIT_SYNC_INTERVAL_S": "0",
+                },
+                strict,
+                root / "strict.log",
+            ),
+        )
+        compare(
+            "2b. POST /verify, every audit entry fsynced before its response "
+            "(REGISTRY_AUDIT_SYNC_INTERVAL_S=0)",
+            args.seconds,
+            args.clients,
+            lambda h: h.post(f"{base}/upload-hash", content=model),
+            lambda h: h.post(
+                f"{strict}/verify",
+                content=model,
+                headers={"Content-Type": "application/octet-stream"},
+            ),
+            "no target: the default flushes within 0.05 s",
         )
 
         # 3. Revocation to refusal, with two workers that learn of it only from the chain.

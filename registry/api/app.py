@@ -25,7 +25,7 @@ from registry.api.limits import BodyLimitMiddleware
 from registry.api.routes import health, models, predict, verify, web
 from registry.chain import RegistryClient
 from registry.config import Settings
-from registry.errors import ChainUnavailable
+from registry.errors import AuditLogUnavailable, ChainUnavailable
 
 log = logging.getLogger("registry.api")
 
@@ -69,6 +69,10 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await run_in_threadpool(_build_services, settings, client)
         yield
+        try:  # entries still inside their sync interval
+            await run_in_threadpool(app.state.services.audit.flush)
+        except AuditLogUnavailable as exc:
+            log.error("%s", exc)
 
     app = FastAPI(
         title="Medical model registry: clinic service",

@@ -44,7 +44,9 @@ class Services:
             settings.api_keys.get_secret_value() if settings.api_keys else None
         )
         self.store = FileStore(settings.data_dir / "store")
-        self.audit = AuditLog(settings.data_dir / "audit.log")
+        self.audit = AuditLog(
+            settings.data_dir / "audit.log", sync_interval_s=settings.audit_sync_interval_s
+        )
         self.checked_headers = CheckedDigests()
         self._connect = connect
         self._client = client
@@ -101,8 +103,9 @@ class Services:
     async def audited_async(
         self, event: str, caller: Caller, **fields: Any
     ) -> AsyncIterator[dict[str, Any]]:
-        """``audited`` for a block on the event loop: the entry is on disk before the block's
-        result goes anywhere, and the loop is not blocked while it gets there."""
+        """``audited`` for a block on the event loop, which it never blocks: the entry is written
+        before the block's result goes anywhere, and fsynced before it too or within the
+        log's sync interval (``audit_sync_interval_s``)."""
         entry = _audit_entry(fields)
         try:
             yield entry

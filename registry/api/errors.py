@@ -20,7 +20,7 @@ match wins, so a subclass listed before its base can get its own status.
     other ContractRevert                   400  the contract refused the request's values
     ChainUnavailable, WrongChain,
     ContractMismatch                       503  nothing can be verified: fail closed
-    AuditLogCorrupt                        503  nothing is served that cannot be recorded
+    AuditLogCorrupt, AuditLogUnavailable   503  nothing is served that cannot be recorded
     other ChainError (TransactionFailed)   502
     ConfigurationError, StoreError         500  the service is misconfigured or its disk is bad
     training errors (TrainingError)        422  a header the training side refuses
@@ -54,6 +54,7 @@ from registry.contract_errors import (
 )
 from registry.errors import (
     AuditLogCorrupt,
+    AuditLogUnavailable,
     ChainError,
     ChainUnavailable,
     ConfigurationError,
@@ -96,6 +97,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (WrongChain, 503),
     (ContractMismatch, 503),
     (AuditLogCorrupt, 503),
+    (AuditLogUnavailable, 503),
     (ChainError, 502),
     (ConfigurationError, 500),
     (StoreError, 500),

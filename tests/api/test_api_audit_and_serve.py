@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from apikit import READER, REGISTRAR_KEY, REVOKER_KEY, Api, png
+from apikit import READER, REGISTRAR_KEY, REVOKER_KEY, Api, assert_error, png
 
 from registry import audit
 from registry.api.auth import key_id
@@ -126,3 +127,23 @@ def test_serving_the_memory_chain_with_several_workers_is_refused(tmp_path: Path
 
     with pytest.raises(ConfigurationError, match="memory"):
         run(Settings(rpc_url="memory", data_dir=tmp_path, workers=2))
+
+
+def test_when_the_audit_log_cannot_be_flushed_nothing_is_verified_or_predicted(
+    make_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = make_api(audit_sync_interval_s=0)
+    checkpoint, digest = api.registered_model()
+    assert api.verify(checkpoint).json()["verified"] is True
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("registry.audit.os.fsync", failing_fsync)
+    for response in (api.verify(checkpoint), api.predict_png(digest)):
+        error = assert_error(response, 503, "audit_log_unavailable")
+        assert "Input/output error" in error["message"]
+        assert "predictions" not in response.json()
+    monkeypatch.undo()  # the disk is back; the log still refuses until it is looked at
+    assert_error(api.predict_png(digest), 503, "audit_log_unavailable")
+    assert audit.verify(api.settings.data_dir / "audit.log") >= 2

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from registry.audit import GENESIS_PREV, AuditLog, canonical_json, verify
-from registry.errors import AuditLogCorrupt
+from registry.errors import AuditLogCorrupt, AuditLogUnavailable
 
 N = 6
 
@@ -478,7 +478,7 @@ def test_an_async_append_fails_closed_when_the_fsync_fails(
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr("registry.audit.os.fsync", failing_fsync)
-    with pytest.raises(OSError, match="Input/output error"):
+    with pytest.raises(AuditLogUnavailable, match="Input/output error"):
         asyncio.run(log.append_async("verify", n=1))
 
 
@@ -488,3 +488,103 @@ def test_an_async_append_refuses_bad_fields_before_writing_anything(tmp_path: Pa
     with pytest.raises(ValueError, match="never raw content"):
         asyncio.run(log.append_async("predict", image=b"\x89PNG"))
     assert path.read_bytes() == b""
+
+
+class FsyncSpy:
+    """os.fsync as the audit module sees it: counts calls, records what they covered."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> None:
+        self.calls = 0
+        self.covered = 0  # file size at the last successful fsync
+        self.fail = fail
+        self._real = os.fsync
+        monkeypatch.setattr("registry.audit.os.fsync", self)
+
+    def __call__(self, fd: int) -> None:
+        self.calls += 1
+        if self.fail:
+            raise OSError(errno.EIO, "Input/output error")
+        size = os.fstat(fd).st_size
+        self._real(fd)
+        self.covered = max(self.covered, size)
+
+    def wait_for(self, size: int) -> None:
+        deadline = time.monotonic() + 10  # a bound on a hang, not a timing assertion
+        while self.covered < size and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert self.covered >= size, "the written entries were never fsynced"
+
+
+def test_with_a_sync_interval_async_appends_return_at_once_and_share_a_later_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, sync_interval_s=0.2)
+    fsync = FsyncSpy(monkeypatch)
+
+    async def main() -> None:
+        for i in range(50):
+            await log.append_async("verify", n=i)
+
+    asyncio.run(main())
+    assert verify(path) == 50  # every line is written (in the kernel) before its append returns
+    fsync.wait_for(path.stat().st_size)
+    assert fsync.calls <= 5  # 50 entries in far less than the interval: about one flush
+
+
+def test_a_sync_append_is_fsynced_before_it_returns_whatever_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, sync_interval_s=1.0)
+    fsync = FsyncSpy(monkeypatch)
+    log.append("register", n=1)
+    assert fsync.covered == path.stat().st_size
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.05])
+def test_after_a_failed_fsync_every_append_refuses_even_once_fsync_works_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interval: float
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, sync_interval_s=interval)
+    fsync = FsyncSpy(monkeypatch, fail=True)
+
+    if interval:  # the append itself returns; the flush after it fails
+        asyncio.run(log.append_async("verify", n=1))
+        deadline = time.monotonic() + 10
+        while log._sync_failure is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+    else:
+        with pytest.raises(AuditLogUnavailable, match="fsync failed"):
+            asyncio.run(log.append_async("verify", n=1))
+    fsync.fail = False  # the kernel may have dropped the pages: a retry proves nothing
+
+    with pytest.raises(AuditLogUnavailable, match="fsync failed"):
+        log.append("register", n=2)
+    with pytest.raises(AuditLogUnavailable, match="fsync failed"):
+        asyncio.run(log.append_async("verify", n=3))
+    assert len(lines(path)) == 1
+    assert AuditLog(path).append("verify", n=4)["seq"] == 2  # a restart goes on from the file
+
+
+def test_a_write_that_fails_is_refused_with_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+
+    def full_disk(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("registry.audit.os.write", full_disk)
+    with pytest.raises(AuditLogUnavailable, match="No space left"):
+        log.append("verify", n=1)
+
+
+@pytest.mark.parametrize("interval", [-0.1, 1.5, float("nan")])
+def test_a_sync_interval_outside_zero_to_one_second_is_refused(
+    tmp_path: Path, interval: float
+) -> None:
+    with pytest.raises(ValueError, match="sync_interval_s"):
+        AuditLog(tmp_path / "audit.jsonl", sync_interval_s=interval)
