@@ -165,11 +165,19 @@ interface IModelRegistry {
 
     /// @notice The record of `digest` (all fields zero if none), the number of the block whose
     /// state answered and the chain id, so a verifier learns in one call what it checked, as of
-    /// when, and on which chain.
+    /// when, and on which chain; and the hash of the registration's block, so a verifier that
+    /// kept the registration's event can tell that a reorg has not replaced it. That hash is
+    /// zero when the EVM cannot see it: for the answering block itself, for a block more than
+    /// 256 blocks back, and when there is no record.
     function lookup(bytes32 digest)
         external
         view
-        returns (Record memory record, uint256 blockNumber, uint256 chainId);
+        returns (
+            Record memory record,
+            uint256 blockNumber,
+            uint256 chainId,
+            bytes32 registeredBlockHash
+        );
 
     /// @notice Whether `digest` is registered.
     function isRegistered(bytes32 digest) external view returns (bool);

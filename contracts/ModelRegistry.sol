@@ -162,9 +162,18 @@ contract ModelRegistry is IModelRegistry {
     function lookup(bytes32 digest)
         external
         view
-        returns (Record memory record, uint256 blockNumber, uint256 chainId)
+        returns (
+            Record memory record,
+            uint256 blockNumber,
+            uint256 chainId,
+            bytes32 registeredBlockHash
+        )
     {
-        return (_record(digest), block.number, block.chainid);
+        record = _record(digest);
+        // blockhash is zero for the current block and anything older than 256 blocks, as the
+        // interface documents; block 0 (no record) would name the genesis block instead.
+        if (record.registrant != address(0)) registeredBlockHash = blockhash(record.registeredBlock);
+        return (record, block.number, block.chainid, registeredBlockHash);
     }
 
     /// @inheritdoc IModelRegistry

@@ -78,6 +78,7 @@ DEPLOY_GAS = 1_800_000
 PRIORITY_FEE_WEI = 1_000_000_000
 FEE_CACHE_S = 2.0
 LOG_CHUNK_BLOCKS = 50_000
+BLOCKHASH_WINDOW = 256  # the EVM's blockhash sees only the 256 blocks before the current one
 # How often a slow wait for a receipt asks whether the transaction is stuck behind a nonce gap.
 GAP_CHECK_S = 1.0
 
@@ -256,7 +257,7 @@ class RegistryClient:
 
     def lookup(self, digest: Digest) -> tuple[ModelRecord | None, int]:
         """The current record (None if unknown) and the block whose state answered: one call."""
-        stored, block, chain_id = self._call("lookup", digest.raw)
+        stored, block, chain_id, block_hash = self._call("lookup", digest.raw)
         # The chain id comes with every answer, so a node swapped for another chain between two
         # identity checks is caught on its first answer, not after the identity TTL.
         identity = self._identity[1] if self._identity else None
@@ -265,7 +266,9 @@ class RegistryClient:
             self._identity = None
             raise WrongChain(expected, int(chain_id), self.endpoint)
         exists = int(stored[0], 16) != 0  # registrant; a timestamp is never the sentinel
-        return (self._record_from_storage(digest, stored) if exists else None), int(block)
+        if not exists:
+            return None, int(block)
+        return self._record_from_storage(digest, stored, int(block), bytes(block_hash)), int(block)
 
     def get(self, digest: Digest) -> ModelRecord | None:
         return self.lookup(digest)[0]
@@ -281,13 +284,19 @@ class RegistryClient:
         admin = checksum(self._call("admin")[0])
         return admin, (None if int(pending, 16) == 0 else checksum(pending))
 
-    def _record_from_storage(self, digest: Digest, stored: Sequence[Any]) -> ModelRecord:
+    def _record_from_storage(
+        self, digest: Digest, stored: Sequence[Any], head: int, block_hash: bytes
+    ) -> ModelRecord:
         registrant, registered_at, registered_block, accuracy, revoked_at, revoked_block = stored[
             :6
         ]
         reason, replacement = stored[6], stored[7]
         event = self._registration_event(
-            digest, int(registered_block), (checksum(registrant), int(registered_at), int(accuracy))
+            digest,
+            int(registered_block),
+            (checksum(registrant), int(registered_at), int(accuracy)),
+            head=head,
+            block_hash=block_hash,
         )
         revocation = None
         if reason:  # the reason code, never the time, says whether it is revoked
@@ -312,19 +321,36 @@ class RegistryClient:
         )
 
     def _registration_event(
-        self, digest: Digest, block: int, stored: tuple[str, int, int]
+        self,
+        digest: Digest,
+        block: int,
+        stored: tuple[str, int, int],
+        *,
+        head: int,
+        block_hash: bytes,
     ) -> dict[str, Any]:
         """The digests kept only in the ModelRegistered event, cached by block.
 
-        A reorg can put another registration of the digest at the same height: a cached event
-        whose registrant, time or accuracy differ from ``stored`` (storage's) is fetched again.
+        A reorg can put another registration of the digest at the same height, even one with
+        the same registrant, time and accuracy (``stored``, from storage) but another card. So a
+        cached event is used only if storage agrees with it and its block is still the one the
+        chain holds at that height: ``block_hash`` is the contract's ``blockhash`` of it. That
+        hash is zero for the answering block ``head`` itself (then the event is read again) and
+        for blocks over 256 back, past any reorg this client follows.
         """
         key = (digest, block)
         cached = self._event_cache.get(key)
-        if cached is not None and (
-            (cached["registrant"], cached["registered_at"], cached["accuracy_bps"]) == stored
-        ):
-            return cached
+        if cached is not None:
+            same_block = block_hash == cached["block_hash"] or (
+                block_hash == bytes(32) and block < head - BLOCKHASH_WINDOW
+            )
+            same_fields = (
+                cached["registrant"],
+                cached["registered_at"],
+                cached["accuracy_bps"],
+            ) == stored
+            if same_block and same_fields:
+                return cached
         logs = self._logs([self._topic_registered, digest.raw], block, block)
         if not logs:
             raise ChainError(
@@ -377,6 +403,7 @@ class RegistryClient:
             "registered_at": int(registered_at),
             "tx_hash": _hex(log["transactionHash"]),
             "block_number": int(log["blockNumber"]),
+            "block_hash": _bytes(log["blockHash"]),
             "log_index": int(log["logIndex"]),
         }
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import requests
 from eth_abi import encode as abi_encode
 from eth_account import Account
-from registry.anvil import DEV_PRIVATE_KEYS, AnvilNode
 
+from registry.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from registry.chain import GAS_LIMITS, RegistryClient, deploy_contract
 from registry.connection import make_web3
 from registry.hashing import digest_bytes, digest_file
@@ -153,16 +153,26 @@ def bench_lookup(client: RegistryClient, url: str, n: int) -> None:
             client.lookup(digest)
         return (time.perf_counter() - t) / n
 
-    raw(), ours()  # warm both connections and caches
-    b, o = [], []
-    for _ in range(3):
-        b.append(raw())
-        o.append(ours())
-    rb, ro = statistics.median(b), statistics.median(o)
+    def measure() -> tuple[float, float]:
+        raw(), ours()  # warm both connections and caches
+        b, o = [], []
+        for _ in range(3):
+            b.append(raw())
+            o.append(ours())
+        return statistics.median(b), statistics.median(o)
+
+    # While the registration is in the head block the EVM cannot show that block's hash, so
+    # every lookup reads the event again; from the next block on the cached event is vouched
+    # for by lookup's own answer. The second case is every record but the newest.
+    head_b, head_o = measure()
+    client.register(request(2, b"lookup: the next block"))
+    rb, ro = measure()
     print(f"3. record lookup ({n} calls x 3)")
     print(
         f"   raw eth_call {rb * 1e3:.3f} ms   client.lookup {ro * 1e3:.3f} ms -> "
         f"{ro / rb:.2f}x of raw (target <= 2x)\n"
+        f"   the same record while its block is the head: {head_o * 1e3:.3f} ms -> "
+        f"{head_o / head_b:.2f}x (its event is read again until the next block)\n"
     )
 
 

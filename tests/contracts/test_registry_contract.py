@@ -565,10 +565,27 @@ def test_views_of_an_unknown_digest(memory) -> None:
 def test_lookup_of_unknown_digest_returns_zero_record_current_block_and_chain_id(memory) -> None:
     memory.mine(3)
     head = memory.client.w3.eth.block_number
-    record, block, chain_id = call(memory.client, "lookup", digest("unknown").raw)
+    record, block, chain_id, block_hash = call(memory.client, "lookup", digest("unknown").raw)
     assert record == (ZERO_ADDRESS.lower(), 0, 0, 0, 0, 0, 0, ZERO32)
     assert block == head
     assert chain_id == memory.client.w3.eth.chain_id
+    assert block_hash == ZERO32
+
+
+def test_lookup_returns_the_hash_of_the_registration_block_while_the_evm_can_see_it(
+    memory,
+) -> None:
+    client = memory.client
+    d = digest("hashed").raw
+    result = client.register(request("hashed"))
+    assert call(client, "lookup", d)[3] == ZERO32  # the answering block itself: not visible
+    memory.mine(1)
+    expected = bytes(client.w3.eth.get_block(result.block_number)["hash"])
+    assert call(client, "lookup", d)[3] == expected
+    memory.mine(255)  # the registration is now exactly 256 blocks back: the last one visible
+    assert call(client, "lookup", d)[3] == expected
+    memory.mine(1)
+    assert call(client, "lookup", d)[3] == ZERO32
 
 
 def test_views_of_a_registered_then_revoked_digest(memory) -> None:
@@ -577,14 +594,14 @@ def test_views_of_a_registered_then_revoked_digest(memory) -> None:
     result = client.register(request("v1"))
     assert call(client, "isRegistered", d) == (True,)
     assert call(client, "isValid", d) == (True,)
-    record, block, _ = call(client, "lookup", d)
+    record, block, _, _ = call(client, "lookup", d)
     assert record == call(client, "getRecord", d)[0]
     assert record[2] == result.block_number
     assert block == client.w3.eth.block_number
     client.revoke(digest("v1"), RevocationReason.REGULATORY)
     assert call(client, "isRegistered", d) == (True,)
     assert call(client, "isValid", d) == (False,)
-    record, _, _ = call(client, "lookup", d)
+    record, _, _, _ = call(client, "lookup", d)
     assert record[6] == 6
 
 

@@ -19,7 +19,7 @@ import pytest
 from eth_utils import to_checksum_address
 
 from registry.anvil import DEV_PRIVATE_KEYS, free_port
-from registry.chain import RegistryClient, deploy_contract, send_transaction
+from registry.chain import BLOCKHASH_WINDOW, RegistryClient, deploy_contract, send_transaction
 from registry.config import Settings
 from registry.connection import connect, make_web3
 from registry.contract_errors import (
@@ -91,6 +91,29 @@ def test_register_then_get_lookup_and_is_valid_return_the_record(backend) -> Non
     assert client.lookup(digest("v1")) == (record, client.w3.eth.block_number)
     assert client.is_valid(digest("v1")) is True
     assert backend.events(result.tx_hash)[0][0] == "ModelRegistered"
+
+
+def test_a_registration_event_is_reused_only_while_lookup_vouches_for_its_block(
+    backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event holding a record's digests is cached; lookup's hash of its block says when the
+    cache may answer. The head block's own hash is not visible to the EVM: read it each time."""
+    client = backend.client
+    client.register(request_for("cached"))
+    reads: list[int] = []
+    real_logs = client._logs
+    monkeypatch.setattr(client, "_logs", lambda *a, **k: reads.append(1) or real_logs(*a, **k))
+
+    for _ in range(2):
+        assert client.get(digest("cached")).card_digest == CARD
+    assert len(reads) == 2  # in the head block: read again every time
+    backend.mine(1)
+    for _ in range(3):
+        assert client.get(digest("cached")).card_digest == CARD
+    assert len(reads) == 2  # its block's hash now matches the event's: the cache answers
+    backend.mine(BLOCKHASH_WINDOW + 1)
+    assert client.get(digest("cached")).card_digest == CARD
+    assert len(reads) == 2  # past the window the hash reads zero; no reorg reaches that deep
 
 
 def test_lookup_of_an_unknown_digest_returns_none_and_the_current_block(backend) -> None:
