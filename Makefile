@@ -12,6 +12,9 @@ demo: setup
 
 test: setup
 	$(PY) scripts/compile_contracts.py --check
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 	@# pytest exits 5 when it collected no tests: a suite that runs nothing proves nothing.
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
