@@ -248,7 +248,7 @@ KILLS = {
     "polling_while_pending": "original",
     "after_receipt": "original",
     "node_sigkill_after_send": "either",
-    "node_sigterm_after_send": "either",
+    "node_sigterm_after_send": "original",
 }
 
 
