@@ -338,6 +338,14 @@ class RegistryClient:
         hash is zero for the answering block ``head`` itself (then the event is read again) and
         for blocks over 256 back, past any reorg this client follows.
         """
+        if block > head:
+            # Impossible on a consistent node: seen with anvil restarted from a state file that
+            # it saved while still committing a block (storage kept, the block lost).
+            raise ChainError(
+                f"the record of {digest.short} names block {block}, past the chain's head "
+                f"({head}): the node's state and its blocks disagree. Restart the node from a "
+                "consistent state (or a backup of its state file), then try again"
+            )
         key = (digest, block)
         cached = self._event_cache.get(key)
         if cached is not None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from eth_utils import to_checksum_address
@@ -31,6 +32,7 @@ from registry.contract_errors import (
 )
 from registry.deployments import save_deployment
 from registry.errors import (
+    ChainError,
     ChainUnavailable,
     ConfigurationError,
     ContractMismatch,
@@ -114,6 +116,23 @@ def test_a_registration_event_is_reused_only_while_lookup_vouches_for_its_block(
     backend.mine(BLOCKHASH_WINDOW + 1)
     assert client.get(digest("cached")).card_digest == CARD
     assert len(reads) == 2  # past the window the hash reads zero; no reorg reaches that deep
+
+
+def test_a_record_naming_a_block_past_the_head_is_refused_as_an_inconsistent_node(
+    memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = memory.client
+    client.register(request_for("ahead"))
+    real_call = client._call
+
+    def state_ahead_of_blocks(name: str, *args: Any) -> Any:
+        stored, head, chain_id, block_hash = real_call(name, *args)
+        return stored, head - 1, chain_id, block_hash  # storage names the head, blocks end before
+
+    monkeypatch.setattr(client, "_call", state_ahead_of_blocks)
+    with pytest.raises(ChainError, match="past the chain's head") as caught:
+        client.get(digest("ahead"))
+    assert "consistent state" in caught.value.message
 
 
 def test_lookup_of_an_unknown_digest_returns_none_and_the_current_block(backend) -> None:
