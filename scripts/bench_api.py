@@ -206,17 +206,21 @@ def main() -> int:
             "REGISTRY_API_KEYS": f"{key}:registrar+revoker",
             "REGISTRY_WORKERS": "1",
         }
-        ours_port, base_port = free_port(), free_port()
-        ours = f"http://127.0.0.1:{ours_port}"
+
+        def serve_registry(name: str, **settings: str) -> str:
+            """Start `registry serve` with ``settings`` (REGISTRY_* names); its URL. It is
+            ``processes[0]`` from then on, so each phase stops the one before."""
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            settings = {"REGISTRY_DATA_DIR": str(root / "data1"), **settings}
+            command = [sys.executable, "-m", "registry.serve"]
+            server_env = {**env, "REGISTRY_PORT": str(port), **settings}
+            processes.insert(0, start(command, server_env, url, root / f"{name}.log"))
+            return url
+
+        base_port = free_port()
         base = f"http://127.0.0.1:{base_port}"
-        processes.append(
-            start(
-                [sys.executable, "-m", "registry.serve"],
-                {**env, "REGISTRY_PORT": str(ours_port), "REGISTRY_DATA_DIR": str(root / "data1")},
-                ours,
-                root / "ours.log",
-            )
-        )
+        ours = serve_registry("ours")
         (root / "baseline_app.py").write_text(BASELINE_APP)
         processes.append(
             start(
@@ -276,22 +280,7 @@ def main() -> int:
 
         # 2b. The same with every audit entry fsynced before its response (not the default).
         stop(processes.pop(0))
-        strict_port = free_port()
-        strict = f"http://127.0.0.1:{strict_port}"
-        processes.insert(
-            0,
-            start(
-                [sys.executable, "-m", "registry.serve"],
-                {
-                    **env,
-                    "REGISTRY_PORT": str(strict_port),
-                    "REGISTRY_DATA_DIR": str(root / "data1"),
-                    "REGISTRY_AUDIT_SYNC_INTERVAL_S": "0",
-                },
-                strict,
-                root / "strict.log",
-            ),
-        )
+        strict = serve_registry("strict", REGISTRY_AUDIT_SYNC_INTERVAL_S="0")
         compare(
             "2b. POST /verify, every audit entry fsynced before its response "
             "(REGISTRY_AUDIT_SYNC_INTERVAL_S=0)",
@@ -308,21 +297,7 @@ def main() -> int:
 
         # 3. Revocation to refusal, with two workers that learn of it only from the chain.
         stop(processes.pop(0))
-        two_port = free_port()
-        two = f"http://127.0.0.1:{two_port}"
-        processes.append(
-            start(
-                [sys.executable, "-m", "registry.serve"],
-                {
-                    **env,
-                    "REGISTRY_PORT": str(two_port),
-                    "REGISTRY_WORKERS": "2",
-                    "REGISTRY_DATA_DIR": str(root / "data2"),
-                },
-                two,
-                root / "two.log",
-            )
-        )
+        two = serve_registry("two", REGISTRY_WORKERS="2", REGISTRY_DATA_DIR=str(root / "data2"))
         delays = []
         with httpx.Client(base_url=two, timeout=30) as http:
             for n in range(args.revocations):
