@@ -25,9 +25,8 @@ and ``flock`` across processes, re-reads the current last line under that lock a
 with one ``write``. ``append`` returns only once an fsync has covered its line (one fsync serves
 every append queued behind it, so concurrent requests share the cost). ``append_async`` writes the
 line on the event loop and leaves the fsync to a thread: before it returns, or within
-``sync_interval_s`` (a choice per log; see its docstring). A line
-torn by a crash makes the next append refuse (fail closed) rather than continue a chain from a
-line nobody can check.
+``sync_interval_s`` (a choice per log; see its docstring). A line torn by a crash makes the next
+append refuse (fail closed) rather than continue a chain from a line nobody can check.
 """
 
 from __future__ import annotations
