@@ -8,7 +8,6 @@ that goes away and comes back) runs on anvil alone.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from chainkit import CARD, TEST_SET, digest
+from chainkit import request as request_for
 from eth_utils import to_checksum_address
 
 from registry.anvil import DEV_PRIVATE_KEYS, free_port
@@ -41,20 +42,10 @@ from registry.errors import (
 )
 from registry.hashing import Digest
 from registry.keys import account_from_hex
-from registry.records import RegisterRequest, RevocationReason, Role
+from registry.records import RevocationReason, Role
 
-TEST_SET = Digest(hashlib.sha256(b"test split").hexdigest())
-CARD = Digest(hashlib.sha256(b"model card").hexdigest())
 # Creation code whose runtime code returns the number 42: "some other contract".
 OTHER_CONTRACT = "0x600a600c600039600a6000f3602a60005260206000f3"
-
-
-def digest(label: str) -> Digest:
-    return Digest(hashlib.sha256(label.encode()).hexdigest())
-
-
-def request_for(label: str, accuracy: int = 9_731, parent: Digest | None = None) -> RegisterRequest:
-    return RegisterRequest(digest(label), accuracy, TEST_SET, CARD, parent)
 
 
 def deploy_other_contract(backend) -> str:

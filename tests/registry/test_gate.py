@@ -5,19 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from chainkit import digest, request
+
 from registry.gate import Gate
 from registry.hashing import Digest
-from registry.records import RegisterRequest, RevocationReason
-
-
-def digest(label: str) -> Digest:
-    return Digest(f"{label:0>64}")
+from registry.records import RevocationReason
 
 
 def registered(memory: Any, label: str) -> Digest:
-    wanted = digest(label)
-    memory.client.register(RegisterRequest(wanted, 9000, digest("7e57"), digest("ca4d"), None))
-    return wanted
+    memory.client.register(request(label))
+    return digest(label)
 
 
 def test_fresh_verdict_is_the_verified_answer_until_the_ttl_and_never_asks_the_chain(
