@@ -16,12 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.config import Settings, get_settings
+from registry.core.digest import (
+    Digest,
+    digest_bytes,
+    digest_file,
+    parse_optional,
+    read_regular_file,
+)
+from registry.core.records import RegisterRequest, RevocationReason, Role, Verdict
 from registry.errors import ConfigurationError, InvalidInput, RegistryError
-from registry.hashing import Digest, digest_bytes, digest_file, parse_optional, read_regular_file
-from registry.records import RegisterRequest, RevocationReason, Role, Verdict
 
 if TYPE_CHECKING:
-    from registry.chain import RegistryClient
+    from registry.chain.client import RegistryClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -57,7 +63,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 
 def _client(args: argparse.Namespace) -> RegistryClient:
-    from registry.connection import connect
+    from registry.chain.connection import connect
 
     return connect(_settings(args))
 
@@ -72,7 +78,7 @@ def cmd_hash(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_chain(args: argparse.Namespace, out: Output) -> int:
-    from registry import anvil
+    from registry.devnet import anvil
 
     settings = _settings(args)
     if args.action == "start":
@@ -96,10 +102,10 @@ def cmd_chain(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
-    from registry.chain import deploy_contract
-    from registry.connection import make_web3, resolve_endpoint
-    from registry.deployments import save_deployment
-    from registry.keys import load_account
+    from registry.chain.client import deploy_contract
+    from registry.chain.connection import make_web3, resolve_endpoint
+    from registry.chain.deployments import save_deployment
+    from registry.chain.keys import load_account
 
     settings = _settings(args)
     if settings.rpc_url == "memory":
@@ -209,7 +215,8 @@ def _explain(verdict: Verdict, name: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace, out: Output) -> int:
-    from registry.verify import Policy, verify_digest
+    from registry.core.policy import Policy
+    from registry.verify import verify_digest
 
     settings = _settings(args)
     policy = Policy(
@@ -221,7 +228,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
         else frozenset(settings.trusted_registrants),
     )
     digest = digest_file(args.file)
-    from registry.connection import connect
+    from registry.chain.connection import connect
 
     verdict = verify_digest(connect(settings), digest, policy)
     out.result({"file": str(args.file), **verdict.to_dict()}, _explain(verdict, str(args.file)))
@@ -332,14 +339,14 @@ def cmd_admin(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
-    from registry.serve import run
+    from registry.api.server import run
 
     run(_settings(args, host=args.host, port=args.port, workers=args.workers))
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace, out: Output) -> int:
-    from registry import audit
+    from registry.core import audit
 
     path: Path = args.file or _settings(args).data_dir / "audit.log"
     anchor = None

@@ -1,14 +1,19 @@
-"""The registry's one exception tree.
+"""The product's one exception tree.
 
-Callers read fields (``exc.digest``), never parse ``str(exc)``. Every message says what happened,
-the offending value, and what to do next. ``code`` is the stable machine-readable name used by the
-CLI's ``--json`` output and the HTTP API's error body.
+The root and the checkpoint-format errors live in ``modelformat.errors`` (both ``registry`` and
+``training`` raise them) and are re-exported here; the trainer's errors (``training.errors``) hang
+under ``InvalidInput``. Callers read fields (``exc.digest``), never parse ``str(exc)``. Every
+message says what happened, the offending value, and what to do next. ``code`` is the stable
+machine-readable name used by the CLI's ``--json`` output and the HTTP API's error body.
 
-    RegistryError
-    ├── InvalidInput                 bad user input; nothing was changed
+    RegistryError                    (modelformat.errors)
+    ├── InvalidInput                 bad user input; nothing was changed (modelformat.errors)
     │   ├── InvalidDigest
-    │   ├── InvalidCheckpoint        refused before any deserialiser saw it
-    │   │   └── PickleRejected
+    │   ├── InvalidCheckpoint        refused before any deserialiser saw it (modelformat.errors)
+    │   │   ├── PickleRejected
+    │   │   └── MalformedCheckpoint  ``problem`` names the broken rule
+    │   ├── SpecError                a header that describes no network we build (modelformat)
+    │   ├── TrainingError            the trainer's inputs: data, card, config (training.errors)
     │   ├── InvalidImage
     │   ├── InvalidModelCard
     │   ├── PayloadTooLarge
@@ -19,7 +24,7 @@ CLI's ``--json`` output and the HTTP API's error body.
     │   ├── WrongChain
     │   ├── ContractMismatch         address holds no code, or not ours
     │   ├── TransactionFailed        mined with status 0, or never mined
-    │   └── ContractRevert           one subclass per custom error in the ABI (contract_errors.py)
+    │   └── ContractRevert           one subclass per custom error in the ABI (chain/reverts.py)
     ├── NotVerified                  the gate refuses a checkpoint (carries the Verdict)
     ├── AuthError
     │   ├── Unauthenticated
@@ -32,28 +37,28 @@ CLI's ``--json`` output and the HTTP API's error body.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
+from modelformat.errors import (
+    InvalidCheckpoint,
+    InvalidInput,
+    MalformedCheckpoint,
+    PickleRejected,
+    RegistryError,
+    SpecError,
+)
 
-class RegistryError(Exception):
-    """Base of every error this package raises on purpose."""
-
-    code: ClassVar[str] = "registry_error"
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details: dict[str, Any] = details
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
+__all__ = [
+    "InvalidCheckpoint",
+    "InvalidInput",
+    "MalformedCheckpoint",
+    "PickleRejected",
+    "RegistryError",
+    "SpecError",
+]
 
 
 # --- bad input -------------------------------------------------------------------------------
-
-
-class InvalidInput(RegistryError):
-    code = "invalid_input"
 
 
 class InvalidDigest(InvalidInput):
@@ -69,30 +74,6 @@ class InvalidDigest(InvalidInput):
         )
         self.value = value
         self.problem = problem
-
-
-class InvalidCheckpoint(InvalidInput):
-    """The bytes are not a checkpoint this registry will ever deserialise."""
-
-    code = "invalid_checkpoint"
-
-    def __init__(self, reason: str, hint: str = "") -> None:
-        message = f"checkpoint refused: {reason}"
-        if hint:
-            message += f"; {hint}"
-        super().__init__(message, reason=reason)
-        self.reason = reason
-
-
-class PickleRejected(InvalidCheckpoint):
-    code = "pickle_rejected"
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(
-            f"the file is a {kind}, which can execute code when loaded and is never loaded here",
-            "export the weights with safetensors (`registry train` writes that format)",
-        )
-        self.kind = kind
 
 
 class InvalidImage(InvalidInput):

@@ -19,18 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from registry.chain import RegistryClient
-from registry.checkpoint_guard import inspect_checkpoint
+from modelformat.header import CheckedCheckpoint, inspect_checkpoint
+from registry.chain.client import RegistryClient
+from registry.core.digest import Digest, digest_bytes
+from registry.core.policy import Policy
+from registry.core.records import Verdict
 from registry.errors import InvalidInput, NotVerified
-from registry.hashing import Digest, digest_bytes
-from registry.records import Verdict
-from registry.verify import Policy, verify_digest
+from registry.verify import verify_digest
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     digest: Digest
-    spec: Any  # training.architecture.ModelSpec
+    spec: Any  # modelformat.spec.ModelSpec
     network: Any  # torch.nn.Module, evaluation mode, CPU
     verdict: Verdict  # the verdict that admitted it
 
@@ -202,3 +203,36 @@ def provenance(verdict: Verdict) -> dict[str, Any]:
         "card_digest": str(record.card_digest),
         "parent": str(record.parent) if record.parent else None,
     }
+
+
+class CheckedDigests:
+    """``inspect_checkpoint`` remembered by digest, so a file verified again is not parsed again.
+
+    The check is a pure function of the bytes and the SHA-256 names the bytes, so a digest that
+    passed once passes for good. Only passes are kept (a refusal is re-derived, and re-reported,
+    each time), at most ``max_entries`` of them, least recently used first out.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._passed: OrderedDict[Digest, CheckedCheckpoint] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def passed(self, digest: Digest) -> CheckedCheckpoint | None:
+        """What the check found for ``digest``'s bytes, if they passed it; never parses."""
+        with self._lock:
+            checked = self._passed.get(digest)
+            if checked is not None:
+                self._passed.move_to_end(digest)
+            return checked
+
+    def inspect(self, data: bytes, digest: Digest) -> CheckedCheckpoint:
+        """``inspect_checkpoint(data)``, where ``digest`` must be ``data``'s SHA-256."""
+        checked = self.passed(digest)
+        if checked is None:
+            checked = inspect_checkpoint(data)
+            with self._lock:
+                self._passed[digest] = checked
+                while len(self._passed) > self.max_entries:
+                    self._passed.popitem(last=False)
+        return checked

@@ -6,36 +6,12 @@ client (chain unavailable, wrong chain, wrong contract), and every caller treats
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from registry.chain import RegistryClient
-from registry.config import Settings
-from registry.hashing import Digest
-from registry.records import ModelRecord, Verdict
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A clinic's extra conditions on top of "anchored and not revoked"."""
-
-    min_accuracy_bps: int = 0
-    trusted_registrants: frozenset[str] = field(default_factory=frozenset)  # lowercase
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
-        return cls(settings.min_accuracy_bps, frozenset(settings.trusted_registrants))
-
-    def failures(self, record: ModelRecord) -> tuple[str, ...]:
-        found = []
-        if record.accuracy_bps < self.min_accuracy_bps:
-            found.append(
-                f"accuracy {record.accuracy_bps / 100:.2f} % is below the clinic's minimum of "
-                f"{self.min_accuracy_bps / 100:.2f} %"
-            )
-        if self.trusted_registrants and record.registrant.lower() not in self.trusted_registrants:
-            found.append(f"registrant {record.registrant} is not in the clinic's trusted list")
-        return tuple(found)
+from registry.chain.client import RegistryClient
+from registry.core.digest import Digest
+from registry.core.policy import Policy
+from registry.core.records import Verdict
 
 
 def _when(ts: int) -> str:

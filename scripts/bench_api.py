@@ -38,7 +38,7 @@ BASELINE_APP = """
 import hashlib, os
 import torch
 from fastapi import FastAPI, Request, UploadFile
-from registry.images import decode_image
+from registry.api.images import decode_image
 from training.checkpoint import load_checkpoint_bytes
 from training.model import predict_proba
 import numpy as np
@@ -142,13 +142,13 @@ def main() -> int:
 
     from PIL import Image
 
-    from registry.anvil import DEV_PRIVATE_KEYS, AnvilNode, free_port
-    from registry.chain import deploy_contract
-    from registry.connection import make_web3
-    from registry.hashing import Digest
-    from registry.keys import account_from_hex
-    from registry.records import RevocationReason, Role
-    from training.architecture import ModelSpec
+    from modelformat.spec import ModelSpec
+    from registry.chain.client import deploy_contract
+    from registry.chain.connection import make_web3
+    from registry.chain.keys import account_from_hex
+    from registry.core.digest import Digest
+    from registry.core.records import RevocationReason, Role
+    from registry.devnet.anvil import DEV_PRIVATE_KEYS, AnvilNode, free_port
     from training.card import canonical_json
     from training.checkpoint import checkpoint_bytes
     from training.model import build_model
@@ -213,7 +213,7 @@ def main() -> int:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             settings = {"REGISTRY_DATA_DIR": str(root / "data1"), **settings}
-            command = [sys.executable, "-m", "registry.serve"]
+            command = [sys.executable, "-m", "registry.api.server"]
             server_env = {**env, "REGISTRY_PORT": str(port), **settings}
             processes.insert(0, start(command, server_env, url, root / f"{name}.log"))
             return url

@@ -69,12 +69,12 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".data" / "demo")
     args = parser.parse_args()
 
-    from registry.anvil import DEV_PRIVATE_KEYS, AnvilNode, free_port
-    from registry.chain import deploy_contract
-    from registry.connection import make_web3
-    from registry.deployments import save_deployment
-    from registry.keys import account_from_hex
-    from registry.records import Role
+    from registry.chain.client import deploy_contract
+    from registry.chain.connection import make_web3
+    from registry.chain.deployments import save_deployment
+    from registry.chain.keys import account_from_hex
+    from registry.core.records import Role
+    from registry.devnet.anvil import DEV_PRIVATE_KEYS, AnvilNode, free_port
     from training.cli import add_train_arguments, run_train
     from training.data import load_builtin
 
@@ -129,7 +129,7 @@ def main() -> int:
         log = data_dir / "service.log"
         with log.open("wb") as log_file:
             server = subprocess.Popen(
-                [sys.executable, "-m", "registry.serve"],
+                [sys.executable, "-m", "registry.api.server"],
                 env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Mutation fuzzer for registry.checkpoint_guard.inspect_checkpoint.
+"""Mutation fuzzer for modelformat.header.inspect_checkpoint.
 
 The guard's contract: for any bytes, it returns a CheckedCheckpoint or raises InvalidCheckpoint,
 quickly. Anything else (another exception, a slow input) is a crash. Inputs come from valid LeNet
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 
-from registry.checkpoint_guard import CheckedCheckpoint, inspect_checkpoint
+from modelformat.header import CheckedCheckpoint, inspect_checkpoint
 from registry.errors import InvalidCheckpoint
 
 # One input slower than this counts as a crash (a DoS in waiting). A hostile 1 MiB header costs

@@ -31,13 +31,13 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from registry.anvil import DEV_PRIVATE_KEYS, AnvilNode
-from registry.chain import RegistryClient, deploy_contract
-from registry.connection import make_web3
+from registry.chain.client import RegistryClient, deploy_contract
+from registry.chain.connection import make_web3
+from registry.chain.keys import account_from_hex
+from registry.core.digest import Digest
+from registry.core.records import RegisterRequest, RegistrationResult, Role
+from registry.devnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from registry.errors import RegistryError
-from registry.hashing import Digest
-from registry.keys import account_from_hex
-from registry.records import RegisterRequest, RegistrationResult, Role
 
 MAX_COUNT = 2_000  # a load test, not a soak test: keeps a mistyped --count from running for hours
 MAX_THREADS = 64

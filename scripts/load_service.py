@@ -75,7 +75,7 @@ class Model:
 def _checkpoint(seed: int) -> bytes:
     import torch
 
-    from training.architecture import ModelSpec
+    from modelformat.spec import ModelSpec
     from training.checkpoint import checkpoint_bytes
     from training.model import build_model
 
@@ -138,7 +138,7 @@ def _local_classes(checkpoint: bytes, images: list[bytes]) -> tuple[list[int], f
     import numpy as np
     import torch
 
-    from registry.images import decode_image
+    from registry.api.images import decode_image
     from training.checkpoint import load_checkpoint_bytes
     from training.model import predict_proba
 
@@ -161,7 +161,7 @@ class Service:
     """anvil (state on disk) + ``registry serve --workers N``, both on free loopback ports."""
 
     def __init__(self, root: Path, workers: int) -> None:
-        from registry.anvil import AnvilNode, free_port
+        from registry.devnet.anvil import AnvilNode, free_port
 
         self.root = root
         self.workers = workers
@@ -173,11 +173,11 @@ class Service:
         self.log_path = root / "server.log"
 
     def start(self) -> None:
-        from registry.anvil import DEV_PRIVATE_KEYS
-        from registry.chain import deploy_contract
-        from registry.connection import make_web3
-        from registry.keys import account_from_hex
-        from registry.records import Role
+        from registry.chain.client import deploy_contract
+        from registry.chain.connection import make_web3
+        from registry.chain.keys import account_from_hex
+        from registry.core.records import Role
+        from registry.devnet.anvil import DEV_PRIVATE_KEYS
 
         self.node.start()
         account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from registry.chain import RegistryClient
+from registry.chain.client import RegistryClient
 from registry.config import Settings
 from training.card import CARD_SCHEMA, CARD_SCHEMA_VERSION, canonical_json
 
@@ -35,7 +35,7 @@ def make_checkpoint(seed: int = 0, *, in_channels: int = 1, input_size: int = 28
     """A freshly initialised LeNet-5 (seeded, so bytes are reproducible) as safetensors bytes."""
     import torch
 
-    from training.architecture import ModelSpec
+    from modelformat.spec import ModelSpec
     from training.checkpoint import checkpoint_bytes
     from training.model import build_model
 
@@ -189,11 +189,11 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
 
 def deploy(url: str) -> tuple[str, str]:
     """Deploy the registry with anvil's first dev key holding every role: (address, key)."""
-    from registry.anvil import DEV_PRIVATE_KEYS
-    from registry.chain import deploy_contract
-    from registry.connection import make_web3
-    from registry.keys import account_from_hex
-    from registry.records import Role
+    from registry.chain.client import deploy_contract
+    from registry.chain.connection import make_web3
+    from registry.chain.keys import account_from_hex
+    from registry.core.records import Role
+    from registry.devnet.anvil import DEV_PRIVATE_KEYS
 
     account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
     client, deployment = deploy_contract(make_web3(url, 5.0), account, endpoint=url)

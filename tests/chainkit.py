@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from registry.hashing import Digest
-from registry.records import RegisterRequest
+from registry.core.digest import Digest
+from registry.core.records import RegisterRequest
 
 ZERO32 = bytes(32)
 ZERO_ADDRESS = "0x" + "00" * 20

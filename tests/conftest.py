@@ -23,10 +23,10 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import event_abi_to_log_topic
 from hexbytes import HexBytes
 
-from registry.chain import RegistryClient
-from registry.connection import memory_client
+from registry.chain.client import RegistryClient
+from registry.chain.connection import memory_client
+from registry.core.records import Role
 from registry.errors import RegistryError
-from registry.records import Role
 
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -183,9 +183,9 @@ def memory(_memory_backend: Backend) -> Iterator[Backend]:
 def _anvil_missing() -> str | None:
     """Why anvil cannot run here, or None when it can."""
     try:
-        from registry.anvil import find_anvil
+        from registry.devnet.anvil import find_anvil
     except ImportError as exc:
-        return f"registry.anvil cannot be imported ({exc})"
+        return f"registry.devnet.anvil cannot be imported ({exc})"
     try:
         find_anvil()
     except RegistryError as exc:
@@ -198,7 +198,7 @@ def start_anvil(**options: Any) -> Any:
     missing = _anvil_missing()
     if missing is not None:
         pytest.skip(missing)
-    from registry.anvil import AnvilNode
+    from registry.devnet.anvil import AnvilNode
 
     return AnvilNode(**options).start()
 
@@ -230,10 +230,10 @@ def make_anvil_node() -> Iterator[Callable[..., Any]]:
 
 def anvil_backend(node: Any) -> Backend:
     """Deploy the registry on ``node`` with dev key 0, which then holds every role."""
-    from registry.anvil import DEV_PRIVATE_KEYS
-    from registry.chain import deploy_contract
-    from registry.connection import make_web3
-    from registry.keys import account_from_hex
+    from registry.chain.client import deploy_contract
+    from registry.chain.connection import make_web3
+    from registry.chain.keys import account_from_hex
+    from registry.devnet.anvil import DEV_PRIVATE_KEYS
 
     w3 = make_web3(node.url, 10.0)
     account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")

@@ -1,5 +1,5 @@
 """The LeNet-5 tensors a checkpoint must hold, written out from the network's definition rather
-than from ``training.architecture``, so that tests check that code against an independent oracle."""
+than from ``modelformat.spec``, so that tests check that code against an independent oracle."""
 
 
 def lenet_shapes(c: int = 1, size: int = 28, k: int = 10) -> dict[str, tuple[int, ...]]:

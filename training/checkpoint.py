@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from torch import nn
 
-from training.architecture import (
+from modelformat.spec import (
     TENSOR_DTYPE,
     ModelSpec,
     check_checkpoint_header,

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from training.architecture import MAX_CLASSES, MAX_INPUT_SIZE, MIN_CLASSES, MIN_INPUT_SIZE
+from modelformat.spec import MAX_CLASSES, MAX_INPUT_SIZE, MIN_CLASSES, MIN_INPUT_SIZE
 from training.config import FORMATS
 from training.digests import split_digest
 from training.errors import DataError

@@ -21,7 +21,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from torch import nn
 
-    from training.architecture import ModelSpec
+    from modelformat.spec import ModelSpec
     from training.data import Split
 
 BPS_SCALE = 10_000

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.architecture import ModelSpec
+from modelformat.spec import ModelSpec
 from training.config import TrainConfig
 from training.data import Dataset, Split
 from training.errors import ConfigError

@@ -1,6 +1,6 @@
 """The LeNet-5 network, built from a ``ModelSpec`` so that training and inference agree.
 
-Layer sizes come from ``training.architecture`` (torch-free, shared with the registry's header
+Layer sizes come from ``modelformat.spec`` (torch-free, shared with the registry's header
 check); this module only turns them into ``nn`` layers and says how raw pixels become inputs.
 """
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.architecture import (
+from modelformat.spec import (
     CONV1_CHANNELS,
     CONV2_CHANNELS,
     CONV_KERNEL,

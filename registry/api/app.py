@@ -23,7 +23,7 @@ from registry.api import errors
 from registry.api.deps import Services
 from registry.api.limits import BodyLimitMiddleware
 from registry.api.routes import health, models, predict, verify, web
-from registry.chain import RegistryClient
+from registry.chain.client import RegistryClient
 from registry.config import Settings
 from registry.errors import AuditLogUnavailable, ChainUnavailable
 
@@ -45,7 +45,7 @@ inference only with checkpoints that are registered, unrevoked and within the cl
 
 
 def _build_services(settings: Settings, client: RegistryClient | None) -> Services:
-    from registry.connection import MEMORY, connect, memory_client
+    from registry.chain.connection import MEMORY, connect, memory_client
 
     def connect_now() -> RegistryClient:
         # The contract's identity is checked on every call anyway (client-side TTL); here only

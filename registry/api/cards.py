@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry.api.uploads import parse_json
+from registry.core.digest import Digest, parse_optional
+from registry.core.records import check_accuracy_bps
 from registry.errors import InvalidDigest, InvalidInput, InvalidModelCard
-from registry.hashing import Digest, parse_optional
-from registry.records import check_accuracy_bps
 from training.card import CARD_SCHEMA, CARD_SCHEMA_VERSION, canonical_json
 from training.errors import CardError
 

@@ -18,16 +18,15 @@ from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
 from registry.api.auth import API_KEY_HEADER, ApiRole, Caller, KeyRing
-from registry.audit import AuditLog
-from registry.chain import RegistryClient
-from registry.checkpoint_guard import CheckedDigests
+from registry.chain.client import RegistryClient
 from registry.config import Settings
+from registry.core.audit import AuditLog
+from registry.core.digest import Digest
+from registry.core.policy import Policy
+from registry.core.records import Verdict
+from registry.core.store import FileStore
 from registry.errors import RegistryError
-from registry.gate import Gate
-from registry.hashing import Digest
-from registry.records import Verdict
-from registry.store import FileStore
-from registry.verify import Policy
+from registry.gate import CheckedDigests, Gate
 
 
 class Services:

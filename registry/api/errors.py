@@ -43,7 +43,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry.contract_errors import (
+from registry.chain.reverts import (
     AlreadyRegistered,
     AlreadyRevoked,
     MissingRole,
@@ -68,6 +68,7 @@ from registry.errors import (
     PayloadTooLarge,
     RegistryError,
     RequestTimeout,
+    SpecError,
     StoreError,
     Unauthenticated,
     WrongChain,
@@ -78,6 +79,7 @@ log = logging.getLogger("registry.api")
 
 STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidCheckpoint, 422),
+    (TrainingError, 422),
     (PayloadTooLarge, 413),
     (RequestTimeout, 408),
     (InvalidInput, 400),
@@ -101,7 +103,6 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (ChainError, 502),
     (ConfigurationError, 500),
     (StoreError, 500),
-    (TrainingError, 422),
     (RequestValidationError, 422),
 )
 
@@ -123,13 +124,13 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def _body(exc: BaseException, status: int) -> dict[str, Any]:
+    if isinstance(exc, TrainingError | SpecError):
+        return error_body("invalid_checkpoint", str(exc), {"problem": exc.code})
     if isinstance(exc, RegistryError):
         details = dict(exc.details)
         if isinstance(exc, NotVerified) and hasattr(exc.verdict, "to_dict"):
             details["verdict"] = exc.verdict.to_dict()
         return error_body(exc.code, exc.message, details)
-    if isinstance(exc, TrainingError):
-        return error_body("invalid_checkpoint", str(exc), {"problem": exc.code})
     if isinstance(exc, RequestValidationError):
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}

@@ -1,6 +1,6 @@
 """Response and request models: what the OpenAPI document promises, field by field.
 
-They mirror the ``to_dict()`` forms of ``registry.records`` and ``registry.gate`` (digests as
+They mirror the ``to_dict()`` forms of ``registry.core.records`` and ``registry.gate`` (digests as
 ``sha256:<hex>``, times as ISO-8601 UTC), so a route returns those dictionaries and FastAPI checks
 them against these models on the way out.
 """

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from apikit import READER, REGISTRAR_KEY, REVOKER_KEY, Api, assert_error, png
 
-from registry import audit
 from registry.api.auth import key_id
+from registry.api.server import SETTINGS_ENV, settings_from_json, settings_to_json, worker_app
 from registry.cli import build_parser, main
 from registry.config import Settings
+from registry.core import audit
 from registry.errors import AuditLogCorrupt, ConfigurationError
-from registry.serve import SETTINGS_ENV, settings_from_json, settings_to_json, worker_app
 
 
 def test_register_revoke_verify_and_predict_each_leave_one_audit_entry(api: Api) -> None:
@@ -123,7 +123,7 @@ def test_a_worker_builds_its_app_from_the_settings_it_was_handed(
 
 
 def test_serving_the_memory_chain_with_several_workers_is_refused(tmp_path: Path) -> None:
-    from registry.serve import run
+    from registry.api.server import run
 
     with pytest.raises(ConfigurationError, match="memory"):
         run(Settings(rpc_url="memory", data_dir=tmp_path, workers=2))
@@ -139,7 +139,7 @@ def test_when_the_audit_log_cannot_be_flushed_nothing_is_verified_or_predicted(
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr("registry.audit.os.fsync", failing_fsync)
+    monkeypatch.setattr("registry.core.audit.os.fsync", failing_fsync)
     for response in (api.verify(checkpoint), api.predict_png(digest)):
         error = assert_error(response, 503, "audit_log_unavailable")
         assert "Input/output error" in error["message"]

@@ -13,13 +13,13 @@ from apikit import API_KEYS, REGISTRAR, Api, assert_error, deploy, png, settings
 from fastapi.testclient import TestClient
 
 from registry.api import create_app
-from registry.chain import RegistryClient
+from registry.chain.client import RegistryClient
+from registry.chain.connection import make_web3
 from registry.config import Settings
-from registry.connection import make_web3
 
 
 def _dead_endpoint() -> str:
-    from registry.anvil import free_port
+    from registry.devnet.anvil import free_port
 
     return f"http://127.0.0.1:{free_port()}"
 
@@ -66,7 +66,7 @@ def _assert_closed(api: Api, checkpoint: bytes, digest: str) -> None:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Any]:
-    anvil = pytest.importorskip("registry.anvil")
+    anvil = pytest.importorskip("registry.devnet.anvil")
     try:
         anvil.find_anvil()
     except Exception as exc:  # ConfigurationError: not installed

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from registry.api import create_app
 from registry.api.errors import STATUS_TABLE, status_for
-from registry.contract_errors import AlreadyRegistered, MissingRole, UnknownModel
+from registry.chain.reverts import AlreadyRegistered, MissingRole, UnknownModel
 from registry.errors import (
     ChainUnavailable,
     ContractMismatch,

@@ -19,7 +19,7 @@ from apikit import (
     make_checkpoint,
 )
 
-from registry.hashing import digest_bytes
+from registry.core.digest import digest_bytes
 from training.card import canonical_json
 
 # --- registration ------------------------------------------------------------------------------

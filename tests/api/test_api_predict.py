@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from apikit import Api, assert_error, digest_of, jpeg, make_checkpoint, png
 
-from registry.hashing import Digest
+from registry.core.digest import Digest
 
 
 def test_predict_on_a_png_returns_label_probabilities_and_provenance(api: Api) -> None:
@@ -119,8 +119,8 @@ def test_predict_on_an_unknown_digest_is_a_404(api: Api) -> None:
 
 
 def test_predict_on_a_registered_but_unstored_checkpoint_is_a_404(api: Api) -> None:
-    from registry.hashing import digest_bytes
-    from registry.records import RegisterRequest
+    from registry.core.digest import digest_bytes
+    from registry.core.records import RegisterRequest
 
     checkpoint = make_checkpoint(seed=5)
     api.client.register(

@@ -29,7 +29,7 @@ MAX_UPLOAD = 1 << 20
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    anvil = pytest.importorskip("registry.anvil")
+    anvil = pytest.importorskip("registry.devnet.anvil")
     try:
         anvil.find_anvil()
     except Exception as exc:  # ConfigurationError: not installed
@@ -52,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     }
     log = (root / "server.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "registry.serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "registry.api.server"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -6,8 +6,8 @@ import time
 
 from apikit import Api, assert_error, digest_of, make_card, make_checkpoint
 
-from registry.hashing import Digest
-from registry.records import RevocationReason
+from registry.core.digest import Digest
+from registry.core.records import RevocationReason
 
 
 def test_verify_says_verified_with_the_on_chain_record_for_a_registered_checkpoint(

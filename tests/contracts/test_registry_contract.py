@@ -11,7 +11,7 @@ import pytest
 from chainkit import CARD, TEST_SET, ZERO32, ZERO_ADDRESS, digest, raw_register, request
 from eth_utils import to_checksum_address
 
-from registry.contract_errors import (
+from registry.chain.reverts import (
     AccuracyOutOfRange,
     AlreadyRegistered,
     AlreadyRevoked,
@@ -28,8 +28,8 @@ from registry.contract_errors import (
     ZeroDigest,
     ZeroTestSetDigest,
 )
-from registry.hashing import Digest
-from registry.records import RevocationReason, Role
+from registry.core.digest import Digest
+from registry.core.records import RevocationReason, Role
 
 REGISTER_GAS_CEILING = 62_000
 

@@ -11,7 +11,7 @@ import pytest
 from chainkit import CARD, TEST_SET, ZERO32, digest, request
 from web3.exceptions import ContractCustomError
 
-from registry.contract_errors import (
+from registry.chain.reverts import (
     AccuracyOutOfRange,
     AlreadyRegistered,
     AlreadyRevoked,
@@ -26,7 +26,7 @@ from registry.contract_errors import (
     ZeroAddress,
     ZeroDigest,
 )
-from registry.records import RevocationReason, Role
+from registry.core.records import RevocationReason, Role
 
 pytestmark = pytest.mark.anvil
 

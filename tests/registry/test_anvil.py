@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from registry import anvil
-from registry.anvil import (
+from registry.devnet import anvil
+from registry.devnet.anvil import (
     DEV_ADDRESSES,
     DEV_PRIVATE_KEYS,
     AnvilNode,
@@ -274,7 +274,7 @@ def test_requested_port_that_is_taken_is_refused() -> None:
 
 _START_IN_CHILD = """
 import json, sys
-from registry.anvil import start_background
+from registry.devnet.anvil import start_background
 print(json.dumps(start_background(sys.argv[1], port=int(sys.argv[2]), chain_id=4242)))
 """
 

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from registry.artifacts import DEFAULT_ARTIFACT, PROJECT_ROOT, load_artifact
+from registry.chain.artifacts import DEFAULT_ARTIFACT, PROJECT_ROOT, load_artifact
 from registry.errors import ConfigurationError
 
 SCRIPT = PROJECT_ROOT / "scripts" / "compile_contracts.py"

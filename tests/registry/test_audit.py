@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from registry.audit import GENESIS_PREV, AuditLog, canonical_json, verify
+from registry.core.audit import GENESIS_PREV, AuditLog, canonical_json, verify
 from registry.errors import AuditLogCorrupt, AuditLogUnavailable
 
 N = 6
@@ -454,7 +454,7 @@ def test_an_async_append_returns_only_once_an_fsync_covered_its_line(
         real_fsync(fd)
         durable[0] = max(durable[0], size)
 
-    monkeypatch.setattr("registry.audit.os.fsync", slow_fsync)
+    monkeypatch.setattr("registry.core.audit.os.fsync", slow_fsync)
 
     async def one(i: int) -> None:
         entry = await log.append_async("verify", n=i)
@@ -477,7 +477,7 @@ def test_an_async_append_fails_closed_when_the_fsync_fails(
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr("registry.audit.os.fsync", failing_fsync)
+    monkeypatch.setattr("registry.core.audit.os.fsync", failing_fsync)
     with pytest.raises(AuditLogUnavailable, match="Input/output error"):
         asyncio.run(log.append_async("verify", n=1))
 
@@ -498,7 +498,7 @@ class FsyncSpy:
         self.covered = 0  # file size at the last successful fsync
         self.fail = fail
         self._real = os.fsync
-        monkeypatch.setattr("registry.audit.os.fsync", self)
+        monkeypatch.setattr("registry.core.audit.os.fsync", self)
 
     def __call__(self, fd: int) -> None:
         self.calls += 1
@@ -577,7 +577,7 @@ def test_a_write_that_fails_is_refused_with_the_cause(
     def full_disk(fd: int, data: Any) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("registry.audit.os.write", full_disk)
+    monkeypatch.setattr("registry.core.audit.os.write", full_disk)
     with pytest.raises(AuditLogUnavailable, match="No space left"):
         log.append("verify", n=1)
 

@@ -20,18 +20,26 @@ from chainkit import CARD, TEST_SET, digest
 from chainkit import request as request_for
 from eth_utils import to_checksum_address
 
-from registry.anvil import DEV_PRIVATE_KEYS, free_port
-from registry.chain import BLOCKHASH_WINDOW, RegistryClient, deploy_contract, send_transaction
-from registry.config import Settings
-from registry.connection import connect, make_web3
-from registry.contract_errors import (
+from registry.chain.client import (
+    BLOCKHASH_WINDOW,
+    RegistryClient,
+    deploy_contract,
+    send_transaction,
+)
+from registry.chain.connection import connect, make_web3
+from registry.chain.deployments import save_deployment
+from registry.chain.keys import account_from_hex
+from registry.chain.reverts import (
     AlreadyRegistered,
     InvalidReason,
     InvalidReplacement,
     UnknownModel,
     ZeroAddress,
 )
-from registry.deployments import save_deployment
+from registry.config import Settings
+from registry.core.digest import Digest
+from registry.core.records import RevocationReason, Role
+from registry.devnet.anvil import DEV_PRIVATE_KEYS, free_port
 from registry.errors import (
     ChainError,
     ChainUnavailable,
@@ -40,9 +48,6 @@ from registry.errors import (
     TransactionFailed,
     WrongChain,
 )
-from registry.hashing import Digest
-from registry.keys import account_from_hex
-from registry.records import RevocationReason, Role
 
 # Creation code whose runtime code returns the number 42: "some other contract".
 OTHER_CONTRACT = "0x600a600c600039600a6000f3602a60005260206000f3"

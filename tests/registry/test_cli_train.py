@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from registry.hashing import digest_file
+from registry.core.digest import digest_file
 
 
 def test_train_register_anchors_exactly_what_was_written_on_the_in_process_chain(
@@ -90,7 +90,7 @@ def test_train_with_bad_data_path_is_a_usage_error(tmp_path: Path, capsys) -> No
 def test_train_register_without_a_reachable_chain_fails_after_writing_the_files(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    from registry.anvil import free_port
+    from registry.devnet.anvil import free_port
 
     monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path / "data"))
     code = main(

@@ -16,10 +16,10 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 
-from registry import contract_errors
-from registry.artifacts import load_artifact
-from registry.chain import RegistryClient
-from registry.contract_errors import (
+from registry.chain import reverts as contract_errors
+from registry.chain.artifacts import load_artifact
+from registry.chain.client import RegistryClient
+from registry.chain.reverts import (
     AccuracyOutOfRange,
     AlreadyRegistered,
     AlreadyRevoked,
@@ -39,8 +39,8 @@ from registry.contract_errors import (
     ZeroDigest,
     ZeroTestSetDigest,
 )
+from registry.core.digest import Digest
 from registry.errors import ContractRevert
-from registry.hashing import Digest
 
 ACCOUNT = "0x2B5AD5c4795c026514f8317c7a215E218DcCD6cF"
 D1 = hashlib.sha256(b"checkpoint").digest()

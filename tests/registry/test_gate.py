@@ -7,9 +7,9 @@ from typing import Any
 
 from chainkit import digest, request
 
+from registry.core.digest import Digest
+from registry.core.records import RevocationReason
 from registry.gate import Gate
-from registry.hashing import Digest
-from registry.records import RevocationReason
 
 
 def registered(memory: Any, label: str) -> Digest:

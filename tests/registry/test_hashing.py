@@ -5,8 +5,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from registry.core.digest import (
+    ZERO,
+    Digest,
+    digest_bytes,
+    digest_file,
+    digest_stream,
+    parse_optional,
+)
 from registry.errors import InvalidDigest
-from registry.hashing import ZERO, Digest, digest_bytes, digest_file, digest_stream, parse_optional
 
 HEX = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 

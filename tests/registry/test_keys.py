@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from registry.chain.keys import account_from_hex, load_account
 from registry.config import get_settings
 from registry.errors import ConfigurationError
-from registry.keys import account_from_hex, load_account
 
 KEY = "0x" + "4c" * 32
 

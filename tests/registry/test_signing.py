@@ -2,7 +2,7 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.signing import Eip1559Signer
+from registry.chain.signing import Eip1559Signer
 
 ACCOUNT = Account.from_key("0x" + "42" * 32)
 SIGNER = Eip1559Signer(bytes(ACCOUNT.key))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from registry.core.store import CheckpointStore, FileStore
 from registry.errors import InvalidDigest, NotFound, StoreError
-from registry.store import CheckpointStore, FileStore
 
 DATA = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + bytes(range(256))
 DIGEST = hashlib.sha256(DATA).hexdigest()

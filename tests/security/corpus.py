@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from lenetkit import lenet_shapes
 
-from registry.checkpoint_guard import DEFAULT_MAX_HEADER_BYTES, MalformedCheckpoint
+from modelformat.header import DEFAULT_MAX_HEADER_BYTES, MalformedCheckpoint
 from registry.errors import InvalidCheckpoint, PickleRejected
 
 # --- canaries ----------------------------------------------------------------------------------

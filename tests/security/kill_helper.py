@@ -25,13 +25,13 @@ import sys
 import time
 from typing import Any
 
-from registry.anvil import _wait_group_exit
-from registry.chain import RegistryClient
-from registry.connection import make_web3
+from registry.chain.client import RegistryClient
+from registry.chain.connection import make_web3
+from registry.chain.keys import account_from_hex
+from registry.core.digest import Digest
+from registry.core.records import RegisterRequest
+from registry.devnet.anvil import _wait_group_exit
 from registry.errors import RegistryError
-from registry.hashing import Digest
-from registry.keys import account_from_hex
-from registry.records import RegisterRequest
 
 STAGES = (
     "none",  # a clean run: the restart after a crash

@@ -3,7 +3,7 @@ injection, content types that lie, malformed digests, hostile images, deeply nes
 
 Most cases drive the app in-process (``TestClient`` on the session's eth-tester chain). What only
 a real server shows (socket-level limits, a client that trickles its body, raw header bytes,
-request framing, proxy headers) runs against ``python -m registry.serve`` on a free loopback port:
+request framing, proxy headers) runs against ``python -m registry.api.server`` on a free loopback port:
 one worker, its own in-process chain, a 1 MiB body limit and a 2 s body deadline.
 
 Every case ends in a 4xx in the one error shape ``{"error": {"code", "message", "details"}}`` (or,
@@ -90,7 +90,7 @@ class Server:
         }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "registry.serve"],
+                [sys.executable, "-m", "registry.api.server"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -227,7 +227,7 @@ def test_the_boundary_inside_the_content_does_not_cut_the_file(app: Api) -> None
     # by CRLF or "--": a parser that cut the part there would hash other bytes than were sent.
     import torch
 
-    from training.architecture import ModelSpec
+    from modelformat.spec import ModelSpec
     from training.checkpoint import checkpoint_bytes
     from training.model import build_model
 
@@ -663,7 +663,7 @@ def test_content_length_and_transfer_encoding_together_are_refused_and_nothing_i
 
 
 def test_a_forged_forwarded_for_cannot_break_or_forge_the_audit_log(server: Server) -> None:
-    from registry.audit import verify as verify_audit
+    from registry.core.audit import verify as verify_audit
 
     forged = [
         '1.2.3.4", "outcome": "verified',

@@ -164,7 +164,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 def _asgi_service(root: Path) -> Iterator[Service]:
     from schemathesis.python import asgi
 
-    from registry.connection import memory_client
+    from registry.chain.connection import memory_client
 
     # The chain is made here, not by the app's lifespan: schemathesis's pytest plugin ends every
     # ASGI lifespan after each test, and the next request starts a new one (new services, same
@@ -201,7 +201,10 @@ def _uvicorn_service(root: Path) -> Iterator[Service]:
     log_path = root / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "registry.serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "registry.api.server"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -43,11 +43,20 @@ import pytest
 from eth_abi import encode as abi_encode
 from hexbytes import HexBytes
 
-from registry.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilNode, _wait_group_exit, free_port
-from registry.chain import GAS_LIMITS, RegistryClient, deploy_contract
-from registry.connection import make_web3
-from registry.contract_errors import AlreadyRegistered
-from registry.deployments import Deployment
+from registry.chain.client import GAS_LIMITS, RegistryClient, deploy_contract
+from registry.chain.connection import make_web3
+from registry.chain.deployments import Deployment
+from registry.chain.keys import account_from_hex
+from registry.chain.reverts import AlreadyRegistered
+from registry.core.digest import ZERO, Digest, digest_bytes
+from registry.core.records import RegisterRequest, RevocationReason, Role
+from registry.devnet.anvil import (
+    DEV_ADDRESSES,
+    DEV_PRIVATE_KEYS,
+    AnvilNode,
+    _wait_group_exit,
+    free_port,
+)
 from registry.errors import (
     ChainError,
     ChainUnavailable,
@@ -56,9 +65,6 @@ from registry.errors import (
     WrongChain,
 )
 from registry.gate import Gate
-from registry.hashing import ZERO, Digest, digest_bytes
-from registry.keys import account_from_hex
-from registry.records import RegisterRequest, RevocationReason, Role
 from registry.verify import verify_digest
 
 pytestmark = pytest.mark.anvil
@@ -524,7 +530,7 @@ def make_checkpoint(seed: int = 0) -> bytes:
     """A freshly initialised, seeded LeNet-5 as safetensors bytes."""
     import torch
 
-    from training.architecture import ModelSpec
+    from modelformat.spec import ModelSpec
     from training.checkpoint import checkpoint_bytes
     from training.model import build_model
 

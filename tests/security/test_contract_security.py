@@ -22,7 +22,7 @@ from chainkit import raw_register as register_raw
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from registry.contract_errors import (
+from registry.chain.reverts import (
     AccuracyOutOfRange,
     AlreadyRegistered,
     AlreadyRevoked,
@@ -38,10 +38,11 @@ from registry.contract_errors import (
     ZeroDigest,
     ZeroTestSetDigest,
 )
+from registry.core.digest import Digest
+from registry.core.policy import Policy
+from registry.core.records import RevocationReason, Role
 from registry.errors import ContractRevert
-from registry.hashing import Digest
-from registry.records import RevocationReason, Role
-from registry.verify import Policy, verify_digest
+from registry.verify import verify_digest
 
 UINT40_MAX = 2**40 - 1
 ACCEPTED_REASONS = {1, 2, 3, 4, 5, 6, 7, 255}

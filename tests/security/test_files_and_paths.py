@@ -27,11 +27,11 @@ from apikit import REGISTRAR, REVOKER, TEST_SET_DIGEST, Api, assert_error, make_
 from corpus import valid
 
 from registry.cli import EXIT_OK, EXIT_USAGE, main
+from registry.core.digest import Digest, digest_bytes
+from registry.core.records import RegisterRequest
+from registry.core.store import FileStore
 from registry.errors import InvalidDigest, NotVerified
 from registry.gate import Gate
-from registry.hashing import Digest, digest_bytes
-from registry.records import RegisterRequest
-from registry.store import FileStore
 
 A = valid(seed=1)
 B = valid(seed=2)  # same header and length as A, other weights; never registered
@@ -120,7 +120,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, memory: Any) -> Any
             monkeypatch.delenv(name)
     monkeypatch.setenv("REGISTRY_RPC_URL", "memory")
     monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr("registry.connection.connect", lambda settings, **kw: memory.client)
+    monkeypatch.setattr("registry.chain.connection.connect", lambda settings, **kw: memory.client)
     return memory
 
 

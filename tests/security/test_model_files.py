@@ -41,11 +41,11 @@ from corpus import (
     v_line_polyglot,
 )
 
-from registry.chain import RegistryClient
-from registry.checkpoint_guard import inspect_checkpoint
+from modelformat.header import inspect_checkpoint
+from registry.chain.client import RegistryClient
+from registry.core.digest import Digest, digest_bytes
+from registry.core.records import RegisterRequest
 from registry.gate import Gate
-from registry.hashing import Digest, digest_bytes
-from registry.records import RegisterRequest
 
 REFUSED = [case for case in CASES if case.refused is not None]
 POLYGLOT = "polyglot-valid-lenet-that-is-also-a-pickle"
@@ -323,7 +323,7 @@ def test_the_api_registers_and_verifies_the_pickle_polyglot_without_running_it(
 def test_the_training_loader_refuses_a_header_integer_over_the_digit_limit_itself() -> None:
     # Behind the guard, the loader's own header check must also answer with its error class (a
     # bare ValueError would be a 500 at the API), here for an integer json.loads cannot convert.
-    from training.architecture import read_safetensors_header
+    from modelformat.spec import read_safetensors_header
     from training.errors import CheckpointError
 
     data = BY_ID["header-huge-integer-literal"].build(None, "")  # type: ignore[arg-type]

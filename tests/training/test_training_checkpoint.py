@@ -14,7 +14,7 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
-from training.architecture import ModelSpec, read_safetensors_header
+from modelformat.spec import ModelSpec, read_safetensors_header
 from training.checkpoint import (
     canonical_tensor_digest,
     checkpoint_bytes,
@@ -105,7 +105,7 @@ def test_save_is_byte_deterministic_even_across_processes(tmp_path: Path) -> Non
         "import sys, torch\n"
         "from training.checkpoint import checkpoint_bytes\n"
         "from training.model import build_model\n"
-        "from training.architecture import ModelSpec\n"
+        "from modelformat.spec import ModelSpec\n"
         "spec = ModelSpec(1, 28, 3, ('c0','c1','c2'), (0.2,), (0.3,), 'toy')\n"
         "torch.manual_seed(0)\n"
         "sys.stdout.buffer.write(checkpoint_bytes(build_model(spec), spec))\n"

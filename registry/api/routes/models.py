@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from modelformat.header import inspect_checkpoint
 from registry.api.auth import Caller
 from registry.api.cards import card_facts, parse_card
 from registry.api.deps import (
@@ -31,11 +32,10 @@ from registry.api.schemas import (
     RevokeIn,
 )
 from registry.api.uploads import file_bytes, read_form, text_field
-from registry.checkpoint_guard import inspect_checkpoint
+from registry.core.digest import Digest, digest_bytes, parse_optional
+from registry.core.records import ModelRecord, RegisterRequest, RevocationReason
 from registry.errors import InvalidInput, InvalidModelCard, NotFound
 from registry.gate import refusal
-from registry.hashing import Digest, digest_bytes, parse_optional
-from registry.records import ModelRecord, RegisterRequest, RevocationReason
 
 router = APIRouter(prefix="/models", tags=["models"])
 

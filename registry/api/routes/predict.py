@@ -17,14 +17,14 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import KEY_OPTIONAL, DigestPath, Reader, Services, ServicesDep
 from registry.api.errors import responses
+from registry.api.images import decode_image, pixels_from_json
 from registry.api.routes.models import not_stored
 from registry.api.schemas import PredictionOut
 from registry.api.uploads import files_bytes, is_multipart, parse_json, read_form
 from registry.config import Settings
+from registry.core.digest import Digest
 from registry.errors import InvalidInput
 from registry.gate import LoadedModel
-from registry.hashing import Digest
-from registry.images import decode_image, pixels_from_json
 
 router = APIRouter(prefix="/models", tags=["inference"])
 

@@ -12,8 +12,8 @@ from registry.api.deps import KEY_OPTIONAL, Reader, Services, ServicesDep
 from registry.api.errors import responses
 from registry.api.schemas import VerdictOut
 from registry.api.uploads import body_or_file
-from registry.hashing import Digest, digest_bytes
-from registry.records import Verdict
+from registry.core.digest import Digest, digest_bytes
+from registry.core.records import Verdict
 
 router = APIRouter(tags=["verification"])
 

@@ -11,7 +11,7 @@ safetensors loader itself is native code. So this module reads the in-memory byt
 - the header length is capped (1 MiB) before anything is allocated from it, and at most
   ``MAX_TENSORS`` entries are looked at, so a header claiming millions of tensors costs nothing;
 - the JSON must be one object without duplicate keys (two parsers could otherwise disagree on
-  which value counts), with ``__metadata__`` of strings that ``training.architecture`` accepts;
+  which value counts), with ``__metadata__`` of strings that ``modelformat.spec`` accepts;
 - the tensor set must be exactly what that architecture expects (names, dtype, shape), and the
   data offsets must tile the data section from 0 to its last byte with no gap, overlap or tail.
 
@@ -27,24 +27,19 @@ import math
 import pickletools
 import re
 import struct
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from registry.errors import InvalidCheckpoint, PickleRejected
-from registry.hashing import Digest
-from training.architecture import ModelSpec, expected_tensor_specs, parse_metadata
-from training.errors import SpecError
+from modelformat.errors import MalformedCheckpoint, PickleRejected, SpecError
+from modelformat.spec import ModelSpec, expected_tensor_specs, parse_metadata
 
 DEFAULT_MAX_HEADER_BYTES = 1 << 20
 # LeNet-5 has 10 tensors; anything far beyond that is not a checkpoint we serve.
 MAX_TENSORS = 64
 MAX_DIMS = 8
 _MAX_DIM = 1 << 40  # per dimension: bounds prod(shape) without limiting any real tensor
-_HINT = "export the checkpoint with `registry train` (safetensors.numpy.save_file of a LeNet-5)"
 
 # Bytes per element of the dtypes the safetensors format defines at byte granularity.
 DTYPE_SIZES: Mapping[str, int] = MappingProxyType(
@@ -82,22 +77,6 @@ MAX_JSON_DEPTH = 8
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _TOO_DEEP_RUN = re.compile(rb"[\[{]{%d}" % (MAX_JSON_DEPTH + 1))
-
-
-class MalformedCheckpoint(InvalidCheckpoint):
-    """An ``InvalidCheckpoint`` that says which rule was broken, as a stable ``problem`` code.
-
-    ``key`` names the metadata key at fault when ``problem == "bad_metadata"``.
-    """
-
-    def __init__(
-        self, problem: str, reason: str, hint: str = _HINT, key: str | None = None
-    ) -> None:
-        super().__init__(reason, hint)
-        self.problem, self.key = problem, key
-        self.details["problem"] = problem
-        if key is not None:
-            self.details["key"] = key
 
 
 def _spec_refused(exc: ValueError, context: str) -> MalformedCheckpoint:
@@ -431,36 +410,3 @@ def inspect_checkpoint(
         tensors=MappingProxyType(tensors),
         data_start=8 + header_len,
     )
-
-
-class CheckedDigests:
-    """``inspect_checkpoint`` remembered by digest, so a file verified again is not parsed again.
-
-    The check is a pure function of the bytes and the SHA-256 names the bytes, so a digest that
-    passed once passes for good. Only passes are kept (a refusal is re-derived, and re-reported,
-    each time), at most ``max_entries`` of them, least recently used first out.
-    """
-
-    def __init__(self, max_entries: int = 4096) -> None:
-        self.max_entries = max_entries
-        self._passed: OrderedDict[Digest, CheckedCheckpoint] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def passed(self, digest: Digest) -> CheckedCheckpoint | None:
-        """What the check found for ``digest``'s bytes, if they passed it; never parses."""
-        with self._lock:
-            checked = self._passed.get(digest)
-            if checked is not None:
-                self._passed.move_to_end(digest)
-            return checked
-
-    def inspect(self, data: bytes, digest: Digest) -> CheckedCheckpoint:
-        """``inspect_checkpoint(data)``, where ``digest`` must be ``data``'s SHA-256."""
-        checked = self.passed(digest)
-        if checked is None:
-            checked = inspect_checkpoint(data)
-            with self._lock:
-                self._passed[digest] = checked
-                while len(self._passed) > self.max_entries:
-                    self._passed.popitem(last=False)
-        return checked

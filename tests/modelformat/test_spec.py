@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from training.architecture import (
+from modelformat.spec import (
     METADATA_KEYS,
     ModelSpec,
     check_checkpoint_header,
@@ -243,7 +243,7 @@ def test_truncated_or_padded_tensor_data_is_refused() -> None:
 def test_header_modules_import_neither_torch_nor_registry() -> None:
     code = (
         "import sys\n"
-        "import training.architecture, training.digests, training.errors, training.card, "
+        "import modelformat.spec, training.digests, training.errors, training.card, "
         "training.evaluate\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'registry'))\n"
         "assert not bad, bad\n"

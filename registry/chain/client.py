@@ -37,9 +37,20 @@ from web3.exceptions import (
     Web3RPCError,
 )
 
-from registry.artifacts import ContractArtifact, load_artifact
-from registry.contract_errors import AlreadyRegistered, RevertDecoder, UnknownModel
-from registry.deployments import Deployment
+from registry.chain.artifacts import ContractArtifact, load_artifact
+from registry.chain.deployments import Deployment
+from registry.chain.reverts import AlreadyRegistered, RevertDecoder, UnknownModel
+from registry.chain.signing import Eip1559Signer
+from registry.core.digest import ZERO, Digest
+from registry.core.records import (
+    HistoryEvent,
+    ModelRecord,
+    RegisterRequest,
+    RegistrationResult,
+    Revocation,
+    RevocationReason,
+    Role,
+)
 from registry.errors import (
     ChainError,
     ChainUnavailable,
@@ -49,17 +60,6 @@ from registry.errors import (
     TransactionFailed,
     WrongChain,
 )
-from registry.hashing import ZERO, Digest
-from registry.records import (
-    HistoryEvent,
-    ModelRecord,
-    RegisterRequest,
-    RegistrationResult,
-    Revocation,
-    RevocationReason,
-    Role,
-)
-from registry.signing import Eip1559Signer
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from registry.core.digest import Digest
 from registry.errors import InvalidInput
-from registry.hashing import Digest
 
 MAX_ACCURACY_BPS = 10_000
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from training.errors import CheckpointError, SpecError
+from modelformat.errors import CheckpointError, SpecError
 
 ARCHITECTURE: Final = "lenet5"
 ARCHITECTURE_VERSION: Final = "1"

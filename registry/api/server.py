@@ -2,7 +2,7 @@
 
 One worker runs the app object built here. Several workers are separate processes that each build
 their own app (and their own gate, so each re-reads revocations itself within the validity TTL):
-uvicorn needs an import string for that, ``registry.serve:worker_app``, a factory that rebuilds
+uvicorn needs an import string for that, ``registry.api.server:worker_app``, a factory that rebuilds
 the same settings from ``REGISTRY_SERVE_SETTINGS``, which this process sets for its children
 (environment, never the command line, because the settings can hold keys).
 """
@@ -15,12 +15,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from registry.api.http_protocol import HeaderDeadlineProtocol
 from registry.config import Settings, get_settings
 from registry.errors import ConfigurationError
-from registry.http_protocol import HeaderDeadlineProtocol
 
 SETTINGS_ENV = "REGISTRY_SERVE_SETTINGS"
-WORKER_APP = "registry.serve:worker_app"
+WORKER_APP = "registry.api.server:worker_app"
 
 
 def settings_to_json(settings: Settings) -> str:
@@ -88,5 +88,5 @@ def run(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    # `python -m registry.serve`: the same as `registry serve` with settings from the environment.
+    # `python -m registry.api.server`: the same as `registry serve` with settings from the environment.
     run(get_settings())

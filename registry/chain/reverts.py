@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
+from registry.core.digest import Digest
 from registry.errors import ContractRevert
-from registry.hashing import Digest
 
 
 def _role_name(role: int) -> str:

@@ -108,7 +108,7 @@ INFO_FILE = "anvil.json"
 _LOCK_FILE = "anvil.lock"
 _BACKUP_SUFFIX = ".bak"
 
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _LAUNCHER = Path("node_modules/.bin/anvil")
 _POLL_S = 0.05
 _LOG_TAIL_LINES = 20

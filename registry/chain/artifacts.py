@@ -14,10 +14,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from registry.core.digest import digest_bytes
 from registry.errors import ConfigurationError
-from registry.hashing import digest_bytes
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ARTIFACT = PROJECT_ROOT / "contracts" / "build" / "ModelRegistry.json"
 
 

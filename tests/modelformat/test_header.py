@@ -16,15 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lenetkit import lenet_shapes
 
-from registry.checkpoint_guard import (
+from modelformat.header import (
     MAX_TENSORS,
     CheckedCheckpoint,
-    CheckedDigests,
     MalformedCheckpoint,
     inspect_checkpoint,
 )
+from registry.core.digest import digest_bytes
 from registry.errors import InvalidCheckpoint, PickleRejected
-from registry.hashing import digest_bytes
+from registry.gate import CheckedDigests
 
 # --- building real files -------------------------------------------------------------------
 
@@ -550,7 +550,7 @@ def test_mutated_checkpoints_are_refused_or_load_identically(edits: list[tuple[i
 def test_checked_digests_parse_a_passing_file_once_and_a_refused_one_every_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import registry.checkpoint_guard as guard
+    import modelformat.header as guard
 
     parsed: list[int] = []
     real = guard.inspect_checkpoint

@@ -25,7 +25,7 @@ TIMEOUT_RESPONSE = (
 class HeaderDeadlineProtocol(H11Protocol):
     """H11Protocol that closes a connection whose request headers are not complete in time."""
 
-    # Set from the settings by registry.serve in each worker process (class-level: uvicorn builds
+    # Set from the settings by registry.api.server in each worker process (class-level: uvicorn builds
     # the protocol itself, once per connection).
     header_timeout_s: float = 30.0
 

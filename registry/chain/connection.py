@@ -11,12 +11,12 @@ from typing import Any
 
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
-from registry.chain import RegistryClient, deploy_contract
+from registry.chain.client import RegistryClient, deploy_contract
+from registry.chain.deployments import load_deployment
+from registry.chain.keys import account_from_hex, load_account
 from registry.config import Settings
-from registry.deployments import load_deployment
+from registry.core.records import Role
 from registry.errors import ChainUnavailable, ConfigurationError
-from registry.keys import account_from_hex, load_account
-from registry.records import Role
 
 MEMORY = "memory"
 
@@ -24,7 +24,7 @@ MEMORY = "memory"
 def resolve_endpoint(settings: Settings) -> str:
     if settings.rpc_url is not None:
         return settings.rpc_url
-    from registry.anvil import background_status
+    from registry.devnet.anvil import background_status
 
     status = background_status(settings.data_dir)
     if status is None:
