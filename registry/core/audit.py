@@ -40,10 +40,11 @@ import os
 import re
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from registry.core.digest import HEX64
+from registry.core.times import now_iso_utc
 from registry.errors import AuditLogCorrupt, AuditLogUnavailable
 
 GENESIS_PREV = "0" * 64
@@ -57,7 +58,6 @@ MAX_SYNC_INTERVAL_S = 1.0
 _RESERVED = frozenset({"seq", "time", "event", "prev", "hash"})
 _EVENT_RE = re.compile(r"[a-z][a-z0-9_.\-]{0,63}")
 _FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_HEX64_RE = re.compile(r"[0-9a-f]{64}")
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 # One lock per log file within this process: flock excludes other processes (and other open file
@@ -91,10 +91,6 @@ def canonical_json(obj: dict[str, Any]) -> bytes:
 
 def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _check_field(name: str, value: object) -> None:
@@ -171,9 +167,9 @@ def _check_entry(raw: bytes, lineno: int, prev_hash: str) -> dict[str, Any]:
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     seq, claimed, prev = entry["seq"], entry["hash"], entry["prev"]
-    if not isinstance(claimed, str) or _HEX64_RE.fullmatch(claimed) is None:
+    if not isinstance(claimed, str) or HEX64.fullmatch(claimed) is None:
         raise ValueError(f"hash {claimed!r} is not 64 lowercase hex characters")
-    if not isinstance(prev, str) or _HEX64_RE.fullmatch(prev) is None:
+    if not isinstance(prev, str) or HEX64.fullmatch(prev) is None:
         raise ValueError(f"prev {prev!r} is not 64 lowercase hex characters")
     try:
         canonical = canonical_json(entry)
@@ -307,6 +303,12 @@ class AuditLog:
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r})"
 
+    @property
+    def sync_failure(self) -> str | None:
+        """Why this log refuses every append (an fsync that failed), or None while it accepts
+        them: a health check or a test reads it instead of provoking an append."""
+        return self._sync_failure
+
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last entry, (0, 64 zeros) for an empty log: what to anchor outside."""
         with _lock_for(self._key):
@@ -421,7 +423,7 @@ class AuditLog:
                 entry: dict[str, Any] = {
                     **fields,
                     "seq": seq + 1,
-                    "time": _utc_now(),
+                    "time": now_iso_utc(),
                     "event": event,
                     "prev": prev,
                 }

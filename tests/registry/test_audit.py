@@ -553,7 +553,7 @@ def test_after_a_failed_fsync_every_append_refuses_even_once_fsync_works_again(
     if interval:  # the append itself returns; the flush after it fails
         asyncio.run(log.append_async("verify", n=1))
         deadline = time.monotonic() + 10
-        while log._sync_failure is None and time.monotonic() < deadline:
+        while log.sync_failure is None and time.monotonic() < deadline:
             time.sleep(0.005)
     else:
         with pytest.raises(AuditLogUnavailable, match="fsync failed"):
