@@ -20,6 +20,8 @@ ALGORITHM = "sha256"
 HEX_LENGTH = 64
 # 1 MiB reads keep the hashing loop in C for almost all of its time while staying cache-friendly.
 CHUNK_SIZE = 1 << 20
+# The canonical text of a digest, as records, the store and the audit log write it (fullmatch).
+HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 
@@ -33,11 +35,7 @@ class Digest:
     def __post_init__(self) -> None:
         if self.algorithm != ALGORITHM:
             raise InvalidDigest(self.hex, f"algorithm {self.algorithm!r} is not supported")
-        if (
-            len(self.hex) != HEX_LENGTH
-            or not _HEX.fullmatch(self.hex)
-            or self.hex.lower() != self.hex
-        ):
+        if not HEX64.fullmatch(self.hex):
             raise InvalidDigest(self.hex, "not 64 lowercase hex characters")
 
     @classmethod

@@ -12,22 +12,17 @@ of flowing into the inference gate.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import re
-import tempfile
 from pathlib import Path
 from typing import Literal, Protocol, get_args
 
+from registry.core.digest import HEX64
+from registry.core.files import atomic_write
 from registry.errors import InvalidDigest, NotFound, StoreError
 
 Kind = Literal["checkpoint", "card"]
 KINDS: tuple[str, ...] = get_args(Kind)
 
-# Exactly what put() returns; anything else (upper case, prefixes, "..", separators) is refused
-# before it comes anywhere near a path.
-_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 _READ_ONLY = 0o444
 
 
@@ -53,7 +48,9 @@ def _check_kind(kind: str) -> None:
 
 
 def _check_digest(digest_hex: object) -> None:
-    if not isinstance(digest_hex, str) or _DIGEST_RE.fullmatch(digest_hex) is None:
+    # Exactly what put() returns; anything else (upper case, prefixes, "..", separators) is
+    # refused before it comes anywhere near a path.
+    if not isinstance(digest_hex, str) or HEX64.fullmatch(digest_hex) is None:
         raise InvalidDigest(
             digest_hex,
             "the store takes exactly the 64 lowercase hex characters that put() returned",
@@ -62,15 +59,6 @@ def _check_digest(digest_hex: object) -> None:
 
 def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    # Make the new directory entry itself durable, not only the file's contents.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileStore:
@@ -97,23 +85,12 @@ class FileStore:
             self._check_existing(target, digest, kind)
             return digest
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, _READ_ONLY)
-            try:
-                # link() fails if the name exists, so a concurrent writer's object (or a
-                # corrupted one) is never replaced; os.replace would silently overwrite it.
-                os.link(tmp, target)
-            except FileExistsError:
-                self._check_existing(target, digest, kind)
-            else:
-                _fsync_dir(target.parent)
+            # Never overwrite: a concurrent writer's object (or a corrupted one, kept as
+            # evidence) stays in place and is checked instead.
+            atomic_write(target, data, overwrite=False, mode=_READ_ONLY)
+        except FileExistsError:
+            self._check_existing(target, digest, kind)
         except OSError as exc:
             raise StoreError(
                 f"could not write {kind} sha256:{digest[:12]}… under {self._root}: {exc}; "
@@ -121,9 +98,6 @@ class FileStore:
                 digest=digest,
                 kind=kind,
             ) from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
         return digest
 
     def get(self, digest_hex: str, kind: Kind) -> bytes:
