@@ -6,16 +6,11 @@ client (chain unavailable, wrong chain, wrong contract), and every caller treats
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from registry.chain.client import RegistryClient
 from registry.core.digest import Digest
 from registry.core.policy import Policy
 from registry.core.records import Verdict
-
-
-def _when(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+from registry.core.times import human_utc
 
 
 def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None = None) -> Verdict:
@@ -47,7 +42,7 @@ def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None 
         )
     if record.revocation is not None:
         r = record.revocation
-        detail = f"revoked on {_when(r.revoked_at)} (reason: {r.reason.label})"
+        detail = f"revoked on {human_utc(r.revoked_at)} (reason: {r.reason.label})"
         if r.replacement is not None:
             detail += f"; the registry names {r.replacement} as its replacement"
         return verdict(False, "revoked", detail)
@@ -65,6 +60,6 @@ def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None 
     return verdict(
         True,
         "verified",
-        f"registered by {record.registrant} on {_when(record.registered_at)} with accuracy "
+        f"registered by {record.registrant} on {human_utc(record.registered_at)} with accuracy "
         f"{record.accuracy_bps / 100:.2f} % on test set {record.test_set_digest.short}",
     )

@@ -8,13 +8,13 @@ node returns them in the JSON-RPC error's ``data``); ``chain.py`` extracts the b
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from registry.core.digest import Digest
+from registry.core.times import iso_utc
 from registry.errors import ContractRevert
 
 
@@ -159,7 +159,7 @@ class AlreadyRevoked(RegistryContractError):
 
     def __init__(self, digest: bytes, revoked_at: int) -> None:
         self.digest, self.revoked_at = Digest.from_bytes(digest), revoked_at
-        when = datetime.fromtimestamp(revoked_at, UTC).isoformat()
+        when = iso_utc(revoked_at)
         super().__init__(
             f"checkpoint {self.digest.short} was already revoked at {when}; revocation is one-way",
             digest=str(self.digest),

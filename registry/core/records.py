@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from registry.core.digest import Digest
+from registry.core.times import iso_utc
 from registry.errors import InvalidInput
 
 MAX_ACCURACY_BPS = 10_000
@@ -78,10 +78,6 @@ def check_accuracy_bps(value: int) -> int:
     return value
 
 
-def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
 @dataclass(frozen=True, slots=True)
 class RegisterRequest:
     """What a registrar anchors: the checkpoint digest with its evidence."""
@@ -112,7 +108,7 @@ class Revocation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "revoked_at": _iso(self.revoked_at),
+            "revoked_at": iso_utc(self.revoked_at),
             "block_number": self.block_number,
             "reason": self.reason.label,
             "reason_code": int(self.reason),
@@ -149,7 +145,7 @@ class ModelRecord:
         return {
             "digest": str(self.digest),
             "registrant": self.registrant,
-            "registered_at": _iso(self.registered_at),
+            "registered_at": iso_utc(self.registered_at),
             "registered_block": self.registered_block,
             "registration_tx": self.registration_tx,
             "accuracy_bps": self.accuracy_bps,
@@ -230,7 +226,7 @@ class HistoryEvent:
         return {
             "kind": self.kind,
             "digest": str(self.digest),
-            "time": _iso(self.timestamp),
+            "time": iso_utc(self.timestamp),
             "block_number": self.block_number,
             "tx_hash": self.tx_hash,
             "log_index": self.log_index,
