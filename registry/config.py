@@ -13,9 +13,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from registry.core.address import ADDRESS
 from registry.errors import ConfigurationError
-
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 class Settings(BaseSettings):
@@ -96,14 +95,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_addresses(cls, value: list[str]) -> list[str]:
         for address in value:
-            if not _ADDRESS.fullmatch(address):
+            if not ADDRESS.fullmatch(address):
                 raise ValueError(f"{address!r} is not a 0x-prefixed 40-hex-digit address")
         return [a.lower() for a in value]
 
     @field_validator("contract_address")
     @classmethod
     def _check_contract(cls, value: str | None) -> str | None:
-        if value is not None and not _ADDRESS.fullmatch(value):
+        if value is not None and not ADDRESS.fullmatch(value):
             raise ValueError(f"{value!r} is not a 0x-prefixed 40-hex-digit address")
         return value
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -32,14 +31,13 @@ from registry.api.schemas import (
     RevokeIn,
 )
 from registry.api.uploads import file_bytes, read_form, text_field
+from registry.core.address import ADDRESS
 from registry.core.digest import Digest, digest_bytes, parse_optional
 from registry.core.records import ModelRecord, RegisterRequest, RevocationReason
 from registry.errors import InvalidInput, InvalidModelCard, NotFound
 from registry.gate import refusal
 
 router = APIRouter(prefix="/models", tags=["models"])
-
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 def not_registered(digest: Digest) -> NotFound:
@@ -76,7 +74,7 @@ def list_models(
         bool | None, Query(description="true: only valid ones; false: only revoked ones")
     ] = None,
 ) -> Any:
-    if registrant is not None and not _ADDRESS.fullmatch(registrant):
+    if registrant is not None and not ADDRESS.fullmatch(registrant):
         raise InvalidInput(
             f"registrant {registrant[:60]!r} is not a 0x-prefixed 40-hex-digit address",
             registrant=registrant[:60],
