@@ -7,12 +7,11 @@ contract without flags once ``registry deploy`` has run.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from registry.core.files import atomic_write
 from registry.errors import ConfigurationError
 
 
@@ -38,16 +37,11 @@ def deployment_path(data_dir: Path, chain_id: int) -> Path:
 def save_deployment(data_dir: Path, deployment: Deployment) -> Path:
     """Write atomically; the previous record (if any) is kept next to it as ``.previous``."""
     path = deployment_path(data_dir, deployment.chain_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".deploy-")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(deployment.to_dict(), out, indent=2, sort_keys=True)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
+    text = json.dumps(deployment.to_dict(), indent=2, sort_keys=True) + "\n"
     if path.exists():
-        os.replace(path, path.with_suffix(".json.previous"))
-    os.replace(tmp, path)
+        # Copied rather than renamed away, so the record never goes missing between the two writes.
+        atomic_write(path.with_suffix(".json.previous"), path.read_bytes())
+    atomic_write(path, text.encode("utf-8"))
     return path
 
 
