@@ -550,11 +550,11 @@ def test_mutated_checkpoints_are_refused_or_load_identically(edits: list[tuple[i
 def test_checked_digests_parse_a_passing_file_once_and_a_refused_one_every_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import modelformat.header as guard
+    import registry.gate as gate
 
     parsed: list[int] = []
-    real = guard.inspect_checkpoint
-    monkeypatch.setattr(guard, "inspect_checkpoint", lambda data: parsed.append(1) or real(data))
+    real = gate.inspect_checkpoint
+    monkeypatch.setattr(gate, "inspect_checkpoint", lambda data: parsed.append(1) or real(data))
     checks = CheckedDigests()
     good, bad = VALID, with_header(lambda h: h.pop("conv1.bias"))
 
