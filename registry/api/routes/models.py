@@ -10,9 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from modelformat.header import inspect_checkpoint
 from registry.api.auth import Caller
-from registry.api.cards import card_facts, parse_card
 from registry.api.deps import (
     KEY_OPTIONAL,
     DigestPath,
@@ -32,10 +30,11 @@ from registry.api.schemas import (
 )
 from registry.api.uploads import file_bytes, read_form, text_field
 from registry.core.address import ADDRESS
-from registry.core.digest import Digest, digest_bytes, parse_optional
-from registry.core.records import ModelRecord, RegisterRequest, RevocationReason
-from registry.errors import InvalidInput, InvalidModelCard, NotFound
+from registry.core.digest import Digest, digest_bytes
+from registry.core.records import ModelRecord
+from registry.errors import InvalidInput, NotFound
 from registry.gate import refusal
+from registry.services import register_with_card, revoke
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -222,35 +221,10 @@ def _register(
 ) -> dict[str, Any]:
     digest = digest_bytes(checkpoint)
     with services.audited("register", caller, digest=str(digest)) as entry:
-        inspect_checkpoint(checkpoint)
-        facts = card_facts(parse_card(card))
-        if facts.checkpoint != digest:
-            raise InvalidModelCard(
-                f"the model card describes the checkpoint {facts.checkpoint}, but the uploaded "
-                f"checkpoint is {digest}; upload the card written for this file",
-                card_checkpoint=str(facts.checkpoint),
-                checkpoint=str(digest),
-            )
-        given_parent = parse_optional(parent)
-        if given_parent and facts.parent and given_parent != facts.parent:
-            raise InvalidInput(
-                f"the parent field ({given_parent}) and the model card's parent "
-                f"({facts.parent}) differ; the card is anchored, so it must say the same",
-                parent=str(given_parent),
-                card_parent=str(facts.parent),
-            )
-        request = RegisterRequest(
-            digest=digest,
-            accuracy_bps=facts.accuracy_bps,
-            test_set_digest=facts.test_set_digest,
-            card_digest=digest_bytes(card),
-            parent=given_parent or facts.parent,
+        # The checks `registry register` runs too; both files are stored before the transaction.
+        result = register_with_card(
+            services.client, checkpoint, card=card, parent=parent, store=services.store
         )
-        # Stored before the transaction: once a record exists its bytes must be here. Bytes
-        # that never get registered are harmless: nothing unverified is ever served.
-        services.store.put(checkpoint, "checkpoint")
-        services.store.put(card, "card")
-        result = services.client().register(request)
         entry.update(
             block=result.block_number,
             tx=result.tx_hash,
@@ -288,14 +262,13 @@ async def revoke_model(
 
 def _revoke(services: Services, caller: Caller, wanted: Digest, body: RevokeIn) -> Any:
     with services.audited("revoke", caller, digest=str(wanted)) as entry:
-        reason = RevocationReason.parse(body.reason)
-        record = services.client().revoke(wanted, reason, parse_optional(body.replacement))
+        record = revoke(services.client, wanted, body.reason, body.replacement)
         services.gate().forget(wanted)  # this worker refuses at once; others within the TTL
         revocation = record.revocation
         entry.update(
             block=revocation.block_number if revocation else None,
             tx=revocation.tx_hash if revocation else None,
             outcome="revoked",
-            reason=reason.label,
+            reason=revocation.reason.label if revocation else None,
         )
     return record.to_dict()

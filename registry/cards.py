@@ -1,14 +1,18 @@
-"""What the registration endpoint reads from a model card, and the checks that tie it to the upload.
+"""What a registration reads from a model card, and the checks that tie it to the checkpoint.
 
 The accuracy and the digest of the test set it was measured on are anchored on chain, next to the
 card's own digest; so they are taken *from* the card (``training.card`` writes them) rather than
 typed in separately, which keeps the three from disagreeing. The card must also name the
-checkpoint it describes, and that must be the uploaded file: a card cannot be attached to another
-checkpoint than the one it was written for.
+checkpoint it describes, and that must be the file being registered: a card cannot be attached to
+another checkpoint than the one it was written for.
 
 The card must arrive in its canonical form (``training.card.canonical_json``), the bytes
 ``registry train`` writes: then the SHA-256 of the stored file *is* the anchored card digest, and
 anyone holding the file can check it without knowing the canonicalisation rules.
+
+Both ``registry register`` and ``POST /models`` read cards through here (via ``registry.services``).
+It lives outside ``registry.core`` because it needs ``training.card``'s canonical form, which
+imports numpy (not torch); core stays free of the training package.
 
 Fields read (``training.card.build_card``)::
 
@@ -24,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from registry.api.uploads import parse_json
+from pydantic_core import from_json
+
 from registry.core.digest import Digest, parse_optional
 from registry.core.records import check_accuracy_bps
 from registry.errors import InvalidDigest, InvalidInput, InvalidModelCard
@@ -37,6 +42,8 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class CardFacts:
+    """What a card states that the chain anchors (``parent`` is None for a first version)."""
+
     checkpoint: Digest
     accuracy_bps: int
     test_set_digest: Digest
@@ -52,7 +59,12 @@ def parse_card(data: bytes) -> dict[str, Any]:
             size=len(data),
             limit=MAX_CARD_BYTES,
         )
-    card = parse_json(data, what="the model card", error=InvalidModelCard)
+    try:
+        # pydantic-core's depth-bounded parser, not json.loads: web3's dependencies raise the
+        # recursion limit so far that the C decoder can overflow the stack on deep nesting.
+        card = from_json(data, allow_inf_nan=False)
+    except ValueError as exc:
+        raise InvalidModelCard(f"the model card is not JSON ({exc})") from None
     if not isinstance(card, dict):
         raise InvalidModelCard(f"the model card must be a JSON object, not {type(card).__name__}")
     try:
@@ -62,7 +74,7 @@ def parse_card(data: bytes) -> dict[str, Any]:
     if canonical != data:
         raise InvalidModelCard(
             "the model card is not in canonical form (sorted keys, no spaces, UTF-8), so its "
-            "file digest would differ from its anchored digest; upload the model_card.json "
+            "file digest would differ from its anchored digest; use the model_card.json "
             "exactly as `registry train` wrote it",
             field="<file>",
         )

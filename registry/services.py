@@ -1,0 +1,230 @@
+"""The one path the CLI and the HTTP API share to register and to revoke a checkpoint.
+
+``POST /models`` checked a checkpoint's format and took its accuracy and test-set digest from its
+model card; ``registry register`` did neither, and anchored a pickle (which every gate then
+refuses) or an accuracy that the checkpoint's own card contradicted. Now ``registry register``,
+``registry train --register`` and ``POST /models`` all go through ``register_with_card``, so what
+one front end refuses the other refuses too:
+
+* the bytes pass the gate's own format check (``modelformat.header.inspect_checkpoint``): a
+  checkpoint the gate would refuse is never anchored;
+* with a model card, the accuracy and the test-set digest are the card's, the card must name this
+  checkpoint, and a value given beside it must agree with it: the card is anchored too, so a
+  record that contradicted its own card would be evidence against itself;
+* with only a card's digest (a card kept elsewhere) nothing can be read from the card, so the
+  accuracy and the test-set digest must be given explicitly.
+
+Every check runs before the chain is reached (``connect`` is called last), so refused input needs
+no node and costs no gas. Messages name the CLI's flags where only the CLI can give the value
+(the API takes a checkpoint, a card and a parent, nothing else).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from modelformat.header import inspect_checkpoint
+from registry.cards import CardFacts, card_facts, parse_card
+from registry.core.digest import Digest, digest_bytes, parse_optional
+from registry.core.records import (
+    ModelRecord,
+    RegisterRequest,
+    RegistrationResult,
+    RevocationReason,
+    check_accuracy_bps,
+)
+from registry.errors import InvalidInput, InvalidModelCard
+
+if TYPE_CHECKING:
+    from registry.chain.client import RegistryClient
+    from registry.core.store import CheckpointStore
+
+Connect = Callable[[], "RegistryClient"]
+
+
+def check_registration(
+    data: bytes,
+    *,
+    card: bytes | None = None,
+    card_digest: object = None,
+    accuracy_bps: int | None = None,
+    test_set_digest: object = None,
+    parent: object = None,
+) -> RegisterRequest:
+    """What registering ``data`` would anchor, once every check has passed (rules: module doc).
+
+    ``card`` is the model card's bytes, in canonical form; ``card_digest`` the digest of a card
+    kept elsewhere (with ``card`` too, it must be that card's). Digests are text or ``Digest``.
+    Raises ``InvalidCheckpoint`` for a file the gate would refuse, ``InvalidModelCard`` for a card
+    that is unusable or written for another checkpoint, ``InvalidInput`` for a missing value or
+    one that contradicts the card.
+    """
+    # What was typed is checked before the file is read: a typo is reported as itself.
+    if accuracy_bps is not None:
+        check_accuracy_bps(accuracy_bps)
+    given = _Given(
+        accuracy_bps=accuracy_bps,
+        test_set_digest=None if test_set_digest is None else Digest.parse(test_set_digest),
+        card_digest=None if card_digest is None else Digest.parse(card_digest),
+        parent=parse_optional(parent),
+    )
+    inspect_checkpoint(data)
+    digest = digest_bytes(data)
+    if card is None:
+        return _without_card(digest, given)
+    return _with_card(digest, card, given)
+
+
+def register_with_card(
+    connect: Connect,
+    data: bytes,
+    *,
+    card: bytes | None = None,
+    card_digest: object = None,
+    accuracy_bps: int | None = None,
+    test_set_digest: object = None,
+    parent: object = None,
+    store: CheckpointStore | None = None,
+) -> RegistrationResult:
+    """Check (``check_registration``), keep the files in ``store`` if given, then anchor.
+
+    ``connect`` returns the chain client; it is called only once the files have passed every
+    check. A checkpoint registered again with identical fields by the same key comes back with
+    ``already_registered``; any other clash raises the contract's error.
+    """
+    request = check_registration(
+        data,
+        card=card,
+        card_digest=card_digest,
+        accuracy_bps=accuracy_bps,
+        test_set_digest=test_set_digest,
+        parent=parent,
+    )
+    if store is not None:
+        # Stored before the transaction: once a record exists its bytes must be here. Bytes
+        # that never get registered are harmless: nothing unverified is ever served.
+        store.put(data, "checkpoint")
+        if card is not None:
+            store.put(card, "card")
+    return connect().register(request)
+
+
+def revoke(
+    connect: Connect, digest: object, reason: object, replacement: object = None
+) -> ModelRecord:
+    """Revoke ``digest`` for good. ``reason`` is a code or a name (``safety-issue``);
+    ``replacement`` the digest of a registered, valid checkpoint to use instead, or None.
+    Both are parsed before ``connect`` is called."""
+    wanted = Digest.parse(digest)
+    why = RevocationReason.parse(reason)
+    instead = parse_optional(replacement)
+    return connect().revoke(wanted, why, instead)
+
+
+# --- the two ways to name the evidence ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Given:
+    """The values given beside the checkpoint, parsed; None where not given."""
+
+    accuracy_bps: int | None
+    test_set_digest: Digest | None
+    card_digest: Digest | None
+    parent: Digest | None
+
+
+def _without_card(digest: Digest, given: _Given) -> RegisterRequest:
+    if given.card_digest is None:
+        raise InvalidInput(
+            "no model card given: pass the card (--card FILE, the model_card.json written by "
+            "`registry train`), or the digest of a card kept elsewhere (--card-digest D) with "
+            "--accuracy-bps and --test-set-digest",
+            missing=["card"],
+        )
+    missing = {
+        "accuracy_bps": "--accuracy-bps N (test accuracy in basis points, 9731 = 97.31 %)",
+        "test_set_digest": "--test-set-digest D (digest of the test split it was measured on)",
+    }
+    absent = [name for name in missing if getattr(given, name) is None]
+    if absent:
+        raise InvalidInput(
+            f"with only the card's digest (--card-digest {given.card_digest}) nothing can be "
+            f"read from the card, so give {' and '.join(missing[name] for name in absent)}; "
+            "or pass the card itself with --card FILE",
+            missing=absent,
+        )
+    assert given.accuracy_bps is not None and given.test_set_digest is not None  # checked above
+    return RegisterRequest(
+        digest=digest,
+        accuracy_bps=given.accuracy_bps,
+        test_set_digest=given.test_set_digest,
+        card_digest=given.card_digest,
+        parent=given.parent,
+    )
+
+
+def _with_card(digest: Digest, card: bytes, given: _Given) -> RegisterRequest:
+    facts = card_facts(parse_card(card))
+    if facts.checkpoint != digest:
+        raise InvalidModelCard(
+            f"the model card describes the checkpoint {facts.checkpoint}, but the checkpoint "
+            f"being registered is {digest}; use the card written for this file",
+            card_checkpoint=str(facts.checkpoint),
+            checkpoint=str(digest),
+        )
+    # A canonical card's file digest is its anchored digest (parse_card refused anything else).
+    card_digest = digest_bytes(card)
+    _agree("card_digest", "--card-digest", given.card_digest, "file digest", card_digest)
+    _agree(
+        "accuracy_bps",
+        "--accuracy-bps",
+        given.accuracy_bps,
+        "evaluation.accuracy_bps",
+        facts.accuracy_bps,
+    )
+    _agree(
+        "test_set_digest",
+        "--test-set-digest",
+        given.test_set_digest,
+        "evaluation.test_set_sha256",
+        facts.test_set_digest,
+    )
+    return RegisterRequest(
+        digest=digest,
+        accuracy_bps=facts.accuracy_bps,
+        test_set_digest=facts.test_set_digest,
+        card_digest=card_digest,
+        parent=_parent(given.parent, facts),
+    )
+
+
+def _agree(name: str, flag: str, given: object, where: str, from_card: object) -> None:
+    """Refuse a value given beside the card that says something else than the card."""
+    if given is None or given == from_card:
+        return
+    raise InvalidInput(
+        f"{flag} {given} contradicts the model card, whose {where} is {from_card}; the card is "
+        f"anchored with the record, so they must agree: leave {flag} out to use the card's "
+        "value, or register with the card written for that value",
+        **{name: _plain(given), f"card_{name}": _plain(from_card)},
+    )
+
+
+def _plain(value: object) -> object:
+    return str(value) if isinstance(value, Digest) else value
+
+
+def _parent(given: Digest | None, facts: CardFacts) -> Digest | None:
+    # A card that names no parent accepts one given beside it (a card written before the
+    # parent was known); one that names a parent must be followed.
+    if given and facts.parent and given != facts.parent:
+        raise InvalidInput(
+            f"the parent given ({given}) and the model card's parent ({facts.parent}) differ; "
+            "the card is anchored, so it must say the same",
+            parent=str(given),
+            card_parent=str(facts.parent),
+        )
+    return given or facts.parent
