@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any
 from registry.config import Settings, get_settings
 from registry.core.digest import (
     Digest,
-    digest_bytes,
     digest_file,
-    parse_optional,
     read_regular_file,
 )
-from registry.core.records import RegisterRequest, RevocationReason, Role, Verdict
+from registry.core.records import RevocationReason, Role, Verdict
 from registry.errors import ConfigurationError, InvalidInput, RegistryError
 
 if TYPE_CHECKING:
@@ -78,22 +76,21 @@ def cmd_hash(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_chain(args: argparse.Namespace, out: Output) -> int:
-    # The one library module that starts nodes: `registry chain` is the dev node's front end.
-    from registry.devnet import background
+    from registry.devnet import anvil
 
     settings = _settings(args)
     if args.action == "start":
-        info = background.start_background(
+        info = anvil.start_background(
             settings.data_dir, port=args.port, chain_id=args.node_chain_id
         )
         out.result(info, f"local chain running at {info['url']} (state in {settings.data_dir})")
     elif args.action == "stop":
-        stopped = background.stop_background(settings.data_dir)
+        stopped = anvil.stop_background(settings.data_dir)
         out.result(
             {"stopped": stopped}, "local chain stopped" if stopped else "no local chain was running"
         )
     else:
-        status = background.background_status(settings.data_dir)
+        status = anvil.background_status(settings.data_dir)
         out.result(
             status or {"running": False},
             f"local chain running at {status['url']}" if status else "no local chain running",
@@ -141,28 +138,34 @@ def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def _card_digest(args: argparse.Namespace) -> Digest:
-    if args.card_digest:
-        return Digest.parse(args.card_digest)
-    card = args.card or (args.file.parent / "model_card.json")
-    if not card.exists():
+def _card_bytes(args: argparse.Namespace) -> bytes | None:
+    """The model card to read: --card, else model_card.json beside FILE unless --card-digest
+    names a card kept elsewhere."""
+    if args.card is None and args.card_digest:
+        return None
+    card: Path = args.card or (args.file.parent / "model_card.json")
+    if args.card is None and not card.exists():
         raise InvalidInput(
             f"no model card given and {card} does not exist; pass --card FILE "
-            "(the JSON written by `registry train`) or --card-digest D"
+            "(the JSON written by `registry train`), or --card-digest D with --accuracy-bps "
+            "and --test-set-digest",
+            card=str(card),
         )
-    return digest_file(card)
+    return read_regular_file(card)
 
 
 def cmd_register(args: argparse.Namespace, out: Output) -> int:
-    data = read_regular_file(args.file)
-    request = RegisterRequest(
-        digest=digest_bytes(data),
+    from registry.services import register_with_card
+
+    result = register_with_card(
+        lambda: _client(args),
+        read_regular_file(args.file),
+        card=_card_bytes(args),
+        card_digest=args.card_digest,
         accuracy_bps=args.accuracy_bps,
-        test_set_digest=Digest.parse(args.test_set_digest),
-        card_digest=_card_digest(args),
-        parent=parse_optional(args.parent),
+        test_set_digest=args.test_set_digest,
+        parent=args.parent,
     )
-    result = _client(args).register(request)
     r = result.record
     human = (
         f"{'already registered (identical)' if result.already_registered else 'registered'} "
@@ -195,14 +198,15 @@ def cmd_train(args: argparse.Namespace, out: Output) -> int:
         f"{result.accuracy_bps / 100:.2f} %"
     )
     if args.register:
-        request = RegisterRequest(
-            digest=Digest.parse(result.checkpoint_sha256),
-            accuracy_bps=result.accuracy_bps,
-            test_set_digest=Digest.parse(result.test_set_digest),
-            card_digest=Digest.parse(result.card_digest),
-            parent=parse_optional(result.parent_digest),
+        from registry.services import register_with_card
+
+        # Through the same checks as `registry register`, on the bytes as written to disk.
+        registration = register_with_card(
+            lambda: _client(args),
+            read_regular_file(result.checkpoint_path),
+            card=read_regular_file(result.card_path),
+            parent=result.parent_digest,
         )
-        registration = _client(args).register(request)
         data["registration"] = registration.to_dict()
         human += f"; registered in block {registration.block_number}"
     out.result(data, human)
@@ -237,11 +241,9 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace, out: Output) -> int:
-    record = _client(args).revoke(
-        Digest.parse(args.digest),
-        RevocationReason.parse(args.reason),
-        parse_optional(args.replacement),
-    )
+    from registry.services import revoke
+
+    record = revoke(lambda: _client(args), args.digest, args.reason, args.replacement)
     out.result(
         record.to_dict(),
         f"revoked {record.digest} (reason: {RevocationReason.parse(args.reason).label})",
@@ -424,12 +426,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("register", cmd_register, "anchor a checkpoint with its accuracy and evidence")
     p.add_argument("file", type=Path, help="the checkpoint (.safetensors)")
-    p.add_argument("--accuracy-bps", type=int, required=True, help="test accuracy, basis points")
-    p.add_argument("--test-set-digest", required=True, help="digest of the test split")
     p.add_argument(
-        "--card", type=Path, help="model card JSON (default: model_card.json beside FILE)"
+        "--accuracy-bps",
+        type=int,
+        help="test accuracy, basis points (default: the card's; required with --card-digest)",
     )
-    p.add_argument("--card-digest", help="digest of the model card instead of --card")
+    p.add_argument(
+        "--test-set-digest",
+        help="digest of the test split (default: the card's; required with --card-digest)",
+    )
+    p.add_argument(
+        "--card",
+        type=Path,
+        help="model card JSON, canonical as `registry train` writes it; accuracy and test set "
+        "are read from it (default: model_card.json beside FILE)",
+    )
+    p.add_argument(
+        "--card-digest",
+        help="digest of a model card kept elsewhere, instead of --card "
+        "(then --accuracy-bps and --test-set-digest are required)",
+    )
     p.add_argument("--parent", help="digest of the checkpoint this one derives from")
 
     p = add(
