@@ -76,21 +76,22 @@ def cmd_hash(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_chain(args: argparse.Namespace, out: Output) -> int:
-    from registry.devnet import anvil
+    # The one library module that starts nodes: `registry chain` is the dev node's front end.
+    from registry.devnet import background
 
     settings = _settings(args)
     if args.action == "start":
-        info = anvil.start_background(
+        info = background.start_background(
             settings.data_dir, port=args.port, chain_id=args.node_chain_id
         )
         out.result(info, f"local chain running at {info['url']} (state in {settings.data_dir})")
     elif args.action == "stop":
-        stopped = anvil.stop_background(settings.data_dir)
+        stopped = background.stop_background(settings.data_dir)
         out.result(
             {"stopped": stopped}, "local chain stopped" if stopped else "no local chain was running"
         )
     else:
-        status = anvil.background_status(settings.data_dir)
+        status = background.background_status(settings.data_dir)
         out.result(
             status or {"running": False},
             f"local chain running at {status['url']}" if status else "no local chain running",

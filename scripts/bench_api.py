@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -64,31 +62,6 @@ async def upload_hash(request: Request):
         h.update(chunk)
     return {"digest": "sha256:" + h.hexdigest()}
 """
-
-
-def start(argv: list[str], env: dict[str, str], base: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"server did not start:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 def load(seconds: float, clients: int, send: Callable[[httpx.Client], httpx.Response]) -> float:
@@ -148,7 +121,13 @@ def main() -> int:
     from registry.chain.keys import account_from_hex
     from registry.core.digest import Digest
     from registry.core.records import RevocationReason, Role
-    from registry.devnet.anvil import DEV_PRIVATE_KEYS, AnvilNode, free_port
+    from registry.devnet import (
+        DEV_PRIVATE_KEYS,
+        AnvilNode,
+        ServiceProcess,
+        free_port,
+        start_service,
+    )
     from training.card import canonical_json
     from training.checkpoint import checkpoint_bytes
     from training.model import build_model
@@ -156,7 +135,7 @@ def main() -> int:
     key = "bench-registrar-and-revoker-key-000"
     root = Path(tempfile.mkdtemp(prefix="bench-api-"))
     node = AnvilNode(root / "chain").start()
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: list[ServiceProcess] = []
     try:
         account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
         client, deployment = deploy_contract(make_web3(node.url, 10), account, endpoint=node.url)
@@ -199,48 +178,45 @@ def main() -> int:
         image = buffer.getvalue()
 
         env = {
-            **os.environ,
             "REGISTRY_RPC_URL": node.url,
             "REGISTRY_CONTRACT_ADDRESS": deployment.address,
             "REGISTRY_PRIVATE_KEY": DEV_PRIVATE_KEYS[0],
             "REGISTRY_API_KEYS": f"{key}:registrar+revoker",
-            "REGISTRY_WORKERS": "1",
         }
 
-        def serve_registry(name: str, **settings: str) -> str:
+        def serve_registry(name: str, workers: int = 1, **settings: str) -> str:
             """Start `registry serve` with ``settings`` (REGISTRY_* names); its URL. It is
             ``processes[0]`` from then on, so each phase stops the one before."""
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
             settings = {"REGISTRY_DATA_DIR": str(root / "data1"), **settings}
-            command = [sys.executable, "-m", "registry.api.server"]
-            server_env = {**env, "REGISTRY_PORT": str(port), **settings}
-            processes.insert(0, start(command, server_env, url, root / f"{name}.log"))
-            return url
+            service = start_service(
+                {**env, **settings}, workers=workers, log_path=root / f"{name}.log"
+            )
+            processes.insert(0, service)
+            return service.url
 
-        base_port = free_port()
-        base = f"http://127.0.0.1:{base_port}"
         ours = serve_registry("ours")
         (root / "baseline_app.py").write_text(BASELINE_APP)
-        processes.append(
-            start(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--app-dir",
-                    str(root),
-                    "baseline_app:app",
-                    "--port",
-                    str(base_port),
-                    "--log-level",
-                    "warning",
-                ],
-                {**env, "BENCH_CHECKPOINT": str(root / "model.safetensors")},
-                base,
-                root / "base.log",
-            )
+        base_port = free_port()
+        baseline = start_service(
+            {**env, "BENCH_CHECKPOINT": str(root / "model.safetensors")},
+            command=[
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(root),
+                "baseline_app:app",
+                "--port",
+                str(base_port),
+                "--log-level",
+                "warning",
+            ],
+            port=base_port,
+            health_path="/openapi.json",
+            log_path=root / "base.log",
         )
+        processes.append(baseline)
+        base = baseline.url
 
         registered = httpx.post(
             f"{ours}/models",
@@ -279,7 +255,7 @@ def main() -> int:
         )
 
         # 2b. The same with every audit entry fsynced before its response (not the default).
-        stop(processes.pop(0))
+        processes.pop(0).stop()
         strict = serve_registry("strict", REGISTRY_AUDIT_SYNC_INTERVAL_S="0")
         compare(
             "2b. POST /verify, every audit entry fsynced before its response "
@@ -296,8 +272,8 @@ def main() -> int:
         )
 
         # 3. Revocation to refusal, with two workers that learn of it only from the chain.
-        stop(processes.pop(0))
-        two = serve_registry("two", REGISTRY_WORKERS="2", REGISTRY_DATA_DIR=str(root / "data2"))
+        processes.pop(0).stop()
+        two = serve_registry("two", workers=2, REGISTRY_DATA_DIR=str(root / "data2"))
         delays = []
         with httpx.Client(base_url=two, timeout=30) as http:
             for n in range(args.revocations):
@@ -342,7 +318,7 @@ def main() -> int:
         return 0
     finally:
         for process in processes:
-            stop(process)
+            process.stop()
         node.stop()
 
 

@@ -33,7 +33,7 @@ from registry.chain.client import GAS_LIMITS, RegistryClient, deploy_contract
 from registry.chain.connection import make_web3
 from registry.core.digest import digest_bytes, digest_file
 from registry.core.records import RegisterRequest, Role
-from registry.devnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from registry.devnet import DEV_PRIVATE_KEYS, AnvilNode
 
 EAS_ATTEST_GAS = 206_914
 BUDGET_GAS = 62_000

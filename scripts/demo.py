@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,20 +47,6 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def wait_for_health(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            fail(f"the service exited early:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    fail(f"the service did not become healthy:\n{log.read_text()[-2000:]}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, help="training epochs (default: the shipped default)")
@@ -74,7 +58,7 @@ def main() -> int:
     from registry.chain.deployments import save_deployment
     from registry.chain.keys import account_from_hex
     from registry.core.records import Role
-    from registry.devnet.anvil import DEV_PRIVATE_KEYS, AnvilNode, free_port
+    from registry.devnet import DEV_PRIVATE_KEYS, AnvilNode, ServiceProcess, start_service
     from training.cli import add_train_arguments, run_train
     from training.data import load_builtin
 
@@ -84,7 +68,7 @@ def main() -> int:
 
     step(1, "local chain")
     node = AnvilNode(data_dir / "chain").start()
-    server: subprocess.Popen[bytes] | None = None
+    server: ServiceProcess | None = None
     try:
         say(f"anvil at {node.url}, state in {node.state_path}")
 
@@ -115,26 +99,14 @@ def main() -> int:
         say(f"checkpoint sha256:{result.checkpoint_sha256}")
 
         step(4, "start the clinic service (two workers, each with its own inference gate)")
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         env = {
-            **os.environ,
             "REGISTRY_RPC_URL": node.url,
             "REGISTRY_DATA_DIR": str(data_dir / "service"),
             "REGISTRY_PRIVATE_KEY": DEV_PRIVATE_KEYS[0],
             "REGISTRY_API_KEYS": f"{REGISTRAR_KEY}:registrar,{REVOKER_KEY}:revoker",
-            "REGISTRY_PORT": str(port),
-            "REGISTRY_WORKERS": "2",
         }
-        log = data_dir / "service.log"
-        with log.open("wb") as log_file:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "registry.api.server"],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_health(base, server, log)
+        server = start_service(env, workers=2, log_path=data_dir / "service.log")
+        base = server.url
         say(f"service at {base} (web page: {base}/, API: {base}/openapi.json)")
         http = httpx.Client(base_url=base, timeout=30)
 
@@ -236,11 +208,7 @@ def main() -> int:
         return 0
     finally:
         if server is not None:
-            server.terminate()
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.stop()
         node.stop()
 
 

@@ -36,7 +36,7 @@ from registry.chain.connection import make_web3
 from registry.chain.keys import account_from_hex
 from registry.core.digest import Digest
 from registry.core.records import RegisterRequest, RegistrationResult, Role
-from registry.devnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from registry.devnet import DEV_PRIVATE_KEYS, AnvilNode
 from registry.errors import RegistryError
 
 MAX_COUNT = 2_000  # a load test, not a soak test: keeps a mistyped --count from running for hours

@@ -34,9 +34,7 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,7 +46,6 @@ from typing import Any
 
 import httpx
 
-HOST = "127.0.0.1"
 MAX_CLIENTS = 1_000
 MAX_SECONDS = 600.0
 VALIDITY_TTL_S = 1.0
@@ -161,15 +158,14 @@ class Service:
     """anvil (state on disk) + ``registry serve --workers N``, both on free loopback ports."""
 
     def __init__(self, root: Path, workers: int) -> None:
-        from registry.devnet.anvil import AnvilNode, free_port
+        from registry.devnet import AnvilNode, ServiceProcess
 
         self.root = root
         self.workers = workers
         self.node = AnvilNode(root / "chain", state_interval=1)
-        self.port = free_port()
-        self.base = f"http://{HOST}:{self.port}"
+        self.base = ""  # the service's URL, once started
         self.registrar_key = secrets.token_urlsafe(24)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server: ServiceProcess | None = None
         self.log_path = root / "server.log"
 
     def start(self) -> None:
@@ -177,7 +173,7 @@ class Service:
         from registry.chain.connection import make_web3
         from registry.chain.keys import account_from_hex
         from registry.core.records import Role
-        from registry.devnet.anvil import DEV_PRIVATE_KEYS
+        from registry.devnet import DEV_PRIVATE_KEYS, start_service
 
         self.node.start()
         account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
@@ -187,7 +183,6 @@ class Service:
         client.grant_role(Role.REGISTRAR, account.address)
         client.grant_role(Role.REVOKER, account.address)
         env = {
-            **os.environ,
             "REGISTRY_RPC_URL": self.node.url,
             "REGISTRY_CONTRACT_ADDRESS": deployment.address,
             "REGISTRY_PRIVATE_KEY": DEV_PRIVATE_KEYS[0],
@@ -198,27 +193,14 @@ class Service:
             "REGISTRY_IDENTITY_TTL_S": "2",
             "NO_PROXY": "*",
         }
-        command = [sys.executable, "-m", "registry.cli", "serve", "--host", HOST]
-        command += ["--port", str(self.port), "--workers", str(self.workers)]
-        with self.log_path.open("wb") as out:
-            # Its own session: the workers are its children, stopped with it.
-            self.process = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + 120
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the service exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.base}/health", timeout=1, trust_env=False).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the service did not start:\n{self.log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.2)
+        self.server = start_service(
+            env,
+            workers=self.workers,
+            log_path=self.log_path,
+            start_timeout=120,
+            stop_timeout=20,
+        )
+        self.base = self.server.url
 
     def register(self, model: Model) -> None:
         files = {"checkpoint": ("m.safetensors", model.checkpoint), "card": ("c", model.card)}
@@ -234,9 +216,9 @@ class Service:
 
     def pids(self) -> list[int]:
         """The uvicorn master and every process below it."""
-        if self.process is None or self.process.poll() is not None:
+        if self.server is None or not self.server.running:
             return []
-        found, queue = [], [self.process.pid]
+        found, queue = [], [self.server.pid]
         while queue:
             pid = queue.pop()
             found.append(pid)
@@ -248,13 +230,8 @@ class Service:
         return found
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        if self.server is not None:
+            self.server.stop()
         self.node.stop()
 
 

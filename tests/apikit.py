@@ -193,7 +193,7 @@ def deploy(url: str) -> tuple[str, str]:
     from registry.chain.connection import make_web3
     from registry.chain.keys import account_from_hex
     from registry.core.records import Role
-    from registry.devnet.anvil import DEV_PRIVATE_KEYS
+    from registry.devnet import DEV_PRIVATE_KEYS
 
     account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
     client, deployment = deploy_contract(make_web3(url, 5.0), account, endpoint=url)

@@ -183,9 +183,9 @@ def memory(_memory_backend: Backend) -> Iterator[Backend]:
 def _anvil_missing() -> str | None:
     """Why anvil cannot run here, or None when it can."""
     try:
-        from registry.devnet.anvil import find_anvil
+        from registry.devnet import find_anvil
     except ImportError as exc:
-        return f"registry.devnet.anvil cannot be imported ({exc})"
+        return f"registry.devnet cannot be imported ({exc})"
     try:
         find_anvil()
     except RegistryError as exc:
@@ -198,7 +198,7 @@ def start_anvil(**options: Any) -> Any:
     missing = _anvil_missing()
     if missing is not None:
         pytest.skip(missing)
-    from registry.devnet.anvil import AnvilNode
+    from registry.devnet import AnvilNode
 
     return AnvilNode(**options).start()
 
@@ -233,7 +233,7 @@ def anvil_backend(node: Any) -> Backend:
     from registry.chain.client import deploy_contract
     from registry.chain.connection import make_web3
     from registry.chain.keys import account_from_hex
-    from registry.devnet.anvil import DEV_PRIVATE_KEYS
+    from registry.devnet import DEV_PRIVATE_KEYS
 
     w3 = make_web3(node.url, 10.0)
     account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")

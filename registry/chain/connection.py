@@ -15,6 +15,7 @@ from registry.chain.client import RegistryClient, deploy_contract
 from registry.chain.deployments import load_deployment
 from registry.chain.keys import account_from_hex, load_account
 from registry.config import Settings
+from registry.core.nodeinfo import running_node_info
 from registry.core.records import Role
 from registry.errors import ChainUnavailable, ConfigurationError
 
@@ -24,15 +25,15 @@ MEMORY = "memory"
 def resolve_endpoint(settings: Settings) -> str:
     if settings.rpc_url is not None:
         return settings.rpc_url
-    from registry.devnet.anvil import background_status
-
-    status = background_status(settings.data_dir)
-    if status is None:
+    # The managed node's info file, not the devnet package: the library never imports the
+    # tooling that starts nodes.
+    info = running_node_info(settings.data_dir)
+    if info is None:
         raise ChainUnavailable(
             f"local node in {settings.data_dir}",
             "not running; start it with `registry chain start` or set REGISTRY_RPC_URL",
         )
-    return str(status["url"])
+    return str(info["url"])
 
 
 def make_web3(endpoint: str, timeout_s: float) -> Web3:

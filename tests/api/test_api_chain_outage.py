@@ -19,7 +19,7 @@ from registry.config import Settings
 
 
 def _dead_endpoint() -> str:
-    from registry.devnet.anvil import free_port
+    from registry.devnet import free_port
 
     return f"http://127.0.0.1:{free_port()}"
 
@@ -66,12 +66,12 @@ def _assert_closed(api: Api, checkpoint: bytes, digest: str) -> None:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Any]:
-    anvil = pytest.importorskip("registry.devnet.anvil")
+    devnet = pytest.importorskip("registry.devnet")
     try:
-        anvil.find_anvil()
+        devnet.find_anvil()
     except Exception as exc:  # ConfigurationError: not installed
         pytest.skip(f"anvil is not installed: {exc}")
-    chain = anvil.AnvilNode(tmp_path / "chain")
+    chain = devnet.AnvilNode(tmp_path / "chain")
     chain.start()
     try:
         yield chain

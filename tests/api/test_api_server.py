@@ -6,11 +6,8 @@ fire while a chunked upload is still streaming, not after it has been buffered.
 
 from __future__ import annotations
 
-import os
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,53 +26,26 @@ MAX_UPLOAD = 1 << 20
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    anvil = pytest.importorskip("registry.devnet.anvil")
+    devnet = pytest.importorskip("registry.devnet")
     try:
-        anvil.find_anvil()
+        devnet.find_anvil()
     except Exception as exc:  # ConfigurationError: not installed
         pytest.skip(f"anvil is not installed: {exc}")
     root = tmp_path_factory.mktemp("served")
-    node = anvil.AnvilNode(root / "chain").start()
-    address, key = deploy(node.url)
-    port = anvil.free_port()
-    env = {
-        **os.environ,
-        "REGISTRY_RPC_URL": node.url,
-        "REGISTRY_CONTRACT_ADDRESS": address,
-        "REGISTRY_PRIVATE_KEY": key,
-        "REGISTRY_DATA_DIR": str(root / "data"),
-        "REGISTRY_API_KEYS": API_KEYS,
-        "REGISTRY_PORT": str(port),
-        "REGISTRY_WORKERS": str(WORKERS),
-        "REGISTRY_VALIDITY_TTL_S": "1.0",
-        "REGISTRY_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-    }
-    log = (root / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "registry.api.server"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (root / "server.log").read_text()
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (root / "server.log").read_text()
-            time.sleep(0.1)
-        yield {"base": base, "port": port, "audit": root / "data" / "audit.log"}
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
-        node.stop()
+    with devnet.AnvilNode(root / "chain") as node:
+        address, key = deploy(node.url)
+        env = {
+            "REGISTRY_RPC_URL": node.url,
+            "REGISTRY_CONTRACT_ADDRESS": address,
+            "REGISTRY_PRIVATE_KEY": key,
+            "REGISTRY_DATA_DIR": str(root / "data"),
+            "REGISTRY_API_KEYS": API_KEYS,
+            "REGISTRY_VALIDITY_TTL_S": "1.0",
+            "REGISTRY_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+        }
+        log_path = root / "server.log"
+        with devnet.start_service(env, workers=WORKERS, log_path=log_path) as service:
+            yield {"base": service.url, "port": service.port, "audit": root / "data" / "audit.log"}
 
 
 def _audit(path: Path) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import uvicorn
 from apikit import REGISTRAR, REVOKER, digest_of, make_card, make_checkpoint, png, settings_for
 
 from registry.api import create_app
-from registry.devnet.anvil import free_port
+from registry.devnet import free_port
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(os.environ["API_SCREENSHOTS"]) if os.environ.get("API_SCREENSHOTS") else None

@@ -15,12 +15,18 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from registry.devnet import anvil
-from registry.devnet.anvil import (
+from registry.chain.connection import resolve_endpoint
+from registry.config import Settings
+from registry.core.nodeinfo import INFO_FILE, pid_alive
+from registry.devnet import (
     DEV_ADDRESSES,
     DEV_PRIVATE_KEYS,
+    ENV_ANVIL_BIN,
+    LOG_FILE,
+    STATE_FILE,
     AnvilNode,
     background_status,
+    binary,
     find_anvil,
     free_port,
     json_rpc,
@@ -92,9 +98,9 @@ def nonce(node_url: str, address: str) -> int:
 def test_find_anvil_prefers_the_platform_binary_from_node_modules(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(anvil.ENV_ANVIL_BIN, raising=False)
+    monkeypatch.delenv(ENV_ANVIL_BIN, raising=False)
     found = find_anvil()
-    assert found == anvil._platform_binary(PROJECT_ROOT)
+    assert found == binary.platform_binary(PROJECT_ROOT)
     assert os.access(found, os.X_OK)
 
 
@@ -102,7 +108,7 @@ def test_find_anvil_raises_naming_the_override_path_when_it_is_missing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     missing = tmp_path / "no" / "anvil"
-    monkeypatch.setenv(anvil.ENV_ANVIL_BIN, str(missing))
+    monkeypatch.setenv(ENV_ANVIL_BIN, str(missing))
     with pytest.raises(ConfigurationError) as caught:
         find_anvil()
     assert str(missing) in caught.value.message
@@ -114,14 +120,14 @@ def test_find_anvil_raises_naming_the_override_path_when_it_is_missing(
 def test_find_anvil_names_every_place_it_looked_and_says_npm_ci(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv(anvil.ENV_ANVIL_BIN, raising=False)
-    monkeypatch.setattr(anvil, "_PROJECT_ROOT", tmp_path)
+    monkeypatch.delenv(ENV_ANVIL_BIN, raising=False)
+    monkeypatch.setattr(binary, "_PROJECT_ROOT", tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(ConfigurationError) as caught:
         find_anvil()
     assert "npm ci" in caught.value.message
     searched = caught.value.details["searched"]
-    assert str(anvil._platform_binary(tmp_path)) in searched
+    assert str(binary.platform_binary(tmp_path)) in searched
     assert str(tmp_path / "node_modules/.bin/anvil") in searched
     assert all(place in caught.value.message for place in searched)
 
@@ -190,10 +196,10 @@ def test_stop_then_start_with_the_same_state_keeps_a_sent_transaction(
             "nonce": nonce(node.url, sender),
             "block": int(node.rpc("eth_blockNumber"), 16),
         }
-        assert not (tmp_path / anvil.STATE_FILE).exists()
+        assert not (tmp_path / STATE_FILE).exists()
     assert before["nonce"] == 1 and before["block"] == 1
     assert before["receiver"] == 10_003 * ONE_ETH
-    assert (tmp_path / anvil.STATE_FILE).is_file()
+    assert (tmp_path / STATE_FILE).is_file()
 
     with node:
         assert node.port == port, "a restarted node keeps its URL"
@@ -203,7 +209,7 @@ def test_stop_then_start_with_the_same_state_keeps_a_sent_transaction(
         assert int(node.rpc("eth_blockNumber"), 16) == before["block"]
         receipt = node.rpc("eth_getTransactionReceipt", [tx_hash])
         assert receipt is not None and receipt["status"] == "0x1"
-    assert (tmp_path / (anvil.STATE_FILE + ".bak")).is_file()
+    assert (tmp_path / (STATE_FILE + ".bak")).is_file()
 
 
 def test_running_node_dumps_state_on_its_interval(
@@ -216,7 +222,7 @@ def test_running_node_dumps_state_on_its_interval(
         state: dict[str, Any] = {}
         while time.monotonic() < deadline:
             try:
-                state = json.loads((tmp_path / anvil.STATE_FILE).read_text())
+                state = json.loads((tmp_path / STATE_FILE).read_text())
             except (OSError, ValueError):
                 state = {}  # not written yet, or caught mid-write
             if state.get("best_block_number") in (2, "0x2"):
@@ -228,7 +234,7 @@ def test_running_node_dumps_state_on_its_interval(
 def test_node_that_dies_at_start_raises_with_its_log_tail(
     make_node: Callable[..., AnvilNode], tmp_path: Path
 ) -> None:
-    (tmp_path / anvil.STATE_FILE).write_text("[]")  # valid JSON, but not an anvil state
+    (tmp_path / STATE_FILE).write_text("[]")  # valid JSON, but not an anvil state
     node = make_node(tmp_path)
     with pytest.raises(ConfigurationError) as caught:
         node.start()
@@ -248,16 +254,16 @@ def test_node_that_never_answers_is_killed_after_the_start_timeout(tmp_path: Pat
     with pytest.raises(ChainUnavailable, match=r"still starting after 0\.5 s"):
         node.start()
     assert not node.running and node.pid is None
-    assert not anvil._pid_alive(int(pid_file.read_text()))
+    assert not pid_alive(int(pid_file.read_text()))
 
 
 def test_truncated_state_file_is_refused_with_the_backup_named(tmp_path: Path) -> None:
-    (tmp_path / anvil.STATE_FILE).write_text('{"block": {"number": ')
-    (tmp_path / (anvil.STATE_FILE + ".bak")).write_text("{}")
+    (tmp_path / STATE_FILE).write_text('{"block": {"number": ')
+    (tmp_path / (STATE_FILE + ".bak")).write_text("{}")
     with pytest.raises(ConfigurationError) as caught:
         AnvilNode(tmp_path).start()
-    assert str(tmp_path / (anvil.STATE_FILE + ".bak")) in caught.value.message
-    assert caught.value.details["state_path"] == str(tmp_path / anvil.STATE_FILE)
+    assert str(tmp_path / (STATE_FILE + ".bak")) in caught.value.message
+    assert caught.value.details["state_path"] == str(tmp_path / STATE_FILE)
 
 
 def test_requested_port_that_is_taken_is_refused() -> None:
@@ -274,7 +280,7 @@ def test_requested_port_that_is_taken_is_refused() -> None:
 
 _START_IN_CHILD = """
 import json, sys
-from registry.devnet.anvil import start_background
+from registry.devnet import start_background
 print(json.dumps(start_background(sys.argv[1], port=int(sys.argv[2]), chain_id=4242)))
 """
 
@@ -292,10 +298,12 @@ def test_background_node_outlives_its_starter_and_start_is_idempotent(bg_dir: Pa
     first = json.loads(child.stdout)
     assert first["already_running"] is False
     assert first["url"] == f"http://127.0.0.1:{port}"
-    assert json.loads((bg_dir / anvil.INFO_FILE).read_text())["pid"] == first["pid"]
+    assert json.loads((bg_dir / INFO_FILE).read_text())["pid"] == first["pid"]
 
     status = background_status(bg_dir)
     assert status is not None and status["answering"] and status["pid"] == first["pid"]
+    # The library finds the node through the info file, without importing registry.devnet.
+    assert resolve_endpoint(Settings(rpc_url=None, data_dir=bg_dir)) == first["url"]
 
     again = start_background(bg_dir, port=port, chain_id=4242)
     assert again["already_running"] is True and again["pid"] == first["pid"]
@@ -312,8 +320,8 @@ def test_background_stop_saves_state_and_a_new_start_loads_it(bg_dir: Path) -> N
 
     assert stop_background(bg_dir) is True
     assert background_status(bg_dir) is None
-    assert not (bg_dir / anvil.INFO_FILE).exists()
-    assert not anvil._pid_alive(info["pid"])
+    assert not (bg_dir / INFO_FILE).exists()
+    assert not pid_alive(info["pid"])
     assert stop_background(bg_dir) is False, "stopping a stopped node is a no-op"
 
     again = start_background(bg_dir, port=info["port"])
@@ -327,10 +335,12 @@ def test_stale_pid_file_reads_as_stopped_and_is_cleaned_up(bg_dir: Path) -> None
     gone.wait()
     bg_dir.mkdir()
     stale = {"pid": gone.pid, "pgid": gone.pid, "port": 1, "url": "http://127.0.0.1:1",
-             "chain_id": 31337, "state_path": str(bg_dir / anvil.STATE_FILE),
-             "log_path": str(bg_dir / anvil.LOG_FILE)}  # fmt: skip
-    (bg_dir / anvil.INFO_FILE).write_text(json.dumps(stale))
+             "chain_id": 31337, "state_path": str(bg_dir / STATE_FILE),
+             "log_path": str(bg_dir / LOG_FILE)}  # fmt: skip
+    (bg_dir / INFO_FILE).write_text(json.dumps(stale))
 
     assert background_status(bg_dir) is None
+    with pytest.raises(ChainUnavailable, match="registry chain start"):
+        resolve_endpoint(Settings(rpc_url=None, data_dir=bg_dir))
     assert stop_background(bg_dir) is False
-    assert not (bg_dir / anvil.INFO_FILE).exists()
+    assert not (bg_dir / INFO_FILE).exists()

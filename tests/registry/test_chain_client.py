@@ -39,7 +39,7 @@ from registry.chain.reverts import (
 from registry.config import Settings
 from registry.core.digest import Digest
 from registry.core.records import RevocationReason, Role
-from registry.devnet.anvil import DEV_PRIVATE_KEYS, free_port
+from registry.devnet import DEV_PRIVATE_KEYS, free_port
 from registry.errors import (
     ChainError,
     ChainUnavailable,

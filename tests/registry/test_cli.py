@@ -38,7 +38,7 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, objec
 
 @pytest.fixture(scope="module")
 def chain_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    from registry.devnet.anvil import DEV_PRIVATE_KEYS, free_port, stop_background
+    from registry.devnet import DEV_PRIVATE_KEYS, free_port, stop_background
 
     data_dir = tmp_path_factory.mktemp("registry-data")
     env = {
@@ -239,7 +239,7 @@ def test_wrong_chain_id_is_refused(deployed, tmp_path, capsys) -> None:
 
 
 def test_unreachable_chain_exits_one_with_chain_unavailable(tmp_path, capsys, monkeypatch) -> None:
-    from registry.devnet.anvil import free_port
+    from registry.devnet import free_port
 
     monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path))
     path = write_checkpoint(tmp_path, 7)
@@ -266,7 +266,7 @@ def test_managed_chain_keeps_every_record_across_stop_and_start(deployed, tmp_pa
 
 @pytest.mark.anvil
 def test_roles_and_admin_commands(deployed, capsys) -> None:
-    from registry.devnet.anvil import DEV_ADDRESSES
+    from registry.devnet import DEV_ADDRESSES
 
     other = DEV_ADDRESSES[3]
     assert run(capsys, "roles", "show", "registrar", other)[0] == EXIT_FAILED

@@ -90,7 +90,7 @@ def test_train_with_bad_data_path_is_a_usage_error(tmp_path: Path, capsys) -> No
 def test_train_register_without_a_reachable_chain_fails_after_writing_the_files(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    from registry.devnet.anvil import free_port
+    from registry.devnet import free_port
 
     monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path / "data"))
     code = main(

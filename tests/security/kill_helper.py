@@ -30,7 +30,7 @@ from registry.chain.connection import make_web3
 from registry.chain.keys import account_from_hex
 from registry.core.digest import Digest
 from registry.core.records import RegisterRequest
-from registry.devnet.anvil import _wait_group_exit
+from registry.devnet.processes import wait_group_exit
 from registry.errors import RegistryError
 
 STAGES = (
@@ -81,7 +81,7 @@ def wire_stage(client: RegistryClient, spec: dict[str, Any]) -> None:
                 # block is in, before this process has read the receipt.
                 real_receipt_with_retries(tx_hash)
             os.killpg(spec["node_pgid"], sig)
-            gone = _wait_group_exit(spec["node_pgid"], 10.0)
+            gone = wait_group_exit(spec["node_pgid"], 10.0)
             say(reached=stage, tx_hash=tx_hash, node_gone=gone)
         receipt = real_wait(tx_hash, **options)
         if stage == "after_receipt":

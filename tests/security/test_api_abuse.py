@@ -17,12 +17,9 @@ import asyncio
 import contextlib
 import io
 import json
-import os
 import select
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -49,6 +46,8 @@ from apikit import (
     png,
 )
 
+from registry.devnet import ServiceProcess, start_service
+
 SERVER_MAX_UPLOAD = 1 << 20
 SERVER_BODY_TIMEOUT_S = 2.0
 UNKNOWN = "sha256:" + "ab" * 32
@@ -71,50 +70,12 @@ def model(app: Api) -> str:
 class Server:
     """A real ``registry serve`` on loopback, with helpers to talk to it byte by byte."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.audit = root / "data" / "audit.log"
-        self.log_path = root / "server.log"
-        env = {
-            **os.environ,
-            "REGISTRY_RPC_URL": "memory",
-            "REGISTRY_DATA_DIR": str(root / "data"),
-            "REGISTRY_API_KEYS": API_KEYS,
-            "REGISTRY_HOST": "127.0.0.1",
-            "REGISTRY_PORT": str(self.port),
-            "REGISTRY_WORKERS": "1",
-            "REGISTRY_MAX_UPLOAD_BYTES": str(SERVER_MAX_UPLOAD),
-            "REGISTRY_BODY_TIMEOUT_S": str(SERVER_BODY_TIMEOUT_S),
-        }
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "registry.api.server"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.process.poll() is None, self.log_path.read_text()
-            try:
-                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, self.log_path.read_text()
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+    def __init__(self, service: ServiceProcess, data_dir: Path) -> None:
+        self.process = service.process
+        self.port = service.port
+        self.base = service.url
+        self.audit = data_dir / "audit.log"
+        self.log_path = service.log_path
 
     def health(self, timeout: float = 2.0) -> int:
         with httpx.Client(timeout=timeout, trust_env=False) as http:
@@ -137,12 +98,6 @@ class Server:
             return answer
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _read_until_closed(sock: socket.socket, timeout: float) -> bytes:
     deadline = time.monotonic() + timeout
     answer = b""
@@ -162,14 +117,18 @@ def _read_until_closed(sock: socket.socket, timeout: float) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("abused"))
-    try:
-        running.wait_ready()
-        yield running
-    finally:
-        running.stop()
-        log = running.log_path.read_text()
-        assert "Traceback" not in log, log[-4000:]
+    root = tmp_path_factory.mktemp("abused")
+    env = {
+        "REGISTRY_RPC_URL": "memory",
+        "REGISTRY_DATA_DIR": str(root / "data"),
+        "REGISTRY_API_KEYS": API_KEYS,
+        "REGISTRY_MAX_UPLOAD_BYTES": str(SERVER_MAX_UPLOAD),
+        "REGISTRY_BODY_TIMEOUT_S": str(SERVER_BODY_TIMEOUT_S),
+    }
+    with start_service(env, workers=1, log_path=root / "server.log") as service:
+        yield Server(service, root / "data")
+    log = (root / "server.log").read_text()
+    assert "Traceback" not in log, log[-4000:]
 
 
 def _status(answer: bytes) -> int:

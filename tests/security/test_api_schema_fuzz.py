@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -178,59 +175,27 @@ def _asgi_service(root: Path) -> Iterator[Service]:
     asgi.shutdown_lifespans()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _uvicorn_service(root: Path) -> Iterator[Service]:
     import requests
 
-    port = _free_port()
+    from registry.devnet import start_service
+
     env = {
-        **os.environ,
         "REGISTRY_RPC_URL": "memory",
         "REGISTRY_DATA_DIR": str(root / "data"),
         "REGISTRY_API_KEYS": API_KEYS,
-        "REGISTRY_HOST": "127.0.0.1",
-        "REGISTRY_PORT": str(port),
-        "REGISTRY_WORKERS": "1",
         "REGISTRY_VALIDITY_TTL_S": "0.2",
     }
     log_path = root / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "registry.api.server"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if requests.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
-        with requests.Session() as session:
-            session.trust_env = False  # loopback only: never through a proxy from the environment
-            fixtures = _prepare(session, base)
-            schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
-            yield Service(schema, session, fixtures, base_url=base)
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        assert "Traceback" not in log_path.read_text(), log_path.read_text()[-4000:]
+    with (
+        start_service(env, workers=1, log_path=log_path) as server,
+        requests.Session() as session,
+    ):
+        session.trust_env = False  # loopback only: never through a proxy from the environment
+        fixtures = _prepare(session, server.url)
+        schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+        yield Service(schema, session, fixtures, base_url=server.url)
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-4000:]
 
 
 # --- steering -------------------------------------------------------------------------------------

@@ -50,13 +50,8 @@ from registry.chain.keys import account_from_hex
 from registry.chain.reverts import AlreadyRegistered
 from registry.core.digest import ZERO, Digest, digest_bytes
 from registry.core.records import RegisterRequest, RevocationReason, Role
-from registry.devnet.anvil import (
-    DEV_ADDRESSES,
-    DEV_PRIVATE_KEYS,
-    AnvilNode,
-    _wait_group_exit,
-    free_port,
-)
+from registry.devnet import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilNode, free_port
+from registry.devnet.processes import wait_group_exit
 from registry.errors import (
     ChainError,
     ChainUnavailable,
@@ -671,7 +666,7 @@ def test_a_node_killed_mid_run_is_never_read_as_verified_and_the_same_clients_re
     with verifying_in_a_loop(reader, model) as outcomes:
         time.sleep(0.3)
         os.killpg(node.pid, signal.SIGKILL)
-        assert _wait_group_exit(node.pid, 10.0)
+        assert wait_group_exit(node.pid, 10.0)
         killed = time.monotonic()
         time.sleep(max(ttl, 0.3))
         for use in (
