@@ -101,8 +101,8 @@ def cmd_chain(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
-    from registry.chain.client import deploy_contract
     from registry.chain.connection import make_web3, resolve_endpoint
+    from registry.chain.deploy import deploy_and_grant_self, deploy_contract
     from registry.chain.deployments import save_deployment
     from registry.chain.keys import load_account
 
@@ -119,17 +119,16 @@ def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
             "REGISTRY_KEYSTORE (+ REGISTRY_KEYSTORE_PASSWORD)"
         )
     endpoint = resolve_endpoint(settings)
-    client, deployment = deploy_contract(
-        make_web3(endpoint, settings.request_timeout_s),
-        account,
-        endpoint=endpoint,
-        admin=args.admin,
-        confirmations=settings.confirmations,
-        tx_timeout_s=settings.tx_timeout_s,
-    )
+    w3 = make_web3(endpoint, settings.request_timeout_s)
+    options: dict[str, Any] = {
+        "endpoint": endpoint,
+        "confirmations": settings.confirmations,
+        "tx_timeout_s": settings.tx_timeout_s,
+    }
     if args.grant_self and args.admin in (None, account.address):
-        client.grant_role(Role.REGISTRAR, account.address)
-        client.grant_role(Role.REVOKER, account.address)
+        _, deployment = deploy_and_grant_self(w3, account, **options)
+    else:
+        _, deployment = deploy_contract(w3, account, admin=args.admin, **options)
     path = save_deployment(settings.data_dir, deployment)
     out.result(
         {**deployment.to_dict(), "record": str(path)},

@@ -116,11 +116,11 @@ def main() -> int:
     from PIL import Image
 
     from modelformat.spec import ModelSpec
-    from registry.chain.client import deploy_contract
     from registry.chain.connection import make_web3
+    from registry.chain.deploy import deploy_and_grant_self
     from registry.chain.keys import account_from_hex
     from registry.core.digest import Digest
-    from registry.core.records import RevocationReason, Role
+    from registry.core.records import RevocationReason
     from registry.devnet import (
         DEV_PRIVATE_KEYS,
         AnvilNode,
@@ -138,9 +138,9 @@ def main() -> int:
     processes: list[ServiceProcess] = []
     try:
         account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
-        client, deployment = deploy_contract(make_web3(node.url, 10), account, endpoint=node.url)
-        client.grant_role(Role.REGISTRAR, account.address)
-        client.grant_role(Role.REVOKER, account.address)
+        client, deployment = deploy_and_grant_self(
+            make_web3(node.url, 10), account, endpoint=node.url
+        )
         spec = ModelSpec(
             in_channels=1,
             input_size=28,

@@ -26,11 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-from eth_abi import encode as abi_encode
 from eth_account import Account
 
-from registry.chain.client import GAS_LIMITS, RegistryClient, deploy_contract
+from registry.chain.client import RegistryClient
 from registry.chain.connection import make_web3
+from registry.chain.deploy import deploy_contract
+from registry.chain.transactions import GAS_LIMITS
 from registry.core.digest import digest_bytes, digest_file
 from registry.core.records import RegisterRequest, Role
 from registry.devnet import DEV_PRIVATE_KEYS, AnvilNode
@@ -68,16 +69,13 @@ def bench_gas(client: RegistryClient) -> None:
         parent.digest,
     )
     used = client.register(child).gas_used or 0
-    fn = client._functions["register"]
-    data = fn.selector + abi_encode(
-        fn.inputs,
-        [
-            child.digest.raw,
-            child.accuracy_bps,
-            child.test_set_digest.raw,
-            child.card_digest.raw,
-            child.parent.raw,
-        ],  # type: ignore[union-attr]
+    data = client.abi.encode_call(
+        "register",
+        child.digest.raw,
+        child.accuracy_bps,
+        child.test_set_digest.raw,
+        child.card_digest.raw,
+        child.parent.raw,  # type: ignore[union-attr]
     )
     floor = 21_000 + 22_100 + calldata_gas(data)
     print("1. gas per full registration (with parent)")
@@ -126,7 +124,7 @@ def bench_hashing(size_mib: int) -> None:
 def bench_lookup(client: RegistryClient, url: str, n: int) -> None:
     digest = request(1, b"lookup").digest
     client.register(request(1, b"lookup"))
-    fn = client._functions["lookup"]
+    fn = client.abi.function("lookup")
     body = json.dumps(
         {
             "jsonrpc": "2.0",
@@ -180,19 +178,18 @@ def bench_register(client: RegistryClient, n: int) -> None:
     w3 = client.w3
     account = client.account
     assert account is not None
-    fn = client._functions["register"]
+    fn = client.abi.function("register")
+    transactions = client.transactions
 
     def presigned(tag: bytes) -> float:
-        with client._nonce_lock:
-            client._next_nonce = None
+        transactions.resync_nonce()
         nonce = w3.eth.get_transaction_count(account.address, "pending")
-        fees = client.fee_fields()
+        fees = transactions.fee_fields()
         raws = []
         for i in range(n):
             r = request(i, tag)
-            data = fn.selector + abi_encode(
-                fn.inputs,
-                [r.digest.raw, r.accuracy_bps, r.test_set_digest.raw, r.card_digest.raw, bytes(32)],
+            data = fn.encode(
+                r.digest.raw, r.accuracy_bps, r.test_set_digest.raw, r.card_digest.raw, bytes(32)
             )
             tx = {
                 "to": client.address,
@@ -206,12 +203,11 @@ def bench_register(client: RegistryClient, n: int) -> None:
         t = time.perf_counter()
         for raw_tx in raws:
             tx_hash = w3.eth.send_raw_transaction(raw_tx)
-            client.wait_for_receipt(tx_hash.to_0x_hex())  # same polling as the client
+            transactions.wait_for_receipt(tx_hash.to_0x_hex())  # same polling as the client
         return n / (time.perf_counter() - t)
 
     def ours(tag: bytes) -> float:
-        with client._nonce_lock:
-            client._next_nonce = None
+        transactions.resync_nonce()
         t = time.perf_counter()
         for i in range(n):
             client.register(request(i, tag))

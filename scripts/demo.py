@@ -53,8 +53,8 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".data" / "demo")
     args = parser.parse_args()
 
-    from registry.chain.client import deploy_contract
     from registry.chain.connection import make_web3
+    from registry.chain.deploy import deploy_contract
     from registry.chain.deployments import save_deployment
     from registry.chain.keys import account_from_hex
     from registry.core.records import Role

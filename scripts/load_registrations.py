@@ -31,8 +31,9 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from registry.chain.client import RegistryClient, deploy_contract
+from registry.chain.client import RegistryClient
 from registry.chain.connection import make_web3
+from registry.chain.deploy import deploy_contract
 from registry.chain.keys import account_from_hex
 from registry.core.digest import Digest
 from registry.core.records import RegisterRequest, RegistrationResult, Role
@@ -117,7 +118,9 @@ def run_load(
     with AnvilNode(block_time=block_time) as node:
         w3 = make_web3(node.url, 10.0)
         accounts = [account_from_hex(k, f"dev key {i}") for i, k in enumerate(DEV_PRIVATE_KEYS)]
-        admin, deployment = deploy_contract(w3, accounts[0], endpoint=node.url)
+        admin, deployment = deploy_contract(
+            w3, accounts[0], endpoint=node.url, tx_timeout_s=timeout_s
+        )
         for account in accounts[:keys]:
             admin.grant_role(Role.REGISTRAR, account.address)
         clients = [admin] + [
@@ -132,7 +135,6 @@ def run_load(
             )
             for account in accounts[1:keys]
         ]
-        admin.tx_timeout_s = timeout_s
         nonce_before = {
             c.account.address: w3.eth.get_transaction_count(c.account.address)  # type: ignore[union-attr]
             for c in clients

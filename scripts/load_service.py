@@ -169,19 +169,16 @@ class Service:
         self.log_path = root / "server.log"
 
     def start(self) -> None:
-        from registry.chain.client import deploy_contract
         from registry.chain.connection import make_web3
+        from registry.chain.deploy import deploy_and_grant_self
         from registry.chain.keys import account_from_hex
-        from registry.core.records import Role
         from registry.devnet import DEV_PRIVATE_KEYS, start_service
 
         self.node.start()
         account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
-        client, deployment = deploy_contract(
+        _, deployment = deploy_and_grant_self(
             make_web3(self.node.url, 10.0), account, endpoint=self.node.url
         )
-        client.grant_role(Role.REGISTRAR, account.address)
-        client.grant_role(Role.REVOKER, account.address)
         env = {
             "REGISTRY_RPC_URL": self.node.url,
             "REGISTRY_CONTRACT_ADDRESS": deployment.address,

@@ -189,14 +189,11 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
 
 def deploy(url: str) -> tuple[str, str]:
     """Deploy the registry with anvil's first dev key holding every role: (address, key)."""
-    from registry.chain.client import deploy_contract
     from registry.chain.connection import make_web3
+    from registry.chain.deploy import deploy_and_grant_self
     from registry.chain.keys import account_from_hex
-    from registry.core.records import Role
     from registry.devnet import DEV_PRIVATE_KEYS
 
     account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
-    client, deployment = deploy_contract(make_web3(url, 5.0), account, endpoint=url)
-    client.grant_role(Role.REGISTRAR, account.address)
-    client.grant_role(Role.REVOKER, account.address)
+    _, deployment = deploy_and_grant_self(make_web3(url, 5.0), account, endpoint=url)
     return deployment.address, DEV_PRIVATE_KEYS[0]

@@ -33,5 +33,5 @@ def raw_register(
     parent: bytes = ZERO32,
 ) -> dict[str, Any]:
     """A register transaction without RegisterRequest's checks, so that the contract's run."""
-    result: dict[str, Any] = client._transact("register", d, accuracy, test_set, card, parent)
+    result: dict[str, Any] = client.transact("register", d, accuracy, test_set, card, parent)
     return result

@@ -51,10 +51,7 @@ def pytest_runtest_makereport(
 
 def reset_client_caches(client: RegistryClient) -> None:
     """What a client remembers about chain state that a snapshot revert makes wrong."""
-    client._next_nonce = None
-    client._event_cache.clear()
-    client._fees = None
-    client._identity = None
+    client.forget_chain_state()
 
 
 @dataclass
@@ -93,9 +90,9 @@ class Backend:
             "endpoint": self.endpoint,
         }
         options.update(kwargs)
+        # eth-tester is not thread-safe: clients of the one in-process chain (one provider) share
+        # its lock by themselves.
         other = RegistryClient(self.client.w3, **options)
-        # eth-tester is not thread-safe: every client of the one in-process chain shares its lock.
-        other._io_lock = self.client._io_lock
         for role in roles:
             self.client.grant_role(role, other.account.address)  # type: ignore[union-attr]
         self._clients.append(other)
@@ -143,10 +140,10 @@ class Backend:
 @pytest.fixture(scope="session")
 def _memory_backend() -> Backend:
     client = memory_client()
-    tester = client.eth_tester  # type: ignore[attr-defined]
+    tester = client.eth_tester
 
     def mine(blocks: int) -> None:
-        with client._io_lock:
+        with client.serialised():
             tester.mine_blocks(blocks)
 
     return Backend(
@@ -230,16 +227,14 @@ def make_anvil_node() -> Iterator[Callable[..., Any]]:
 
 def anvil_backend(node: Any) -> Backend:
     """Deploy the registry on ``node`` with dev key 0, which then holds every role."""
-    from registry.chain.client import deploy_contract
     from registry.chain.connection import make_web3
+    from registry.chain.deploy import deploy_and_grant_self
     from registry.chain.keys import account_from_hex
     from registry.devnet import DEV_PRIVATE_KEYS
 
     w3 = make_web3(node.url, 10.0)
     account = account_from_hex(DEV_PRIVATE_KEYS[0], "anvil dev key 0")
-    client, deployment = deploy_contract(w3, account, endpoint=node.url)
-    client.grant_role(Role.REGISTRAR, account.address)
-    client.grant_role(Role.REVOKER, account.address)
+    client, deployment = deploy_and_grant_self(w3, account, endpoint=node.url)
 
     def mine(blocks: int) -> None:
         for _ in range(blocks):

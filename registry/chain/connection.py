@@ -11,15 +11,14 @@ from typing import Any
 
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
-from registry.chain.client import RegistryClient, deploy_contract
+from registry.chain.client import RegistryClient
+from registry.chain.deploy import deploy_and_grant_self
 from registry.chain.deployments import load_deployment
 from registry.chain.keys import account_from_hex, load_account
+from registry.chain.rpc import MEMORY
 from registry.config import Settings
 from registry.core.nodeinfo import running_node_info
-from registry.core.records import Role
 from registry.errors import ChainUnavailable, ConfigurationError
-
-MEMORY = "memory"
 
 
 def resolve_endpoint(settings: Settings) -> str:
@@ -50,10 +49,8 @@ def memory_client(settings: Settings | None = None) -> RegistryClient:
     tester = EthereumTester(PyEVMBackend())
     w3 = Web3(EthereumTesterProvider(tester), middleware=[])
     account = account_from_hex(tester.backend.account_keys[0].to_hex(), "eth-tester account 0")
-    client, _ = deploy_contract(w3, account, endpoint=MEMORY)
-    client.grant_role(Role.REGISTRAR, account.address)
-    client.grant_role(Role.REVOKER, account.address)
-    client.eth_tester = tester  # type: ignore[attr-defined]
+    client, _ = deploy_and_grant_self(w3, account, endpoint=MEMORY)
+    client.eth_tester = tester
     return client
 
 

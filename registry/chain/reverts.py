@@ -1,18 +1,22 @@
 """One Python exception per custom error of the contract, and the decoder from revert bytes.
 
 Revert data arrives in different shapes (eth-tester puts the bytes in an exception message, a real
-node returns them in the JSON-RPC error's ``data``); ``chain.py`` extracts the bytes and
-``decode_revert`` turns them into these typed exceptions with their arguments as fields.
+node returns them in the JSON-RPC error's ``data``); ``rpc.py`` gets the bytes (from eth-tester's
+message with ``eth_tester_revert_data``) and ``RevertDecoder`` turns them into these typed
+exceptions with their arguments as fields.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
+from registry.chain.abi import abi_type
 from registry.core.digest import Digest
 from registry.core.times import iso_utc
 from registry.errors import ContractRevert
@@ -220,11 +224,24 @@ class UndecodedRevert(ContractRevert):
         )
 
 
-def _abi_type(entry: dict[str, Any]) -> str:
-    if entry["type"].startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in entry["components"])
-        return f"({inner}){entry['type'][5:]}"
-    return str(entry["type"])
+def eth_tester_revert_data(exc: Exception) -> bytes | None:
+    """The revert bytes of eth-tester's ``TransactionFailed`` (None for any other exception).
+
+    eth-tester raises ``TransactionFailed('execution reverted: b"..."')``, the bytes' repr in its
+    message (or, from some paths, the bytes themselves as the argument); a revert without data
+    gives ``b""``.
+    """
+    if exc.__class__.__name__ != "TransactionFailed":
+        return None
+    for arg in exc.args:
+        if isinstance(arg, bytes | bytearray):
+            return bytes(arg)
+        if isinstance(arg, str) and ": b" in arg:
+            with contextlib.suppress(ValueError, SyntaxError):
+                value = ast.literal_eval(arg.split(": ", 1)[1])
+                if isinstance(value, bytes):
+                    return value
+    return b""
 
 
 class RevertDecoder:
@@ -237,7 +254,7 @@ class RevertDecoder:
         for entry in abi:
             if entry.get("type") != "error":
                 continue
-            types = [_abi_type(i) for i in entry["inputs"]]
+            types = [abi_type(i) for i in entry["inputs"]]
             selector = function_signature_to_4byte_selector(f"{entry['name']}({','.join(types)})")
             cls = by_name.get(entry["name"])
             if cls is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +35,7 @@ def test_a_dead_node_makes_every_chain_endpoint_503_and_no_inference_runs(
         assert api.predict_png(digest).status_code == 200  # loaded into the gate
         # Now point the client at a port where nothing listens (same contract, same key).
         dead = _dead_endpoint()
-        client.w3 = make_web3(dead, 1.0)
-        client.endpoint = dead
-        client._identity = None
-        client._io_lock = contextlib.nullcontext()
+        client.reconnect(make_web3(dead, 1.0), dead)
         time.sleep(settings.validity_ttl_s + 0.05)
         _assert_closed(api, checkpoint, digest)
 

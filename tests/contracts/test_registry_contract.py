@@ -2,7 +2,7 @@
 
 Every custom error is triggered and checked with its fields; every state change is checked by the
 events in its receipt (decoded straight from the ABI, not through the client under test). Raw
-``_transact`` calls bypass RegisterRequest's own validation so the contract's checks are reached.
+``transact`` calls bypass RegisterRequest's own validation so the contract's checks are reached.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def revoked_event(
 
 
 def call(client, name: str, *args):
-    return client._call(name, *args)
+    return client.call(name, *args)
 
 
 def admin_state(client) -> tuple[str, str | None]:
@@ -120,7 +120,7 @@ def test_deploy_reverts_with_zero_address_when_admin_is_zero(memory) -> None:
     client = memory.client
     data = client.artifact.bytecode + encode(["address"], [ZERO_ADDRESS])
     with pytest.raises(ZeroAddress) as caught:
-        client._io(lambda: client.w3.eth.call({"from": memory.admin, "data": "0x" + data.hex()}))
+        client.rpc.eth_call({"from": memory.admin, "data": "0x" + data.hex()})
     assert caught.value.details == {}
 
 
@@ -285,7 +285,7 @@ def test_revoke_without_replacement_emits_zero_replacement(memory) -> None:
 @pytest.mark.parametrize("reason", [1, 7, 255])
 def test_revoke_accepts_coded_reasons_and_other(memory, reason: int) -> None:
     memory.client.register(request("v1"))
-    receipt = memory.client._transact("revoke", digest("v1").raw, reason, ZERO32)
+    receipt = memory.client.transact("revoke", digest("v1").raw, reason, ZERO32)
     assert memory.events(receipt["transactionHash"])[0][1]["reason"] == reason
     assert not memory.client.is_valid(digest("v1"))
 
@@ -294,7 +294,7 @@ def test_revoke_accepts_coded_reasons_and_other(memory, reason: int) -> None:
 def test_revoke_reverts_with_invalid_reason(memory, reason: int) -> None:
     memory.client.register(request("v1"))
     with pytest.raises(InvalidReason) as caught:
-        memory.client._transact("revoke", digest("v1").raw, reason, ZERO32)
+        memory.client.transact("revoke", digest("v1").raw, reason, ZERO32)
     assert caught.value.reason == reason
     assert memory.client.is_valid(digest("v1"))
 
@@ -418,7 +418,7 @@ def test_grant_role_reverts_for_the_zero_address(memory) -> None:
 def test_grant_role_reverts_for_role_none_with_missing_role(memory) -> None:
     account = memory.address(3)
     with pytest.raises(MissingRole) as caught:
-        memory.client._transact("grantRole", 0, account)
+        memory.client.transact("grantRole", 0, account)
     assert (caught.value.account, caught.value.role) == (account, "none")
 
 
@@ -449,7 +449,7 @@ def test_remove_role_reverts_when_caller_is_not_admin(memory) -> None:
 
 def test_renounce_role_emits_role_removed_by_the_account_itself(memory) -> None:
     revoker = memory.other(2, Role.REVOKER)
-    receipt = revoker._transact("renounceRole", int(Role.REVOKER))
+    receipt = revoker.transact("renounceRole", int(Role.REVOKER))
     assert memory.events(receipt["transactionHash"]) == [
         ("RoleRemoved", {"role": 2, "account": memory.address(2), "sender": memory.address(2)})
     ]
@@ -458,7 +458,7 @@ def test_renounce_role_emits_role_removed_by_the_account_itself(memory) -> None:
 
 def test_renounce_role_not_held_emits_no_event(memory) -> None:
     stranger = memory.other(4)
-    receipt = stranger._transact("renounceRole", int(Role.REGISTRAR))
+    receipt = stranger.transact("renounceRole", int(Role.REGISTRAR))
     assert memory.events(receipt["transactionHash"]) == []
 
 

@@ -48,7 +48,7 @@ def test_register_reverts_with_already_registered_and_its_fields(anvil) -> None:
 
 def test_node_revert_arrives_as_contract_custom_error_with_the_data(anvil) -> None:
     with pytest.raises(UnknownModel) as caught:
-        anvil.client._call("getRecord", digest("ghost").raw)
+        anvil.client.call("getRecord", digest("ghost").raw)
     cause = caught.value.__cause__
     assert isinstance(cause, ContractCustomError)
     assert cause.data == "0x" + (bytes.fromhex("a32d8b99") + digest("ghost").raw).hex()
@@ -56,7 +56,7 @@ def test_node_revert_arrives_as_contract_custom_error_with_the_data(anvil) -> No
 
 def test_get_record_of_unknown_digest_reverts_with_unknown_model(anvil) -> None:
     with pytest.raises(UnknownModel) as caught:
-        anvil.client._call("getRecord", digest("ghost").raw)
+        anvil.client.call("getRecord", digest("ghost").raw)
     assert caught.value.digest == digest("ghost")
 
 
@@ -112,19 +112,19 @@ def test_revoke_reverts_with_not_allowed_to_revoke(anvil) -> None:
 def test_revoke_reverts_with_invalid_reason(anvil, reason: int) -> None:
     anvil.client.register(request("v1"))
     with pytest.raises(InvalidReason) as caught:
-        anvil.client._transact("revoke", digest("v1").raw, reason, ZERO32)
+        anvil.client.transact("revoke", digest("v1").raw, reason, ZERO32)
     assert caught.value.reason == reason
 
 
 def test_register_reverts_with_accuracy_out_of_range(anvil) -> None:
     with pytest.raises(AccuracyOutOfRange) as caught:
-        anvil.client._transact("register", digest("v1").raw, 10_001, TEST_SET.raw, CARD.raw, ZERO32)
+        anvil.client.transact("register", digest("v1").raw, 10_001, TEST_SET.raw, CARD.raw, ZERO32)
     assert caught.value.accuracy_bps == 10_001
 
 
 def test_register_reverts_with_zero_digest(anvil) -> None:
     with pytest.raises(ZeroDigest):
-        anvil.client._transact("register", ZERO32, 1, TEST_SET.raw, CARD.raw, ZERO32)
+        anvil.client.transact("register", ZERO32, 1, TEST_SET.raw, CARD.raw, ZERO32)
 
 
 def test_register_reverts_with_invalid_parent(anvil) -> None:

@@ -20,14 +20,11 @@ from chainkit import CARD, TEST_SET, digest
 from chainkit import request as request_for
 from eth_utils import to_checksum_address
 
-from registry.chain.client import (
-    BLOCKHASH_WINDOW,
-    RegistryClient,
-    deploy_contract,
-    send_transaction,
-)
+from registry.chain.client import RegistryClient
 from registry.chain.connection import connect, make_web3
+from registry.chain.deploy import deploy_contract
 from registry.chain.deployments import save_deployment
+from registry.chain.events import BLOCKHASH_WINDOW
 from registry.chain.keys import account_from_hex
 from registry.chain.reverts import (
     AlreadyRegistered,
@@ -55,8 +52,8 @@ OTHER_CONTRACT = "0x600a600c600039600a6000f3602a60005260206000f3"
 
 def deploy_other_contract(backend) -> str:
     client = backend.client
-    tx_hash = send_transaction(client, {"to": None, "data": OTHER_CONTRACT, "gas": 100_000})
-    receipt = client.wait_for_receipt(tx_hash)
+    sent = client.transactions.send({"to": None, "data": OTHER_CONTRACT, "gas": 100_000})
+    receipt = client.transactions.wait_for_receipt(sent.tx_hash)
     assert receipt["status"] == 1
     address = to_checksum_address(receipt["contractAddress"])
     assert bytes(client.w3.eth.get_code(address)) == bytes.fromhex("602a60005260206000f3")
@@ -99,8 +96,10 @@ def test_a_registration_event_is_reused_only_while_lookup_vouches_for_its_block(
     client = backend.client
     client.register(request_for("cached"))
     reads: list[int] = []
-    real_logs = client._logs
-    monkeypatch.setattr(client, "_logs", lambda *a, **k: reads.append(1) or real_logs(*a, **k))
+    real_logs = client.events.logs
+    monkeypatch.setattr(
+        client.events, "logs", lambda *a, **k: reads.append(1) or real_logs(*a, **k)
+    )
 
     for _ in range(2):
         assert client.get(digest("cached")).card_digest == CARD
@@ -119,13 +118,13 @@ def test_a_record_naming_a_block_past_the_head_is_refused_as_an_inconsistent_nod
 ) -> None:
     client = memory.client
     client.register(request_for("ahead"))
-    real_call = client._call
+    real_call = client.call
 
     def state_ahead_of_blocks(name: str, *args: Any) -> Any:
         stored, head, chain_id, block_hash = real_call(name, *args)
         return stored, head - 1, chain_id, block_hash  # storage names the head, blocks end before
 
-    monkeypatch.setattr(client, "_call", state_ahead_of_blocks)
+    monkeypatch.setattr(client, "call", state_ahead_of_blocks)
     with pytest.raises(ChainError, match="past the chain's head") as caught:
         client.get(digest("ahead"))
     assert "consistent state" in caught.value.message
@@ -380,7 +379,7 @@ def test_a_failed_write_of_unknown_model_carries_its_tx_hash(backend) -> None:
 
 def test_get_record_of_unknown_digest_raises_unknown_model(backend) -> None:
     with pytest.raises(UnknownModel) as caught:
-        backend.client._call("getRecord", digest("ghost").raw)
+        backend.client.call("getRecord", digest("ghost").raw)
     assert caught.value.digest == digest("ghost")
     assert "tx_hash" not in caught.value.details
 
@@ -569,15 +568,14 @@ def test_a_revert_is_explained_by_the_state_the_transaction_ran_against(anvil) -
     with manual_mining(anvil):
         base = anvil.client.w3.eth.get_block("latest")["baseFeePerGas"]
         # A lower tip than the registration's orders the revocation after it in the block.
-        revoker._fees = (time.monotonic() + 3600, {"maxFeePerGas": 2 * base + 1,
-                                                   "maxPriorityFeePerGas": 1})  # fmt: skip
+        revoker.transactions.set_fees(
+            {"maxFeePerGas": 2 * base + 1, "maxPriorityFeePerGas": 1}, for_s=3600
+        )
         nonces = [anvil.client.w3.eth.get_transaction_count(a) for a in (anvil.admin,
                                                                           anvil.address(1))]  # fmt: skip
         registering = run("register", lambda: anvil.client.register(request_for("v1")))
         wait_pending(anvil.admin, nonces[0])
-        revoking = run(
-            "revoke", lambda: revoker._transact("revoke", digest("v1").raw, 0, bytes(32))
-        )
+        revoking = run("revoke", lambda: revoker.transact("revoke", digest("v1").raw, 0, bytes(32)))
         wait_pending(anvil.address(1), nonces[1])
         anvil.mine(1)
         registering.join(10)
@@ -699,7 +697,6 @@ def test_deploy_with_zero_admin_raises_zero_address(memory) -> None:
 def test_deploy_returns_a_client_and_record_for_the_new_contract(memory) -> None:
     account = memory.account(3)
     client, deployment = deploy_contract(memory.client.w3, account, endpoint="memory")
-    client._io_lock = memory.client._io_lock
     assert deployment.address == client.address != memory.client.address
     assert deployment.deployer == account.address
     assert deployment.chain_id == memory.client.w3.eth.chain_id

@@ -18,7 +18,6 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 
 from registry.chain import reverts as contract_errors
 from registry.chain.artifacts import load_artifact
-from registry.chain.client import RegistryClient
 from registry.chain.reverts import (
     AccuracyOutOfRange,
     AlreadyRegistered,
@@ -39,8 +38,9 @@ from registry.chain.reverts import (
     ZeroDigest,
     ZeroTestSetDigest,
 )
+from registry.chain.rpc import Rpc
 from registry.core.digest import Digest
-from registry.errors import ContractRevert
+from registry.errors import ChainUnavailable, ContractRevert
 
 ACCOUNT = "0x2B5AD5c4795c026514f8317c7a215E218DcCD6cF"
 D1 = hashlib.sha256(b"checkpoint").digest()
@@ -92,10 +92,10 @@ def decoder() -> RevertDecoder:
     return RevertDecoder(load_artifact().abi)
 
 
-@pytest.fixture(scope="module")
-def offline_client() -> RegistryClient:
-    """A client that never talks to a chain: only its translation of exceptions is exercised."""
-    return RegistryClient(Web3(), address="0x" + "11" * 20, endpoint="memory")
+@pytest.fixture
+def offline_rpc(decoder: RevertDecoder) -> Rpc:
+    """The translation point without a chain behind it: only its translation is exercised."""
+    return Rpc(Web3(), endpoint="memory", decoder=decoder)
 
 
 def raising(exc: Exception):
@@ -197,7 +197,7 @@ def test_undecoded_revert_is_a_contract_revert() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The two shapes a revert arrives in, through the client's one translation point
+# The two shapes a revert arrives in, through the one translation point (rpc.py)
 # --------------------------------------------------------------------------------------------
 
 ALREADY = revert_data(
@@ -212,69 +212,83 @@ def assert_already_registered(error: BaseException) -> None:
 
 
 def test_eth_tester_transaction_failed_with_bytes_in_message_decodes(
-    offline_client: RegistryClient,
+    offline_rpc: Rpc,
 ) -> None:
     cause = EthTesterTransactionFailed(f"execution reverted: {ALREADY!r}")
     with pytest.raises(AlreadyRegistered) as caught:
-        offline_client._io(raising(cause))
+        offline_rpc.run(raising(cause))
     assert_already_registered(caught.value)
     assert caught.value.__cause__ is cause
 
 
 def test_eth_tester_transaction_failed_with_bytes_argument_decodes(
-    offline_client: RegistryClient,
+    offline_rpc: Rpc,
 ) -> None:
     with pytest.raises(AlreadyRegistered) as caught:
-        offline_client._io(raising(EthTesterTransactionFailed(ALREADY)))
+        offline_rpc.run(raising(EthTesterTransactionFailed(ALREADY)))
     assert_already_registered(caught.value)
 
 
 def test_eth_tester_revert_with_quote_and_backslash_bytes_decodes(
-    offline_client: RegistryClient,
+    offline_rpc: Rpc,
 ) -> None:
     # Digests whose bytes print as quotes or backslashes must survive repr -> literal_eval.
     tricky = b"'\"\\" + bytes(29)
     data = revert_data("ModelRegistryUnknownModel(bytes32)", ["bytes32"], [tricky])
     with pytest.raises(UnknownModel) as caught:
-        offline_client._io(raising(EthTesterTransactionFailed(f"execution reverted: {data!r}")))
+        offline_rpc.run(raising(EthTesterTransactionFailed(f"execution reverted: {data!r}")))
     assert caught.value.digest == Digest.from_bytes(tricky)
 
 
 def test_eth_tester_revert_without_data_gives_undecoded_revert(
-    offline_client: RegistryClient,
+    offline_rpc: Rpc,
 ) -> None:
     with pytest.raises(UndecodedRevert) as caught:
-        offline_client._io(raising(EthTesterTransactionFailed("execution reverted")))
+        offline_rpc.run(raising(EthTesterTransactionFailed("execution reverted")))
     assert caught.value.data == b""
 
 
-def test_node_contract_custom_error_decodes(offline_client: RegistryClient) -> None:
+def test_node_contract_custom_error_decodes(offline_rpc: Rpc) -> None:
     cause = ContractCustomError("0x" + ALREADY.hex(), data="0x" + ALREADY.hex())
     with pytest.raises(AlreadyRegistered) as caught:
-        offline_client._io(raising(cause))
+        offline_rpc.run(raising(cause))
     assert_already_registered(caught.value)
     assert caught.value.__cause__ is cause
 
 
-def test_node_contract_logic_error_with_hex_data_decodes(offline_client: RegistryClient) -> None:
+def test_node_contract_logic_error_with_hex_data_decodes(offline_rpc: Rpc) -> None:
     cause = ContractLogicError("execution reverted", data="0x" + ALREADY.hex())
     with pytest.raises(AlreadyRegistered) as caught:
-        offline_client._io(raising(cause))
+        offline_rpc.run(raising(cause))
     assert_already_registered(caught.value)
 
 
 def test_node_contract_logic_error_without_data_gives_plain_contract_revert(
-    offline_client: RegistryClient,
+    offline_rpc: Rpc,
 ) -> None:
     with pytest.raises(ContractRevert) as caught:
-        offline_client._io(raising(ContractLogicError("execution reverted: out of gas")))
+        offline_rpc.run(raising(ContractLogicError("execution reverted: out of gas")))
     assert type(caught.value) is ContractRevert
     assert "out of gas" in caught.value.message
 
 
-def test_other_exceptions_pass_through_untranslated(offline_client: RegistryClient) -> None:
+def test_a_connection_failure_is_chain_unavailable_and_tells_the_listeners(
+    offline_rpc: Rpc,
+) -> None:
+    forgotten: list[str] = []
+    offline_rpc.on_disconnect(lambda: forgotten.append("identity"))
+    offline_rpc.on_disconnect(lambda: forgotten.append("nonce"))
+    cause = ConnectionRefusedError("nothing listens")
+    with pytest.raises(ChainUnavailable) as caught:
+        offline_rpc.run(raising(cause))
+    assert caught.value.endpoint == "memory"
+    assert caught.value.__cause__ is cause
+    assert forgotten == ["identity", "nonce"]
+
+
+def test_other_exceptions_pass_through_untranslated(offline_rpc: Rpc) -> None:
     with pytest.raises(KeyError):
-        offline_client._io(raising(KeyError("a bug, not a chain problem")))
+        offline_rpc.run(raising(KeyError("a bug, not a chain problem")))
 
 
 def test_module_exports_a_class_per_error_and_nothing_stale() -> None:

@@ -56,8 +56,9 @@ def die(stage: str, **fields: Any) -> None:
 
 def wire_stage(client: RegistryClient, spec: dict[str, Any]) -> None:
     stage = spec["stage"]
-    real_sign = client.sign
-    real_wait = client.wait_for_receipt
+    transactions = client.transactions
+    real_sign = transactions.sign
+    real_wait = transactions.wait_for_receipt
     real_receipt = client.w3.eth.get_transaction_receipt
 
     def sign(tx: dict[str, Any], nonce: int) -> bytes:
@@ -110,8 +111,8 @@ def wire_stage(client: RegistryClient, spec: dict[str, Any]) -> None:
             if stage == "polling" and polled["calls"] >= spec.get("polls", 1):
                 die(stage, tx_hash=str(tx_hash), **polled)
 
-    client.sign = sign  # type: ignore[method-assign]
-    client.wait_for_receipt = wait_for_receipt  # type: ignore[method-assign]
+    transactions.sign = sign  # type: ignore[method-assign]
+    transactions.wait_for_receipt = wait_for_receipt  # type: ignore[method-assign]
     client.w3.eth.get_transaction_receipt = get_transaction_receipt  # type: ignore[method-assign]
 
 

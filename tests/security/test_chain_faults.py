@@ -40,14 +40,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from eth_abi import encode as abi_encode
 from hexbytes import HexBytes
 
-from registry.chain.client import GAS_LIMITS, RegistryClient, deploy_contract
+from registry.chain.client import RegistryClient
 from registry.chain.connection import make_web3
+from registry.chain.deploy import deploy_and_grant_self
 from registry.chain.deployments import Deployment
 from registry.chain.keys import account_from_hex
 from registry.chain.reverts import AlreadyRegistered
+from registry.chain.transactions import GAS_LIMITS
 from registry.core.digest import ZERO, Digest, digest_bytes
 from registry.core.records import RegisterRequest, RevocationReason, Role
 from registry.devnet import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilNode, free_port
@@ -116,7 +117,7 @@ class Chain:
                     "address": self.deployment.address,
                     "fromBlock": 0,
                     "toBlock": "latest",
-                    "topics": [self.admin._topic_registered, "0x" + of.raw.hex()],
+                    "topics": [self.admin.abi.registered_topic, "0x" + of.raw.hex()],
                 }
             )
         )
@@ -139,11 +140,9 @@ class Chain:
 
 def deploy(node: AnvilNode) -> Chain:
     w3 = make_web3(node.url, 5.0)
-    admin, deployment = deploy_contract(
+    admin, deployment = deploy_and_grant_self(
         w3, account_from_hex(DEV_PRIVATE_KEYS[0], "dev 0"), endpoint=node.url
     )
-    admin.grant_role(Role.REGISTRAR, DEV_ADDRESSES[0])
-    admin.grant_role(Role.REVOKER, DEV_ADDRESSES[0])
     admin.grant_role(Role.REGISTRAR, DEV_ADDRESSES[REGISTRAR])
     return Chain(node, admin, deployment)
 
@@ -344,13 +343,16 @@ def raw_transaction(chain: Chain, tx_hash: str) -> str:
 
 def signed_register(client: RegistryClient, request: RegisterRequest, nonce: int) -> str:
     """A register transaction signed by ``client``'s key at ``nonce``, not sent."""
-    fn = client._functions["register"]
-    data = fn.selector + abi_encode(
-        fn.inputs,
-        [request.digest.raw, request.accuracy_bps, TEST_SET.raw, request.card_digest.raw, ZERO.raw],
+    data = client.abi.encode_call(
+        "register",
+        request.digest.raw,
+        request.accuracy_bps,
+        TEST_SET.raw,
+        request.card_digest.raw,
+        ZERO.raw,
     )
     tx = {"to": client.address, "data": "0x" + data.hex(), "gas": GAS_LIMITS["register"]}
-    return "0x" + client.sign(tx, nonce).hex()
+    return "0x" + client.transactions.sign(tx, nonce).hex()
 
 
 def expected_reason(confirmations: int, depth: int) -> str:
@@ -636,9 +638,9 @@ def test_a_write_while_the_node_is_down_raises_chain_unavailable_instead_of_hang
     writer = chain.client(0)
     writer.register(request_for("before"))  # identity, nonce and fees now cached
     if first_io == "nonce":
-        writer._next_nonce = None
+        writer.transactions.resync_nonce()
     if first_io == "fees":
-        writer._fees = None
+        writer.transactions.expire_fees()
     node.stop()
 
     for _ in range(2):  # the second attempt would block on a lock the first left held

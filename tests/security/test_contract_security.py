@@ -51,15 +51,14 @@ SLOT_ADMIN, SLOT_PENDING_ADMIN, SLOT_ROLES, SLOT_ENTRIES, SLOT_REVOCATIONS = ran
 
 
 def calldata(chain, name: str, *args: Any) -> str:
-    fn = chain.client._functions[name]
-    return "0x" + (fn.selector + abi_encode(fn.inputs, args)).hex()
+    return "0x" + chain.client.abi.encode_call(name, *args).hex()
 
 
 def call_as(chain, sender: str, name: str, *args: Any) -> bytes:
     """``eth_call`` of a write function from ``sender``: its verdict without a transaction."""
     client = chain.client
     tx = {"from": sender, "to": client.address, "data": calldata(chain, name, *args)}
-    return bytes(client._io(lambda: client.w3.eth.call(tx)))  # type: ignore[arg-type]
+    return client.rpc.eth_call(tx)
 
 
 def events_of(chain, receipt: dict) -> list[tuple[str, dict]]:
@@ -98,7 +97,7 @@ def send_raw(chain, index: int, to: str, data: str = "0x", value: int = 0) -> di
     """Sign and send a transaction the client would never build (e.g. with ETH attached)."""
     w3 = chain.client.w3
     account = chain.account(index)
-    fees = chain.client.fee_fields()
+    fees = chain.client.transactions.fee_fields()
     tx = {
         "to": to,
         "data": data,
@@ -246,14 +245,14 @@ WRITES: dict[str, WriteCase] = {
         effect=lambda cast, who: cast.chain.client.get(digest("fresh")).registrant == who,
     ),
     "revoke": WriteCase(
-        act=lambda cast, c: c._transact("revoke", cast.target.raw, 2, ZERO32),
+        act=lambda cast, c: c.transact("revoke", cast.target.raw, 2, ZERO32),
         allowed=frozenset({"revoker-only"}),
         refusal=lambda cast, who: (NotAllowedToRevoke, {"account": who, "digest": cast.target}),
         events=_revoked,
         effect=lambda cast, who: not cast.chain.client.is_valid(cast.target),
     ),
     "grantRole": WriteCase(
-        act=lambda cast, c: c._transact("grantRole", int(Role.REGISTRAR), cast.fresh_account),
+        act=lambda cast, c: c.transact("grantRole", int(Role.REGISTRAR), cast.fresh_account),
         allowed=frozenset({"admin-without-roles"}),
         refusal=lambda cast, who: (NotAdmin, {"account": who}),
         events=lambda cast, who, receipt: [
@@ -262,7 +261,7 @@ WRITES: dict[str, WriteCase] = {
         effect=lambda cast, who: cast.chain.client.has_role(Role.REGISTRAR, cast.fresh_account),
     ),
     "removeRole": WriteCase(
-        act=lambda cast, c: c._transact(
+        act=lambda cast, c: c.transact(
             "removeRole", int(Role.REGISTRAR), cast.owner.account.address
         ),
         allowed=frozenset({"admin-without-roles"}),
@@ -275,7 +274,7 @@ WRITES: dict[str, WriteCase] = {
         ),
     ),
     "transferAdmin": WriteCase(
-        act=lambda cast, c: c._transact("transferAdmin", cast.fresh_account),
+        act=lambda cast, c: c.transact("transferAdmin", cast.fresh_account),
         allowed=frozenset({"admin-without-roles"}),
         refusal=lambda cast, who: (NotAdmin, {"account": who}),
         events=lambda cast, who, receipt: [
@@ -284,14 +283,14 @@ WRITES: dict[str, WriteCase] = {
         effect=lambda cast, who: admin_state(cast.chain) == (who, cast.fresh_account),
     ),
     "acceptAdmin": WriteCase(
-        act=lambda cast, c: c._transact("acceptAdmin"),
+        act=lambda cast, c: c.transact("acceptAdmin"),
         allowed=frozenset(),  # nothing is pending: not even the admin may accept
         refusal=lambda cast, who: (NotPendingAdmin, {"account": who}),
         events=lambda cast, who, receipt: [],
         effect=lambda cast, who: False,
     ),
     "renounceRole": WriteCase(
-        act=lambda cast, c: c._transact("renounceRole", int(Role.REGISTRAR)),
+        act=lambda cast, c: c.transact("renounceRole", int(Role.REGISTRAR)),
         allowed=frozenset(CALLERS),  # anyone, but it only ever touches the caller's own role
         refusal=lambda cast, who: (ContractRevert, {}),
         events=_renounced,
@@ -501,22 +500,22 @@ def _zero_register(position: str):
 
 def _zero_revoke_digest(chain) -> None:
     with pytest.raises(UnknownModel) as caught:
-        chain.client._transact("revoke", ZERO32, 1, ZERO32)
+        chain.client.transact("revoke", ZERO32, 1, ZERO32)
     assert caught.value.digest.raw == ZERO32
 
 
 def _zero_revoke_replacement(chain) -> None:
     chain.client.register(request("v1"))
-    receipt = chain.client._transact("revoke", digest("v1").raw, 1, ZERO32)
+    receipt = chain.client.transact("revoke", digest("v1").raw, 1, ZERO32)
     assert events_of(chain, receipt)[0][1]["replacement"] == ZERO32
     assert chain.client.get(digest("v1")).revocation.replacement is None
 
 
 def _zero_views(chain) -> None:
-    assert chain.client._call("isRegistered", ZERO32) == (False,)
-    assert chain.client._call("isValid", ZERO32) == (False,)
+    assert chain.client.call("isRegistered", ZERO32) == (False,)
+    assert chain.client.call("isValid", ZERO32) == (False,)
     with pytest.raises(UnknownModel):
-        chain.client._call("getRecord", ZERO32)
+        chain.client.call("getRecord", ZERO32)
 
 
 ZERO_POSITIONS = {
@@ -549,7 +548,7 @@ def _revoke_breaking(chain, caller: int | None, target: str, reason: int, replac
         chain.client.revoke(digest("v1"), RevocationReason.SUPERSEDED)
     label = "v1" if target == "revoked v1" else target
     client = chain.client if caller is None else chain.other(caller)
-    client._transact("revoke", digest(label).raw, reason, digest(replacement).raw)
+    client.transact("revoke", digest(label).raw, reason, digest(replacement).raw)
 
 
 ERROR_ORDER: dict[str, tuple[Callable[[Any], None], type, Callable[[Any], dict]]] = {
@@ -724,7 +723,7 @@ def test_largest_uint40_timestamp_is_stored_exactly(anvil, operation: str) -> No
         anvil.client.register(request("v1"))
     else:
         anvil.client.revoke(digest("v1"), RevocationReason.OTHER)
-    (stored,) = anvil.client._call("getRecord", digest("v1").raw)
+    (stored,) = anvil.client.call("getRecord", digest("v1").raw)
     assert stored[1 if operation == "register" else 4] == UINT40_MAX
     assert anvil.client.is_valid(digest("v1")) is (operation == "register")
 
@@ -733,7 +732,7 @@ def test_largest_uint40_timestamp_is_stored_exactly(anvil, operation: str) -> No
 def test_registration_past_the_uint40_range_stays_registered(anvil) -> None:
     _next_block_at(anvil, UINT40_MAX + 1)
     register_raw(anvil.client, digest("v1").raw, accuracy=9_000)
-    assert anvil.client._call("isRegistered", digest("v1").raw) == (True,)
+    assert anvil.client.call("isRegistered", digest("v1").raw) == (True,)
     with pytest.raises(AlreadyRegistered):
         register_raw(anvil.other(1, Role.REGISTRAR), digest("v1").raw, accuracy=10_000)
 
@@ -742,8 +741,8 @@ def test_registration_past_the_uint40_range_stays_registered(anvil) -> None:
 def test_revocation_past_the_uint40_range_stays_revoked(anvil) -> None:
     anvil.client.register(request("v1"))
     _next_block_at(anvil, UINT40_MAX + 1)
-    anvil.client._transact("revoke", digest("v1").raw, 2, ZERO32)
-    assert anvil.client._call("isValid", digest("v1").raw) == (False,)
+    anvil.client.transact("revoke", digest("v1").raw, 2, ZERO32)
+    assert anvil.client.call("isValid", digest("v1").raw) == (False,)
 
 
 # --------------------------------------------------------------------------------------------
@@ -855,7 +854,7 @@ def test_raw_storage_matches_the_documented_packing(memory) -> None:
     entry, revocation, replacement = (
         int.from_bytes(slot, "big") for slot in raw_storage(memory, digest("v1"))
     )
-    (stored,) = memory.client._call("getRecord", digest("v1").raw)
+    (stored,) = memory.client.call("getRecord", digest("v1").raw)
     mask40 = 2**40 - 1
     assert to_checksum_address((entry & (2**160 - 1)).to_bytes(20, "big")) == memory.admin
     assert (entry >> 160) & mask40 == stored[1]
