@@ -4,7 +4,7 @@
     python scripts/reliability_report.py [--quick] [--skip-load] [--json] [--timeout 3600]
 
 1. ``pytest tests/security`` and the related modules elsewhere (hostile uploads and chain outage
-   of the API, the checkpoint guard, hashing and signing), with ``--junitxml``; then the schema
+   of the API, the header check, hashing and signing), with ``--junitxml``; then the schema
    fuzz once more against a real uvicorn server (``SCHEMA_FUZZ_TRANSPORT=uvicorn``). Each test
    case is counted in a group: by module (model files, files & paths, contract, chain faults, API
    schema fuzz, API abuse, ...), except that every Hypothesis ``@given`` test counts as a
@@ -38,7 +38,7 @@ SECURITY = "tests/security"
 RELATED = [
     "tests/api/test_api_hostile_input.py",
     "tests/api/test_api_chain_outage.py",
-    "tests/registry/test_checkpoint_guard.py",
+    "tests/modelformat/test_header.py",
     "tests/registry/test_hashing.py",
     "tests/registry/test_signing.py",
 ]
@@ -47,7 +47,7 @@ SCHEMA_FUZZ = "tests/security/test_api_schema_fuzz.py"
 # Module -> case family; a module not listed is shown under its own name.
 GROUPS = {
     "test_model_files": "model files",
-    "test_checkpoint_guard": "model files: checkpoint guard",
+    "test_header": "model files: checkpoint header check",
     "test_files_and_paths": "files & paths",
     "test_contract_security": "contract",
     "test_static_analysis": "contract: static analysis",

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Mutation fuzzer for modelformat.header.inspect_checkpoint.
 
-The guard's contract: for any bytes, it returns a CheckedCheckpoint or raises InvalidCheckpoint,
+The check's contract: for any bytes, it returns a CheckedCheckpoint or raises InvalidCheckpoint,
 quickly. Anything else (another exception, a slow input) is a crash. Inputs come from valid LeNet
 checkpoints mutated at the byte, JSON-token and header-structure level (mostly inside the header,
 where the parsing happens), from pickles and zips, and from random bytes. Every accepted input is
-also loaded with safetensors.numpy and must agree with what the guard reported (differential check).
+also loaded with safetensors.numpy and must agree with what the check reported (differential check).
 
-    python scripts/fuzz_checkpoint_guard.py [N=1000000] [--seed S] [--crash-dir DIR]
+    python scripts/fuzz_checkpoint_header.py [N=1000000] [--seed S] [--crash-dir DIR]
 
 Prints the number of inputs, crashes, acceptances, the rate and the slowest input; exits 1 if
 anything crashed. The recursion limit is raised as web3's dependencies raise it in the server, so
@@ -294,9 +294,9 @@ def agrees_with_loader(data: bytes, checked: CheckedCheckpoint) -> str | None:
         entry = checked.tensors[name]
         start, end = entry.data_offsets
         if array.shape != entry.shape:
-            return f"{name}: loader shape {array.shape}, guard {entry.shape}"
+            return f"{name}: loader shape {array.shape}, check {entry.shape}"
         if data[checked.data_start + start : checked.data_start + end] != array.tobytes():
-            return f"{name}: loader bytes differ from the guard's offsets"
+            return f"{name}: loader bytes differ from the check's offsets"
     return None
 
 
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             accepted += 1
             try:
                 disagreement = agrees_with_loader(data, checked)
-            except Exception as exc:  # the loader refused what the guard accepted
+            except Exception as exc:  # the loader refused what the check accepted
                 disagreement = f"safetensors refused an accepted file: {exc}"
             if disagreement:
                 crashes[f"differential: {disagreement[:120]}"] += 1
