@@ -2,5 +2,6 @@
 
 ``spec`` says what a LeNet checkpoint is (metadata keys, expected tensors); ``header`` is the one
 strict safetensors header reader, which refuses pickles, zips and anything else before any
-deserialiser sees the bytes; ``errors`` is the root of the product's exception tree.
+deserialiser sees the bytes; ``strictjson`` holds the JSON rules the header and the metadata
+share; ``errors`` is the root of the product's exception tree.
 """

@@ -1,12 +1,17 @@
-"""The root of the product's one exception tree, and the errors of the checkpoint format.
+"""The root of the product's one exception tree, and the errors of the checkpoint and card formats.
 
 It lives here, below both ``registry`` and ``training``, because both raise these: ``training``
 never imports ``registry``, so the root cannot live there. ``registry.errors`` draws the whole tree
 and re-exports these classes; ``training.errors`` hangs the trainer's errors under ``InvalidInput``.
 
+Every checkpoint refusal is an ``InvalidCheckpoint``: ``PickleRejected`` for a pickle or zip,
+``MalformedCheckpoint`` (with a ``problem`` code) for bytes that are not exactly our safetensors
+layout, ``SpecError`` for a header field that describes no network this product builds.
+
 Callers read fields (``exc.reason``), never parse ``str(exc)``. Every message says what happened,
 the offending value, and what to do next. ``code`` is the stable machine-readable name used by the
-CLI's ``--json`` output and the HTTP API's error body.
+CLI's ``--json`` output and the HTTP API's error body: one meaning, one code (a test enforces it),
+except where a subclass deliberately shares its parent's, as ``MalformedCheckpoint`` does.
 """
 
 from __future__ import annotations
@@ -34,6 +39,16 @@ class RegistryError(Exception):
 
 class InvalidInput(RegistryError):
     code = "invalid_input"
+
+
+class InvalidModelCard(InvalidInput):
+    """A model card the product will not anchor: not canonical JSON, or missing what it must say.
+
+    Here rather than in ``registry.errors`` because the trainer refuses cards too
+    (``training.errors.CardError`` is one of these, with the field at fault).
+    """
+
+    code = "invalid_model_card"
 
 
 class InvalidCheckpoint(InvalidInput):
@@ -93,14 +108,3 @@ class SpecError(InvalidCheckpoint, ValueError):
         )
         self.reason = problem
         self.key, self.value, self.problem = key, value, problem
-
-
-class CheckpointError(InvalidCheckpoint, ValueError):
-    """Bytes that are not a well-formed safetensors checkpoint."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(
-            f"not a loadable checkpoint: {problem}",
-            "only safetensors files written by `registry train` are accepted",
-        )
-        self.problem = problem

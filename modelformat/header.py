@@ -10,30 +10,35 @@ safetensors loader itself is native code. So this module reads the in-memory byt
 - pickles and zip archives (what ``torch.save`` writes) are named and refused, never opened;
 - the header length is capped (1 MiB) before anything is allocated from it, and at most
   ``MAX_TENSORS`` entries are looked at, so a header claiming millions of tensors costs nothing;
-- the JSON must be one object without duplicate keys (two parsers could otherwise disagree on
-  which value counts), with ``__metadata__`` of strings that ``modelformat.spec`` accepts;
+- the JSON must be one object that ``modelformat.strictjson`` accepts (no duplicate keys, no
+  NaN, bounded nesting and integer length, checked before ``json.loads`` runs), with
+  ``__metadata__`` of strings that ``modelformat.spec`` accepts (its JSON values by the same rules);
 - the tensor set must be exactly what that architecture expects (names, dtype, shape), and the
   data offsets must tile the data section from 0 to its last byte with no gap, overlap or tail.
 
 Every refusal is an ``InvalidCheckpoint`` (``PickleRejected`` for pickles and zips) whose reason
 names the offending value; ``MalformedCheckpoint.problem`` is a stable code for programs.
+
+This is the product's only safetensors header reader: the trainer checks what it writes and what
+it loads with it too, so the registry and the trainer cannot disagree on what a checkpoint is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-import json
 import math
 import pickletools
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from modelformat import strictjson
 from modelformat.errors import MalformedCheckpoint, PickleRejected, SpecError
 from modelformat.spec import ModelSpec, expected_tensor_specs, parse_metadata
+from modelformat.strictjson import short as _short
 
 DEFAULT_MAX_HEADER_BYTES = 1 << 20
 # LeNet-5 has 10 tensors; anything far beyond that is not a checkpoint we serve.
@@ -68,15 +73,10 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 # Protocol 0 and 1 pickles have no marker; they start with one of these opcodes.
 _PICKLE_V0_V1_OPCODES = frozenset(ord(op.code) for op in pickletools.opcodes if op.proto <= 1)
 _PICKLE_SNIFF_BYTES = 1 << 16
-
-# A safetensors header nests 3 deep (header -> tensor entry -> shape). The limit is checked before
-# json.loads runs, because the C decoder recurses on the C stack and only stops at the
-# interpreter's recursion limit, which web3's dependencies (py_ecc, py-evm) raise to 100 000 at
-# import: in such a process, a header of 100 000 '[' crashes the interpreter instead of raising.
-MAX_JSON_DEPTH = 8
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-_TOO_DEEP_RUN = re.compile(rb"[\[{]{%d}" % (MAX_JSON_DEPTH + 1))
+# strictjson's problem codes that keep a name of their own here; the rest are "header_not_json".
+_HEADER_JSON_PROBLEMS: Mapping[str, str] = MappingProxyType(
+    {"not_utf8": "header_not_utf8", "duplicate_key": "duplicate_key"}
+)
 
 
 def _spec_refused(exc: ValueError, context: str) -> MalformedCheckpoint:
@@ -105,11 +105,22 @@ class CheckedCheckpoint:
     tensors: Mapping[str, TensorEntry]
     # Absolute offset of the data section in the file: 8 + header length.
     data_start: int
+    # Length of the whole file, and SHA-256 hex of its first data_start bytes (length + header):
+    # together they pin the checked bytes, as the layout check ties the header to the file size.
+    size: int
+    header_sha256: str
 
+    def describes(self, data: bytes | bytearray | memoryview) -> bool:
+        """Whether this result holds for ``data``: same length, same header bytes.
 
-def _short(value: object, limit: int = 80) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+        The tensor bytes were never interpreted, so a file with this header and this length
+        passes exactly as the checked one did; a loader handed this result can skip the parse.
+        """
+        view = memoryview(data).cast("B")
+        return (
+            len(view) == self.size
+            and hashlib.sha256(view[: self.data_start]).hexdigest() == self.header_sha256
+        )
 
 
 def _sniff_pickle_or_zip(view: memoryview) -> str | None:
@@ -134,39 +145,6 @@ def _sniff_pickle_or_zip(view: memoryview) -> str | None:
     return None
 
 
-def _nesting_exceeds(text: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether ``text``, read as JSON, nests deeper than ``limit`` (or its brackets do not pair).
-
-    No recursion and only C-speed passes: drop string literals, keep the brackets, and peel off
-    all innermost pairs at once, ``limit`` times (the NUL placeholder stops a pass from removing
-    a pair that only forms once its inner pair is gone). Anything left is deeper, or unbalanced.
-    """
-    brackets = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
-    if limit == MAX_JSON_DEPTH and _TOO_DEEP_RUN.search(brackets):
-        return True  # the common attack, a long run of openers, without peeling 1 MiB 8 times
-    for _ in range(limit):
-        if not brackets:
-            return False
-        brackets = brackets.replace(b"[]", b"\0").replace(b"{}", b"\0").replace(b"\0", b"")
-    return bool(brackets)
-
-
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise MalformedCheckpoint(
-                "duplicate_key",
-                f"the header has the key {_short(key)} twice; parsers disagree on which one counts",
-            )
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise MalformedCheckpoint("header_not_json", f"the header contains {name}, which is not JSON")
-
-
 def _parse_header(raw: bytes) -> dict[str, Any]:
     if not raw.startswith(b"{"):
         raise MalformedCheckpoint(
@@ -174,29 +152,10 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
             f"the header must start with '{{' but starts with {_short(raw[:16])}",
         )
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedCheckpoint(
-            "header_not_utf8", f"the header is not UTF-8 (byte {exc.start}: {exc.reason})"
-        ) from None
-    if _nesting_exceeds(raw):
-        raise MalformedCheckpoint(
-            "header_not_json",
-            f"the header JSON is nested more than {MAX_JSON_DEPTH} levels deep, or its brackets "
-            "do not pair (a safetensors header nests 3 deep)",
-        )
-    try:
-        header = json.loads(
-            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
-        )
-    except RecursionError:  # unreachable after the depth check; a second line of defence
-        raise MalformedCheckpoint(
-            "header_not_json", "the header JSON is nested too deeply"
-        ) from None
-    except MalformedCheckpoint:
-        raise
-    except ValueError as exc:
-        raise MalformedCheckpoint("header_not_json", f"the header is not JSON ({exc})") from None
+        header = strictjson.loads(raw)
+    except strictjson.StrictJSONError as exc:
+        problem = _HEADER_JSON_PROBLEMS.get(exc.problem, "header_not_json")
+        raise MalformedCheckpoint(problem, f"the header {exc}") from None
     if not isinstance(header, dict):  # cannot happen after a '{'; kept for the type checker
         raise MalformedCheckpoint("header_not_object", "the header is not a JSON object")
     return header
@@ -383,25 +342,11 @@ def inspect_checkpoint(
             "bad_metadata",
             f"__metadata__ must map strings to strings, got {_short(metadata)}",
         )
-    for key, value in metadata.items():
-        # parse_metadata decodes some values as JSON: the same stack hazard as the header.
-        if value.lstrip()[:1] in ("[", "{") and _nesting_exceeds(value.encode()):
-            raise MalformedCheckpoint(
-                "bad_metadata",
-                f"metadata {_short(key)} holds JSON nested more than {MAX_JSON_DEPTH} levels deep "
-                "(or with brackets that do not pair)",
-                key=key,
-            )
     try:
+        # Also refuses the JSON inside metadata values by the rules the header JSON obeys.
         spec = parse_metadata(metadata)
     except ValueError as exc:
         raise _spec_refused(exc, "the metadata is not usable") from None
-    except (RecursionError, OverflowError) as exc:
-        # Metadata values are JSON inside JSON: a nested class_names or an integer too large for
-        # a float must not escape as anything but a refusal, whatever the parser does with it.
-        raise MalformedCheckpoint(
-            "bad_metadata", f"the metadata is not usable ({type(exc).__name__}: {exc})"
-        ) from None
     _check_architecture(spec, tensors)
 
     return CheckedCheckpoint(
@@ -409,4 +354,6 @@ def inspect_checkpoint(
         spec=spec,
         tensors=MappingProxyType(tensors),
         data_start=8 + header_len,
+        size=size,
+        header_sha256=hashlib.sha256(view[: 8 + header_len]).hexdigest(),
     )

@@ -1,10 +1,11 @@
 """What a LeNet-5 checkpoint must look like, decided without importing torch.
 
-The registry refuses a checkpoint *before* any deserialiser touches it: it reads the safetensors
-header (a length-prefixed JSON object) and compares it with what this module says the network
-needs. Keeping that knowledge here, in plain Python, means the verification path never pulls in
-torch, and the training side and the registry cannot drift apart: ``model.py`` builds its layers
-from the same numbers that ``expected_tensor_specs`` reports.
+The registry and the trainer refuse a checkpoint *before* any deserialiser touches it:
+``modelformat.header`` reads the safetensors header (a length-prefixed JSON object) and compares
+it with what this module says the network needs. Keeping that knowledge here, in plain Python,
+means the verification path never pulls in torch, and the training side and the registry cannot
+drift apart: ``model.py`` builds its layers from the same numbers that ``expected_tensor_specs``
+reports.
 
 Network (no padding, so a 28x28 input flattens to 16*4*4, not the 16*5*5 of the padded original)::
 
@@ -20,12 +21,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from modelformat.errors import CheckpointError, SpecError
+from modelformat import strictjson
+from modelformat.errors import SpecError
 
 ARCHITECTURE: Final = "lenet5"
 ARCHITECTURE_VERSION: Final = "1"
@@ -62,16 +63,8 @@ MAX_INPUT_SIZE: Final = 256
 MIN_CLASSES: Final = 2
 MAX_CLASSES: Final = 1000
 MAX_NAME_LENGTH: Final = 200
-# A real header for this network is ~1 KiB plus class names; anything this large is hostile.
-MAX_HEADER_BYTES: Final = 1 << 20
-# Our JSON nests at most 3 deep (header -> tensor entry -> shape). Checked before json.loads,
-# whose C decoder recurses on the C stack up to the interpreter's recursion limit, a limit some
-# libraries raise to 100 000: a header of 100 000 '[' would then crash the process.
-MAX_JSON_DEPTH: Final = 8
 
 _DECIMAL = re.compile(r"[1-9][0-9]{0,6}")
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -253,136 +246,14 @@ def parse_metadata(meta: Mapping[str, str]) -> ModelSpec:
     )
 
 
-def read_safetensors_header(data: bytes) -> tuple[dict[str, Any], int]:
-    """Parse the JSON header of safetensors ``data``; return it and the data section's offset.
-
-    Layout: 8-byte little-endian header length ``n``, ``n`` bytes of UTF-8 JSON, then raw tensor
-    bytes. Nothing here allocates more than the header itself.
-    """
-    if len(data) < 8:
-        raise CheckpointError(f"{len(data)} bytes is too short for a safetensors length prefix")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n == 0 or n > MAX_HEADER_BYTES or 8 + n > len(data):
-        raise CheckpointError(
-            f"header length {n} does not fit a {len(data)}-byte file "
-            f"(limit {MAX_HEADER_BYTES} bytes); is this a safetensors file?"
-        )
-    raw = data[8 : 8 + n]
-    if raw[:1] != b"{":
-        raise CheckpointError("header does not start with '{'; is this a safetensors file?")
-    try:
-        header = _loads(raw.decode("utf-8"))
-    except ValueError as exc:  # bad UTF-8, bad JSON, strictness, an integer over 4300 digits
-        raise CheckpointError(f"header is not valid UTF-8 JSON ({exc})") from exc
-    if not isinstance(header, dict):
-        raise CheckpointError("header is not a JSON object")
-    return header, 8 + n
-
-
-def check_checkpoint_header(data: bytes) -> ModelSpec:
-    """Validate a whole checkpoint's header against the network it claims; return its spec.
-
-    Checks, without deserialising a tensor: metadata (``parse_metadata``), exactly the expected
-    tensor names, dtype ``F32``, shapes, and ``data_offsets`` that tile the data section with no
-    gap, overlap or overrun. A file that passes can be handed to ``safetensors`` and
-    ``load_state_dict(strict=True)`` without surprises.
-    """
-    header, data_start = read_safetensors_header(data)
-    meta = header.pop("__metadata__", None)
-    if meta is None:
-        raise SpecError("__metadata__", None, "missing; the network cannot be rebuilt without it")
-    spec = parse_metadata(meta)
-    expected = spec.tensor_specs()
-    missing = sorted(set(expected) - set(header))
-    extra = sorted(set(header) - set(expected))
-    if missing or extra:
-        raise SpecError(
-            "tensors",
-            {"missing": missing, "unexpected": extra},
-            f"tensor names do not match {ARCHITECTURE} v{ARCHITECTURE_VERSION}",
-        )
-    spans: list[tuple[int, int, str]] = []
-    for name, (dtype, shape) in expected.items():
-        entry = header[name]
-        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise SpecError(name, entry, "must hold exactly dtype, shape and data_offsets")
-        if entry["dtype"] != dtype:
-            raise SpecError(name, entry["dtype"], f"dtype must be {dtype}")
-        if entry["shape"] != list(shape):
-            raise SpecError(name, entry["shape"], f"shape must be {list(shape)}")
-        offsets = entry["data_offsets"]
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        ):
-            raise SpecError(name, offsets, "data_offsets must be two integers")
-        begin, end = offsets
-        if end - begin != 4 * math.prod(shape):
-            raise SpecError(
-                name, offsets, f"spans {end - begin} bytes, shape needs {4 * math.prod(shape)}"
-            )
-        spans.append((begin, end, name))
-    position = 0
-    for begin, end, name in sorted(spans):
-        if begin != position:
-            raise SpecError(
-                name, [begin, end], f"data_offsets leave a gap or overlap at {position}"
-            )
-        position = end
-    if data_start + position != len(data):
-        raise CheckpointError(
-            f"tensors need {position} data bytes but the file has {len(data) - data_start}"
-        )
-    return spec
-
-
 # --- helpers ---------------------------------------------------------------------------------
-
-
-class _StrictJSONError(ValueError):
-    """Valid JSON that we still refuse: duplicate keys, NaN/Infinity, excessive nesting."""
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two readers of the same header must not see different values for one key.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _StrictJSONError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> None:
-    raise _StrictJSONError(f"{name} is not a finite number")
-
-
-def json_depth(text: str) -> int:
-    """Deepest nesting of ``[``/``{`` in JSON ``text``, brackets inside strings ignored."""
-    depth = deepest = 0
-    for run in _NOT_BRACKET.split(_JSON_STRING.sub('""', text)):
-        for ch in run:
-            if ch in "[{":
-                depth += 1
-                deepest = max(deepest, depth)
-            else:
-                depth -= 1
-    return deepest
-
-
-def _loads(text: str) -> Any:
-    # Strict: no duplicate keys, no NaN/Infinity, bounded nesting (see MAX_JSON_DEPTH).
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise _StrictJSONError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
 
 
 def _strict_json(key: str, text: str) -> Any:
     try:
-        return _loads(text)
-    except ValueError as exc:  # also an integer literal over Python's 4300-digit limit
-        raise SpecError(key, text, f"is not valid JSON ({exc})") from exc
+        return strictjson.loads(text)
+    except strictjson.StrictJSONError as exc:
+        raise SpecError(key, text, f"the value {exc}") from None
 
 
 def _compact_json(value: object) -> str:

@@ -119,11 +119,11 @@ class Gate:
         if self.loaded(digest):
             return self.ensure_valid(digest)
         verdict = self._valid_verdict(digest)
-        inspect_checkpoint(frozen)
+        checked = inspect_checkpoint(frozen)  # torch-free, before training is even imported
 
         from training.checkpoint import load_checkpoint_bytes
 
-        network, spec = load_checkpoint_bytes(frozen)
+        network, spec = load_checkpoint_bytes(frozen, checked)
         model = LoadedModel(digest, spec, network, verdict)
         with self._lock:
             self._models[digest] = model

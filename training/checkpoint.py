@@ -5,6 +5,10 @@ weights must give the same bytes. ``safetensors.torch.save`` does not: it stores
 in hash-map order, which changes from one process to the next. We therefore write the (simple,
 documented) safetensors layout ourselves, with a fixed key order, and read it back only through
 ``safetensors.torch.load`` on bytes: never ``torch.load``, never pickle.
+
+Both directions go through the product's one header check,
+``modelformat.header.inspect_checkpoint``: a save refuses to write a file the registry would
+refuse, and a load refuses what the gate would.
 """
 
 from __future__ import annotations
@@ -23,13 +27,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from torch import nn
 
-from modelformat.spec import (
-    TENSOR_DTYPE,
-    ModelSpec,
-    check_checkpoint_header,
-)
+from modelformat.header import CheckedCheckpoint, inspect_checkpoint
+from modelformat.spec import TENSOR_DTYPE, ModelSpec
 from training.digests import tensor_digest
-from training.errors import CheckpointError, SpecError
+from training.errors import MalformedCheckpoint, SpecError
 from training.model import LeNet5, build_model
 
 # safetensors pads the header with spaces so the data section starts 8-byte aligned.
@@ -70,7 +71,11 @@ def checkpoint_bytes(model: nn.Module, spec: ModelSpec) -> bytes:
         if tuple(tensor.shape) != shape:
             raise SpecError(name, list(tensor.shape), f"shape must be {list(shape)}")
         if not torch.isfinite(tensor).all():
-            raise CheckpointError(f"tensor {name} holds NaN or infinity; training diverged")
+            raise MalformedCheckpoint(
+                "non_finite_weights",
+                f"tensor {name} holds NaN or infinity",
+                "training diverged: lower the learning rate or check the data, then train again",
+            )
         raw = tensor.numpy().astype("<f4", copy=False).tobytes()
         header[name] = {
             "dtype": TENSOR_DTYPE,
@@ -88,27 +93,41 @@ def save_checkpoint(model: nn.Module, spec: ModelSpec, path: str | os.PathLike[s
     """Write the checkpoint atomically (temp file + rename); return the SHA-256 hex of its bytes."""
     data = checkpoint_bytes(model, spec)
     # Refuse to write what we could not read back: the registry would refuse it later anyway.
-    check_checkpoint_header(data)
+    inspect_checkpoint(data)
     atomic_write(Path(path), data)
     return hashlib.sha256(data).hexdigest()
 
 
-def load_checkpoint_bytes(data: bytes) -> tuple[LeNet5, ModelSpec]:
+def load_checkpoint_bytes(
+    data: bytes, checked: CheckedCheckpoint | None = None
+) -> tuple[LeNet5, ModelSpec]:
     """Rebuild the network from checkpoint ``data`` (the very bytes that were hashed).
 
-    The header is validated first (names, dtypes, shapes, offsets, metadata), then the tensors
-    are read by ``safetensors`` from memory and loaded with ``strict=True``. The model is
-    returned on CPU in evaluation mode.
+    The header is validated first by ``inspect_checkpoint`` (pickles, layout, names, dtypes,
+    shapes, metadata), unless ``checked`` is what it already returned for these bytes: the gate
+    inspects once and hands the result on. Then the tensors are read by ``safetensors`` from the
+    same bytes in memory and loaded with ``strict=True``. The model is returned on CPU in
+    evaluation mode. Raises an ``InvalidCheckpoint`` for every file it refuses.
     """
-    spec = check_checkpoint_header(data)
+    if checked is None:
+        checked = inspect_checkpoint(data)
+    elif not checked.describes(data):
+        # A caller's bug, not bad input: the result it holds was computed for other bytes.
+        raise ValueError(
+            "the CheckedCheckpoint passed to load_checkpoint_bytes describes other bytes "
+            f"({checked.size} bytes, header sha256 {checked.header_sha256[:12]}...); "
+            "pass the result of inspect_checkpoint for these bytes, or none"
+        )
     try:
         tensors = safetensors_load(bytes(data))
     except SafetensorError as exc:
-        raise CheckpointError(f"safetensors could not read the tensors ({exc})") from exc
-    model = build_model(spec)
+        raise MalformedCheckpoint(
+            "unreadable_tensors", f"safetensors could not read the tensors ({exc})"
+        ) from exc
+    model = build_model(checked.spec)
     model.load_state_dict(tensors, strict=True)
     model.eval()
-    return model, spec
+    return model, checked.spec
 
 
 def canonical_tensor_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -123,7 +142,11 @@ def canonical_tensor_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
         t = tensor.detach().to("cpu").contiguous()
         code = _TORCH_DTYPE_CODES.get(t.dtype)
         if code is None:
-            raise CheckpointError(f"tensor {name} has dtype {t.dtype}, which has no digest layout")
+            raise MalformedCheckpoint(
+                "bad_dtype",
+                f"tensor {name} has dtype {t.dtype}, which has no digest layout",
+                f"give tensors of the dtypes {', '.join(sorted(_TORCH_DTYPE_CODES.values()))}",
+            )
         # numpy has no bfloat16: hash its raw 16-bit patterns under the BF16 code.
         arrays[name] = t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
         codes[name] = code

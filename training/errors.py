@@ -1,28 +1,42 @@
 """The training package's exception tree.
 
 Everything raised here on purpose derives from ``TrainingError``, an ``InvalidInput`` of the
-product's one tree (rooted in ``modelformat.errors``). Each class is also a ``ValueError``: every one of them means "the input
-(files, flags, headers) is wrong", never "the code is broken". Callers read fields, never parse
-``str(exc)``. Messages say what happened, the offending value, and what to do next.
+product's one tree (rooted in ``modelformat.errors``). Each class is also a ``ValueError``: every
+one of them means "the input (files, flags, cards) is wrong", never "the code is broken". Callers
+read fields, never parse ``str(exc)``. Messages say what happened, the offending value, and what to
+do next.
 
     TrainingError (InvalidInput, ValueError)
     ├── DataError          a dataset file, key, shape, dtype or label we cannot use
-    ├── CardError          a model card that has no canonical form (NaN, unsupported type...)
+    ├── CardError          a model card that has no canonical form (NaN, unsupported type...);
+    │                      also an ``InvalidModelCard``, whose code it shares: one meaning, one code
     └── ConfigError        training settings or CLI flags out of range
 
-``SpecError`` and ``CheckpointError`` (header and file problems) come from ``modelformat.errors``
-and are re-exported here; the whole tree is drawn in ``registry.errors``.
+The checkpoint's errors come from ``modelformat.errors`` and are re-exported here: every refusal
+of a checkpoint (written or read) is an ``InvalidCheckpoint``, with ``MalformedCheckpoint.problem``
+naming the rule, ``PickleRejected`` for a pickle or zip, ``SpecError`` for a header field that
+describes no network. The whole tree is drawn in ``registry.errors``.
 """
 
 from __future__ import annotations
 
-from modelformat.errors import CheckpointError, InvalidInput, SpecError
+from modelformat.errors import (
+    InvalidCheckpoint,
+    InvalidInput,
+    InvalidModelCard,
+    MalformedCheckpoint,
+    PickleRejected,
+    SpecError,
+)
 
 __all__ = [
     "CardError",
-    "CheckpointError",
     "ConfigError",
     "DataError",
+    "InvalidCheckpoint",
+    "InvalidModelCard",
+    "MalformedCheckpoint",
+    "PickleRejected",
     "SpecError",
     "TrainingError",
 ]
@@ -47,15 +61,19 @@ class DataError(TrainingError):
         self.source, self.problem, self.hint = source, problem, hint
 
 
-class CardError(TrainingError):
-    """A model card value that has no canonical JSON form."""
+class CardError(InvalidModelCard, TrainingError):
+    """A model card value that has no canonical JSON form. ``path`` names the field.
 
-    code = "invalid_model_card"
+    An ``InvalidModelCard`` first (its code, and the API's 400 for bad input), a ``TrainingError``
+    too, so the trainer's callers catch it with the rest of its errors.
+    """
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(
             f"model card field {path or '<root>'}: {problem}; "
-            "the card must hold only strings, finite numbers, booleans, null, lists and objects"
+            "the card must hold only strings, finite numbers, booleans, null, lists and objects",
+            field=path,
+            problem=problem,
         )
         self.path, self.problem = path, problem
 

@@ -12,17 +12,16 @@ from typing import Any
 import pytest
 import torch
 
+from modelformat.header import inspect_checkpoint
 from modelformat.spec import (
     METADATA_KEYS,
     ModelSpec,
-    check_checkpoint_header,
     expected_tensor_specs,
     flattened_size,
     parse_metadata,
-    read_safetensors_header,
 )
 from training.checkpoint import checkpoint_bytes
-from training.errors import CheckpointError, SpecError
+from training.errors import MalformedCheckpoint, SpecError
 from training.model import LeNet5, build_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +155,7 @@ def test_parse_metadata_refuses_missing_unknown_and_non_string_values() -> None:
 def test_deeply_nested_metadata_json_is_refused_without_parsing_it() -> None:
     meta = spec().to_metadata()
     meta["class_names"] = "[" * 100_000 + "]" * 100_000
-    with pytest.raises(SpecError, match="nested deeper") as info:
+    with pytest.raises(SpecError, match="nested more than 8 levels") as info:
         parse_metadata(meta)
     assert info.value.key == "class_names"
 
@@ -174,77 +173,85 @@ def _reassemble(header: dict[str, Any], body: bytes) -> bytes:
 
 def _tampered(edit: Any) -> bytes:
     data = _checkpoint()
-    header, start = read_safetensors_header(data)
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
     edit(header)
-    return _reassemble(header, data[start:])
+    return _reassemble(header, data[8 + n :])
 
 
-def test_check_checkpoint_header_accepts_our_file_and_returns_its_spec() -> None:
+def _refused(data: bytes, problem: str) -> MalformedCheckpoint:
+    with pytest.raises(MalformedCheckpoint) as info:
+        inspect_checkpoint(data)
+    assert info.value.problem == problem, info.value.reason
+    return info.value
+
+
+def test_the_header_check_accepts_our_file_and_returns_its_spec() -> None:
     s = spec(in_channels=3, mean=(0.1, 0.2, 0.3), std=(0.3, 0.3, 0.3))
-    assert check_checkpoint_header(_checkpoint(s)) == s
+    assert inspect_checkpoint(_checkpoint(s)).spec == s
 
 
 @pytest.mark.parametrize(
-    ("edit", "key"),
+    ("edit", "problem", "named"),
     [
-        (lambda h: h["fc1.weight"].update(shape=[120, 400]), "fc1.weight"),
-        (lambda h: h["conv1.bias"].update(dtype="F16"), "conv1.bias"),
-        (lambda h: h.pop("fc3.bias"), "tensors"),
+        (lambda h: h["fc1.weight"].update(shape=[120, 400]), "size_mismatch", "fc1.weight"),
+        (lambda h: h["conv1.bias"].update(dtype="F16"), "size_mismatch", "conv1.bias"),
+        (lambda h: h.pop("fc3.bias"), "data_gap", "fc3.weight"),
         (
             lambda h: h.update(extra={"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}),
-            "tensors",
+            "data_overlap",
+            "extra",
         ),
-        (lambda h: h["fc2.bias"].update(data_offsets=[0, 336]), "fc2.bias"),
-        (lambda h: h["conv1.bias"].update(data_offsets=[0.0, 24.0]), "conv1.bias"),
-        (lambda h: h.pop("__metadata__"), "__metadata__"),
+        (lambda h: h["fc2.bias"].update(data_offsets=[0, 336]), "data_overlap", "fc2.bias"),
+        (lambda h: h["conv1.bias"].update(data_offsets=[0.0, 24.0]), "bad_offsets", "conv1.bias"),
+        (lambda h: h.pop("__metadata__"), "missing_metadata", "__metadata__"),
         (
             lambda h: h["__metadata__"].update(num_classes="4", class_names='["a","b","c","d"]'),
+            "wrong_shape",
             "fc3.weight",
         ),
     ],
 )
-def test_check_checkpoint_header_refuses_a_header_that_does_not_fit(edit: Any, key: str) -> None:
-    with pytest.raises(SpecError) as info:
-        check_checkpoint_header(_tampered(edit))
-    assert info.value.key == key
+def test_the_header_check_refuses_a_header_that_does_not_fit_its_spec(
+    edit: Any, problem: str, named: str
+) -> None:
+    assert named in _refused(_tampered(edit), problem).reason
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "problem"),
     [
-        b"",
-        b"\x00" * 7,
-        struct.pack("<Q", 1 << 40) + b"{}",
-        struct.pack("<Q", 2) + b"[]",
-        struct.pack("<Q", 4) + b'{"a"',
-        struct.pack("<Q", 2) + b"\xff\xfe",
-        struct.pack("<Q", 19) + b'{"a":1,"a":2}      ',
+        (b"", "empty"),
+        (b"\x00" * 7, "too_short"),
+        (struct.pack("<Q", 1 << 40) + b"{}", "header_too_large"),
+        (struct.pack("<Q", 2) + b"[]", "header_not_object"),
+        (struct.pack("<Q", 4) + b'{"a"', "header_not_json"),
+        (struct.pack("<Q", 2) + b"\xff\xfe", "header_not_object"),
+        (struct.pack("<Q", 4) + b'{"\xff"', "header_not_utf8"),
+        (struct.pack("<Q", 19) + b'{"a":1,"a":2}      ', "duplicate_key"),
     ],
 )
-def test_read_safetensors_header_refuses_what_is_not_a_header(data: bytes) -> None:
-    with pytest.raises(CheckpointError):
-        read_safetensors_header(data)
+def test_the_header_check_refuses_what_is_not_a_header(data: bytes, problem: str) -> None:
+    _refused(data, problem)
 
 
 def test_a_deeply_nested_header_is_refused_before_json_parses_it() -> None:
     text = b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}"
-    with pytest.raises(CheckpointError, match="nested deeper"):
-        read_safetensors_header(struct.pack("<Q", len(text)) + text)
+    exc = _refused(struct.pack("<Q", len(text)) + text, "header_not_json")
+    assert "nested more than 8 levels" in exc.reason
 
 
 def test_truncated_or_padded_tensor_data_is_refused() -> None:
     data = _checkpoint()
-    with pytest.raises(CheckpointError, match="data bytes"):
-        check_checkpoint_header(data[:-4])
-    with pytest.raises(CheckpointError, match="data bytes"):
-        check_checkpoint_header(data + b"\x00" * 4)
+    assert "fc3.weight" in _refused(data[:-4], "offsets_out_of_range").reason
+    assert "4 bytes nobody accounts for" in _refused(data + b"\x00" * 4, "trailing_data").reason
 
 
 def test_header_modules_import_neither_torch_nor_registry() -> None:
     code = (
         "import sys\n"
-        "import modelformat.spec, training.digests, training.errors, training.card, "
-        "training.evaluate\n"
+        "import modelformat.spec, modelformat.header, modelformat.strictjson, training.digests, "
+        "training.errors, training.card, training.evaluate\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'registry'))\n"
         "assert not bad, bad\n"
     )

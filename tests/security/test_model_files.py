@@ -236,7 +236,7 @@ def test_the_gate_refuses_the_hostile_file_before_loading_although_its_digest_is
     digest = register_on_chain(memory.client, data)
     gate = Gate(memory.client)
     loads: list[bytes] = []
-    monkeypatch.setattr("training.checkpoint.load_checkpoint_bytes", loads.append)
+    monkeypatch.setattr("training.checkpoint.load_checkpoint_bytes", lambda *a: loads.append(a[0]))
     assert gate.check(digest).verified  # only the pre-validator stands in the way
 
     with watch.hostile(case.id), pytest.raises(case.refused) as info:  # type: ignore[arg-type]
@@ -321,12 +321,37 @@ def test_the_api_registers_and_verifies_the_pickle_polyglot_without_running_it(
 
 
 def test_the_training_loader_refuses_a_header_integer_over_the_digit_limit_itself() -> None:
-    # Behind the guard, the loader's own header check must also answer with its error class (a
-    # bare ValueError would be a 500 at the API), here for an integer json.loads cannot convert.
-    from modelformat.spec import read_safetensors_header
-    from training.errors import CheckpointError
+    # Called without the gate, the loader runs the same header check and answers with its error
+    # class (a bare ValueError would be a 500 at the API), here for an integer of 5000 digits.
+    from training.checkpoint import load_checkpoint_bytes
+    from training.errors import MalformedCheckpoint
 
     data = BY_ID["header-huge-integer-literal"].build(None, "")  # type: ignore[arg-type]
 
-    with pytest.raises(CheckpointError, match="4300 digits"):
-        read_safetensors_header(data)
+    with pytest.raises(MalformedCheckpoint, match="integer of 5000 digits") as info:
+        load_checkpoint_bytes(bytes(data))
+    assert info.value.problem == "header_not_json"
+
+
+def test_the_gate_checks_the_header_once_and_hands_the_result_to_the_loader(
+    memory: Any, warm_paths: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corpus import valid
+
+    import registry.gate
+    import training.checkpoint
+
+    data = valid(seed=7)
+    register_on_chain(memory.client, data)
+    calls: list[str] = []
+
+    def counting(where: str) -> Callable[..., Any]:
+        return lambda data, **kw: calls.append(where) or inspect_checkpoint(data, **kw)
+
+    monkeypatch.setattr(registry.gate, "inspect_checkpoint", counting("gate"))
+    monkeypatch.setattr(training.checkpoint, "inspect_checkpoint", counting("loader"))
+
+    model = Gate(memory.client).admit(data)
+
+    assert calls == ["gate"]
+    assert model.spec == inspect_checkpoint(data).spec

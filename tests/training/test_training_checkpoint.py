@@ -5,23 +5,27 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import safetensors.torch
 import torch
 from safetensors import safe_open
 
-from modelformat.spec import ModelSpec, read_safetensors_header
+import training.checkpoint
+from modelformat.header import inspect_checkpoint
+from modelformat.spec import ModelSpec
 from training.checkpoint import (
     canonical_tensor_digest,
     checkpoint_bytes,
     load_checkpoint_bytes,
     save_checkpoint,
 )
-from training.errors import CheckpointError
+from training.errors import MalformedCheckpoint, PickleRejected
 from training.model import LeNet5, build_model, normalize, predict_proba
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,9 +134,10 @@ def test_checkpoint_is_a_standard_safetensors_file(tmp_path: Path) -> None:
         assert f.metadata() == spec.to_metadata()
         for name, tensor in model.state_dict().items():
             assert torch.equal(f.get_tensor(name), tensor)
-    header, start = read_safetensors_header(path.read_bytes())
+    data = path.read_bytes()
+    start = inspect_checkpoint(data).data_start
     assert start % 8 == 0
-    assert next(iter(header)) == "__metadata__"
+    assert next(iter(json.loads(data[8:start]))) == "__metadata__"
 
 
 def test_save_refuses_weights_that_are_not_finite(tmp_path: Path) -> None:
@@ -140,24 +145,86 @@ def test_save_refuses_weights_that_are_not_finite(tmp_path: Path) -> None:
     model = seeded_model(spec)
     with torch.no_grad():
         model.fc2.bias[0] = float("nan")
-    with pytest.raises(CheckpointError, match=r"fc2\.bias"):
+    with pytest.raises(MalformedCheckpoint, match=r"fc2\.bias") as info:
         save_checkpoint(model, spec, tmp_path / "m.safetensors")
+    assert info.value.problem == "non_finite_weights"
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_save_refuses_to_write_what_the_header_check_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec()
+    good = checkpoint_bytes(seeded_model(spec), spec)
+    monkeypatch.setattr(training.checkpoint, "checkpoint_bytes", lambda m, s: good + bytes(4))
+    with pytest.raises(MalformedCheckpoint) as info:
+        save_checkpoint(seeded_model(spec), spec, tmp_path / "m.safetensors")
+    assert info.value.problem == "trailing_data"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_load_refuses_a_pickle_without_unpickling_it() -> None:
     spec = make_spec()
     buffer = io.BytesIO()
     torch.save(seeded_model(spec).state_dict(), buffer)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(PickleRejected):
         load_checkpoint_bytes(buffer.getvalue())
 
 
 def test_load_refuses_a_safetensors_file_without_our_metadata() -> None:
     spec = make_spec()
     data = safetensors.torch.save(seeded_model(spec).state_dict())
-    with pytest.raises(ValueError, match="__metadata__"):
+    with pytest.raises(MalformedCheckpoint, match="__metadata__") as info:
         load_checkpoint_bytes(data)
+    assert info.value.problem == "missing_metadata"
+
+
+def _counting_inspect(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+
+    def counting(data: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return inspect_checkpoint(data, **kw)
+
+    monkeypatch.setattr(training.checkpoint, "inspect_checkpoint", counting)
+    return calls
+
+
+def test_load_checks_the_header_itself_unless_handed_the_check_of_these_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = make_spec()
+    data = checkpoint_bytes(seeded_model(spec), spec)
+    checked = inspect_checkpoint(data)
+    calls = _counting_inspect(monkeypatch)
+
+    _, loaded_spec = load_checkpoint_bytes(data, checked)
+    assert loaded_spec == spec and calls == []
+    load_checkpoint_bytes(data)
+    assert calls == [1]
+
+
+def test_a_check_holds_for_other_weights_under_the_same_header() -> None:
+    # The check never interprets tensor bytes: same header, same length, same verdict.
+    spec = make_spec()
+    checked = inspect_checkpoint(checkpoint_bytes(seeded_model(spec), spec))
+    model, _ = load_checkpoint_bytes(checkpoint_bytes(seeded_model(spec, seed=1), spec), checked)
+    assert torch.equal(model.fc3.bias, seeded_model(spec, seed=1).fc3.bias)
+
+
+@pytest.mark.parametrize("change", ["header", "length"])
+def test_load_refuses_a_check_made_for_other_bytes(change: str) -> None:
+    spec = make_spec()
+    data = checkpoint_bytes(seeded_model(spec), spec)
+    checked = inspect_checkpoint(data)
+    (n,) = struct.unpack("<Q", data[:8])
+    other = {
+        "header": data[:8] + data[8 : 8 + n].replace(b'"toy"', b'"TOY"') + data[8 + n :],
+        "length": data + bytes(4),
+    }[change]
+    assert other != data and len(other) - len(data) == (4 if change == "length" else 0)
+    with pytest.raises(ValueError, match="describes other bytes"):
+        load_checkpoint_bytes(other, checked)
 
 
 def test_canonical_digest_ignores_the_file_format_but_not_the_weights() -> None:
@@ -204,6 +271,6 @@ def test_canonical_digest_follows_the_documented_layout() -> None:
 
 def test_metadata_in_the_checkpoint_header_is_plain_json_strings() -> None:
     spec = make_spec(classes=2)
-    header, _ = read_safetensors_header(checkpoint_bytes(seeded_model(spec), spec))
-    assert json.loads(header["__metadata__"]["class_names"]) == ["c0", "c1"]
-    assert header["__metadata__"]["input_size"] == "28"
+    metadata = inspect_checkpoint(checkpoint_bytes(seeded_model(spec), spec)).metadata
+    assert json.loads(metadata["class_names"]) == ["c0", "c1"]
+    assert metadata["input_size"] == "28"
