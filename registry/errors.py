@@ -1,21 +1,27 @@
 """The product's one exception tree.
 
-The root and the checkpoint-format errors live in ``modelformat.errors`` (both ``registry`` and
-``training`` raise them) and are re-exported here; the trainer's errors (``training.errors``) hang
-under ``InvalidInput``. Callers read fields (``exc.digest``), never parse ``str(exc)``. Every
-message says what happened, the offending value, and what to do next. ``code`` is the stable
-machine-readable name used by the CLI's ``--json`` output and the HTTP API's error body.
+The root and the checkpoint- and card-format errors live in ``modelformat.errors`` (both
+``registry`` and ``training`` raise them) and are re-exported here; the trainer's errors
+(``training.errors``) hang under ``InvalidInput``. Callers read fields (``exc.digest``), never parse
+``str(exc)``. Every message says what happened, the offending value, and what to do next. ``code``
+is the stable machine-readable name used by the CLI's ``--json`` output and the HTTP API's error
+body; each class has its own, except the subclasses marked "= parent's code", which refine their
+parent's meaning without changing it (tests/modelformat/test_error_tree.py holds that list).
 
     RegistryError                    (modelformat.errors)
     ├── InvalidInput                 bad user input; nothing was changed (modelformat.errors)
     │   ├── InvalidDigest
     │   ├── InvalidCheckpoint        refused before any deserialiser saw it (modelformat.errors)
-    │   │   ├── PickleRejected
-    │   │   └── MalformedCheckpoint  ``problem`` names the broken rule
-    │   ├── SpecError                a header that describes no network we build (modelformat)
-    │   ├── TrainingError            the trainer's inputs: data, card, config (training.errors)
+    │   │   ├── PickleRejected       a pickle or zip (torch.save), never opened
+    │   │   ├── MalformedCheckpoint  = parent's code; ``problem`` names the broken rule
+    │   │   └── SpecError            a header field that describes no network we build
+    │   ├── InvalidModelCard         (modelformat.errors)
+    │   │   └── CardError            = parent's code; a value with no canonical JSON (training)
+    │   ├── TrainingError            the trainer's inputs (training.errors)
+    │   │   ├── DataError
+    │   │   ├── CardError            (also an InvalidModelCard, above)
+    │   │   └── ConfigError
     │   ├── InvalidImage
-    │   ├── InvalidModelCard
     │   ├── PayloadTooLarge
     │   └── RequestTimeout           a request body that does not arrive in time
     ├── ConfigurationError           settings, keys, artifacts, deployments
@@ -24,7 +30,10 @@ machine-readable name used by the CLI's ``--json`` output and the HTTP API's err
     │   ├── WrongChain
     │   ├── ContractMismatch         address holds no code, or not ours
     │   ├── TransactionFailed        mined with status 0, or never mined
-    │   └── ContractRevert           one subclass per custom error in the ABI (chain/reverts.py)
+    │   │   └── NonceGap             waits behind a nonce the chain no longer has (registry.chain)
+    │   └── ContractRevert           the contract refused the call (registry.chain.reverts)
+    │       ├── RegistryContractError  = parent's code; one subclass per custom error in the ABI
+    │       └── UndecodedRevert      = parent's code; revert data no ABI error matches
     ├── NotVerified                  the gate refuses a checkpoint (carries the Verdict)
     ├── AuthError
     │   ├── Unauthenticated
@@ -42,6 +51,7 @@ from typing import Any
 from modelformat.errors import (
     InvalidCheckpoint,
     InvalidInput,
+    InvalidModelCard,
     MalformedCheckpoint,
     PickleRejected,
     RegistryError,
@@ -51,6 +61,7 @@ from modelformat.errors import (
 __all__ = [
     "InvalidCheckpoint",
     "InvalidInput",
+    "InvalidModelCard",
     "MalformedCheckpoint",
     "PickleRejected",
     "RegistryError",
@@ -78,10 +89,6 @@ class InvalidDigest(InvalidInput):
 
 class InvalidImage(InvalidInput):
     code = "invalid_image"
-
-
-class InvalidModelCard(InvalidInput):
-    code = "invalid_model_card"
 
 
 class PayloadTooLarge(InvalidInput):

@@ -7,10 +7,11 @@ HTTP errors (unknown route, wrong method) and, for a genuine bug, a 500 without 
 The table is ordered from the most specific class to the most general; the first ``isinstance``
 match wins, so a subclass listed before its base can get its own status.
 
-    InvalidCheckpoint, PickleRejected      422  the upload is not a checkpoint this registry loads
+    InvalidCheckpoint (PickleRejected,
+    MalformedCheckpoint, SpecError)        422  the upload is not a checkpoint this registry loads
     PayloadTooLarge                        413
     RequestTimeout                         408  the body did not arrive in time
-    InvalidInput (and the rest of it)      400
+    InvalidInput (and the rest of it)      400  incl. InvalidModelCard and the trainer's errors
     Unauthenticated                        401  no API key, or a key nobody configured
     Forbidden                              403  a valid key without the role
     NotVerified                            403  unknown to the gate, revoked, policy, unconfirmed
@@ -23,7 +24,6 @@ match wins, so a subclass listed before its base can get its own status.
     AuditLogCorrupt, AuditLogUnavailable   503  nothing is served that cannot be recorded
     other ChainError (TransactionFailed)   502
     ConfigurationError, StoreError         500  the service is misconfigured or its disk is bad
-    training errors (TrainingError)        422  a header the training side refuses
     RequestValidationError                 422  FastAPI's own parameter/body validation
     StarletteHTTPException                 its status (404 route, 405 method...)
     anything else                          500  ``internal_error``, logged with its traceback
@@ -73,13 +73,11 @@ from registry.errors import (
     Unauthenticated,
     WrongChain,
 )
-from training.errors import TrainingError
 
 log = logging.getLogger("registry.api")
 
 STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidCheckpoint, 422),
-    (TrainingError, 422),
     (PayloadTooLarge, 413),
     (RequestTimeout, 408),
     (InvalidInput, 400),
@@ -124,7 +122,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def _body(exc: BaseException, status: int) -> dict[str, Any]:
-    if isinstance(exc, TrainingError | SpecError):
+    if isinstance(exc, SpecError):
         return error_body("invalid_checkpoint", str(exc), {"problem": exc.code})
     if isinstance(exc, RegistryError):
         details = dict(exc.details)
@@ -198,7 +196,7 @@ def _allowed_methods(request: Request) -> str:
 
 def install(app: FastAPI) -> None:
     """Route every exception class through ``handle`` (Exception last: a bug, still our shape)."""
-    for cls in (RegistryError, TrainingError, RequestValidationError, StarletteHTTPException):
+    for cls in (RegistryError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(cls, handle)
     app.add_exception_handler(Exception, handle)
 
