@@ -177,12 +177,9 @@ def cmd_register(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_train(args: argparse.Namespace, out: Output) -> int:
     from training.cli import run_train
-    from training.errors import TrainingError
 
-    try:
-        result = run_train(args)
-    except TrainingError as exc:
-        raise InvalidInput(str(exc)) from exc
+    # Training errors are InvalidInput already (one tree): they reach the user with their code.
+    result = run_train(args)
     data: dict[str, Any] = {
         "checkpoint": str(result.checkpoint_path),
         "card": str(result.card_path),

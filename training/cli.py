@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelformat.errors import InvalidInput
 from training.config import FORMATS, TrainConfig
-from training.errors import ConfigError, TrainingError
+from training.errors import ConfigError
 
 if TYPE_CHECKING:
     from training.evaluate import Metrics
@@ -148,7 +149,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> TrainResult:
-    """Train, evaluate, write both files; raise ``TrainingError`` on bad input or flags."""
+    """Train, evaluate, write both files; raise an ``InvalidInput`` (``TrainingError``, ``SpecError``...) on bad input or flags."""
     # torch is imported here, not with the module: the flags above serve every `registry`
     # command's parser, and only `train` needs the deep-learning stack.
     from training.card import build_card, canonical_json, card_digest
@@ -263,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = run_train(args)
-    except TrainingError as exc:
+    except InvalidInput as exc:  # bad data or flags, or a run that diverged (NaN weights)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:
