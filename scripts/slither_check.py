@@ -45,7 +45,7 @@ FAILING_IMPACTS = ("High", "Medium")
 SHIM_FLAG = "--as-solc"
 
 
-def _compile_script() -> ModuleType:
+def compile_script_module() -> ModuleType:
     """compile_contracts.py, for its pinned version, sources and settings."""
     spec = importlib.util.spec_from_file_location(
         "compile_contracts", ROOT / "scripts" / "compile_contracts.py"
@@ -112,7 +112,7 @@ def solcjs_shim() -> Iterator[str]:
 @contextlib.contextmanager
 def solc_launcher() -> Iterator[str]:
     """Path of a solc that crytic-compile can run: py-solc-x's native binary, else the shim."""
-    version = _compile_script().SOLC_VERSION
+    version = compile_script_module().SOLC_VERSION
     native = None
     try:
         import solcx
@@ -162,7 +162,7 @@ class Report:
 
 def standard_input(root: Path = ROOT) -> dict[str, Any]:
     """The artifact's compiler input for the sources under ``root``, with the AST selected."""
-    compile_script = _compile_script()
+    compile_script = compile_script_module()
     settings = json.loads(json.dumps(compile_script.SETTINGS))
     settings["outputSelection"] = {
         "*": {

@@ -64,7 +64,7 @@ def listing(findings: Any) -> str:
 
 
 def test_slither_analyses_the_build_that_is_deployed(check: ModuleType, report: Any) -> None:
-    settings = check._compile_script().SETTINGS
+    settings = check.compile_script_module().SETTINGS
     assert report["solc_version"] == "0.8.28"
     assert report["optimizer_runs"] == settings["optimizer"]["runs"]
     assert report["contracts"] == ["IModelRegistry", "ModelRegistry"]
