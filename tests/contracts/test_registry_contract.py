@@ -11,23 +11,7 @@ import pytest
 from chainkit import CARD, TEST_SET, ZERO32, ZERO_ADDRESS, digest, raw_register, request
 from eth_utils import to_checksum_address
 
-from registry.chain.reverts import (
-    AccuracyOutOfRange,
-    AlreadyRegistered,
-    AlreadyRevoked,
-    InvalidParent,
-    InvalidReason,
-    InvalidReplacement,
-    MissingRole,
-    NotAdmin,
-    NotAllowedToRevoke,
-    NotPendingAdmin,
-    UnknownModel,
-    ZeroAddress,
-    ZeroCardDigest,
-    ZeroDigest,
-    ZeroTestSetDigest,
-)
+from registry.chain import reverts
 from registry.core.digest import Digest
 from registry.core.records import RevocationReason, Role
 
@@ -119,7 +103,7 @@ def test_deploy_reverts_with_zero_address_when_admin_is_zero(memory) -> None:
 
     client = memory.client
     data = client.artifact.bytecode + encode(["address"], [ZERO_ADDRESS])
-    with pytest.raises(ZeroAddress) as caught:
+    with pytest.raises(reverts.ZeroAddress) as caught:
         client.rpc.eth_call({"from": memory.admin, "data": "0x" + data.hex()})
     assert caught.value.details == {}
 
@@ -166,7 +150,7 @@ def test_register_with_parent_uses_at_most_62000_gas(memory) -> None:
 
 def test_register_reverts_when_caller_is_not_registrar(memory) -> None:
     stranger = memory.other(1)
-    with pytest.raises(MissingRole) as caught:
+    with pytest.raises(reverts.MissingRole) as caught:
         stranger.register(request("v1"))
     assert caught.value.account == memory.address(1)
     assert caught.value.role == "registrar"
@@ -175,13 +159,13 @@ def test_register_reverts_when_caller_is_not_registrar(memory) -> None:
 
 def test_register_reverts_when_caller_only_holds_revoker(memory) -> None:
     revoker = memory.other(1, Role.REVOKER)
-    with pytest.raises(MissingRole) as caught:
+    with pytest.raises(reverts.MissingRole) as caught:
         revoker.register(request("v1"))
     assert (caught.value.account, caught.value.role) == (memory.address(1), "registrar")
 
 
 def test_register_reverts_with_zero_digest(memory) -> None:
-    with pytest.raises(ZeroDigest) as caught:
+    with pytest.raises(reverts.ZeroDigest) as caught:
         raw_register(memory.client, ZERO32)
     assert caught.value.details["tx_hash"].startswith("0x")
 
@@ -197,27 +181,27 @@ def test_register_accepts_accuracy_from_0_to_10000(memory, accuracy: int) -> Non
 
 @pytest.mark.parametrize("accuracy", [10_001, 65_535])
 def test_register_reverts_when_accuracy_is_above_10000(memory, accuracy: int) -> None:
-    with pytest.raises(AccuracyOutOfRange) as caught:
+    with pytest.raises(reverts.AccuracyOutOfRange) as caught:
         raw_register(memory.client, digest("v1").raw, accuracy=accuracy)
     assert caught.value.accuracy_bps == accuracy
     assert not memory.client.is_valid(digest("v1"))
 
 
 def test_register_reverts_with_zero_test_set_digest(memory) -> None:
-    with pytest.raises(ZeroTestSetDigest):
+    with pytest.raises(reverts.ZeroTestSetDigest):
         raw_register(memory.client, digest("v1").raw, test_set=ZERO32)
     assert memory.client.get(digest("v1")) is None
 
 
 def test_register_reverts_with_zero_card_digest(memory) -> None:
-    with pytest.raises(ZeroCardDigest):
+    with pytest.raises(reverts.ZeroCardDigest):
         raw_register(memory.client, digest("v1").raw, card=ZERO32)
     assert memory.client.get(digest("v1")) is None
 
 
 def test_register_reverts_when_digest_is_already_registered(memory) -> None:
     memory.client.register(request("v1", accuracy=9_000))
-    with pytest.raises(AlreadyRegistered) as caught:
+    with pytest.raises(reverts.AlreadyRegistered) as caught:
         memory.client.register(request("v1", accuracy=9_500))
     assert caught.value.digest == digest("v1")
     assert caught.value.registrant == memory.admin
@@ -227,13 +211,13 @@ def test_register_reverts_when_digest_is_already_registered(memory) -> None:
 def test_register_reverts_with_first_registrant_when_another_registrar_repeats_it(memory) -> None:
     memory.client.register(request("v1"))
     second = memory.other(1, Role.REGISTRAR)
-    with pytest.raises(AlreadyRegistered) as caught:
+    with pytest.raises(reverts.AlreadyRegistered) as caught:
         second.register(request("v1"))  # identical fields, but not the same registrant
     assert (caught.value.digest, caught.value.registrant) == (digest("v1"), memory.admin)
 
 
 def test_register_reverts_when_parent_is_unknown(memory) -> None:
-    with pytest.raises(InvalidParent) as caught:
+    with pytest.raises(reverts.InvalidParent) as caught:
         memory.client.register(request("v2", parent=digest("never registered")))
     assert caught.value.digest == digest("v2")
     assert caught.value.parent == digest("never registered")
@@ -241,7 +225,7 @@ def test_register_reverts_when_parent_is_unknown(memory) -> None:
 
 def test_register_reverts_when_parent_is_the_checkpoint_itself(memory) -> None:
     d = digest("v1").raw
-    with pytest.raises(InvalidParent) as caught:
+    with pytest.raises(reverts.InvalidParent) as caught:
         raw_register(memory.client, d, parent=d)
     assert caught.value.digest == caught.value.parent == digest("v1")
 
@@ -251,7 +235,7 @@ def test_register_of_a_registered_digest_naming_itself_as_parent_reverts_already
 ) -> None:
     # The duplicate check runs before the parent check: the caller learns the real problem.
     memory.client.register(request("v1"))
-    with pytest.raises(AlreadyRegistered):
+    with pytest.raises(reverts.AlreadyRegistered):
         raw_register(memory.client, digest("v1").raw, parent=digest("v1").raw)
 
 
@@ -293,14 +277,14 @@ def test_revoke_accepts_coded_reasons_and_other(memory, reason: int) -> None:
 @pytest.mark.parametrize("reason", [0, 8, 254])
 def test_revoke_reverts_with_invalid_reason(memory, reason: int) -> None:
     memory.client.register(request("v1"))
-    with pytest.raises(InvalidReason) as caught:
+    with pytest.raises(reverts.InvalidReason) as caught:
         memory.client.transact("revoke", digest("v1").raw, reason, ZERO32)
     assert caught.value.reason == reason
     assert memory.client.is_valid(digest("v1"))
 
 
 def test_revoke_reverts_when_model_is_unknown(memory) -> None:
-    with pytest.raises(UnknownModel) as caught:
+    with pytest.raises(reverts.UnknownModel) as caught:
         memory.client.revoke(digest("nothing"), RevocationReason.SUPERSEDED)
     assert caught.value.digest == digest("nothing")
 
@@ -308,7 +292,7 @@ def test_revoke_reverts_when_model_is_unknown(memory) -> None:
 def test_revoke_reverts_when_already_revoked_with_first_revocation_time(memory) -> None:
     memory.client.register(request("v1"))
     first = memory.client.revoke(digest("v1"), RevocationReason.SUPERSEDED).revocation
-    with pytest.raises(AlreadyRevoked) as caught:
+    with pytest.raises(reverts.AlreadyRevoked) as caught:
         memory.client.revoke(digest("v1"), RevocationReason.SAFETY_ISSUE)
     assert caught.value.digest == digest("v1")
     assert caught.value.revoked_at == first.revoked_at
@@ -317,7 +301,7 @@ def test_revoke_reverts_when_already_revoked_with_first_revocation_time(memory) 
 
 def test_revoke_reverts_when_replacement_is_unregistered(memory) -> None:
     memory.client.register(request("v1"))
-    with pytest.raises(InvalidReplacement) as caught:
+    with pytest.raises(reverts.InvalidReplacement) as caught:
         memory.client.revoke(digest("v1"), RevocationReason.SUPERSEDED, digest("ghost"))
     assert (caught.value.digest, caught.value.replacement) == (digest("v1"), digest("ghost"))
     assert memory.client.is_valid(digest("v1"))
@@ -325,7 +309,7 @@ def test_revoke_reverts_when_replacement_is_unregistered(memory) -> None:
 
 def test_revoke_reverts_when_replacement_is_the_model_itself(memory) -> None:
     memory.client.register(request("v1"))
-    with pytest.raises(InvalidReplacement) as caught:
+    with pytest.raises(reverts.InvalidReplacement) as caught:
         memory.client.revoke(digest("v1"), RevocationReason.SUPERSEDED, digest("v1"))
     assert (caught.value.digest, caught.value.replacement) == (digest("v1"), digest("v1"))
 
@@ -334,7 +318,7 @@ def test_revoke_reverts_when_replacement_is_revoked(memory) -> None:
     memory.client.register(request("v1"))
     memory.client.register(request("v2"))
     memory.client.revoke(digest("v2"), RevocationReason.SAFETY_ISSUE)
-    with pytest.raises(InvalidReplacement) as caught:
+    with pytest.raises(reverts.InvalidReplacement) as caught:
         memory.client.revoke(digest("v1"), RevocationReason.SUPERSEDED, digest("v2"))
     assert (caught.value.digest, caught.value.replacement) == (digest("v1"), digest("v2"))
     assert memory.client.is_valid(digest("v1"))
@@ -343,7 +327,7 @@ def test_revoke_reverts_when_replacement_is_revoked(memory) -> None:
 def test_revoke_reverts_when_caller_is_neither_revoker_nor_registrant(memory) -> None:
     memory.client.register(request("v1"))
     other_registrar = memory.other(1, Role.REGISTRAR)
-    with pytest.raises(NotAllowedToRevoke) as caught:
+    with pytest.raises(reverts.NotAllowedToRevoke) as caught:
         other_registrar.revoke(digest("v1"), RevocationReason.SAFETY_ISSUE)
     assert caught.value.account == memory.address(1)
     assert caught.value.digest == digest("v1")
@@ -403,21 +387,21 @@ def test_grant_role_already_held_emits_no_second_event(memory) -> None:
 
 def test_grant_role_reverts_when_caller_is_not_admin(memory) -> None:
     registrar = memory.other(1, Role.REGISTRAR, Role.REVOKER)
-    with pytest.raises(NotAdmin) as caught:
+    with pytest.raises(reverts.NotAdmin) as caught:
         registrar.grant_role(Role.REGISTRAR, memory.address(4))
     assert caught.value.account == memory.address(1)
     assert not memory.client.has_role(Role.REGISTRAR, memory.address(4))
 
 
 def test_grant_role_reverts_for_the_zero_address(memory) -> None:
-    with pytest.raises(ZeroAddress) as caught:
+    with pytest.raises(reverts.ZeroAddress) as caught:
         memory.client.grant_role(Role.REGISTRAR, ZERO_ADDRESS)
     assert set(caught.value.details) == {"tx_hash"}
 
 
 def test_grant_role_reverts_for_role_none_with_missing_role(memory) -> None:
     account = memory.address(3)
-    with pytest.raises(MissingRole) as caught:
+    with pytest.raises(reverts.MissingRole) as caught:
         memory.client.transact("grantRole", 0, account)
     assert (caught.value.account, caught.value.role) == (account, "none")
 
@@ -428,7 +412,7 @@ def test_remove_role_emits_role_removed_and_takes_the_role(memory) -> None:
     assert memory.events(tx) == [
         ("RoleRemoved", {"role": 1, "account": memory.address(1), "sender": memory.admin})
     ]
-    with pytest.raises(MissingRole) as caught:
+    with pytest.raises(reverts.MissingRole) as caught:
         registrar.register(request("v1"))
     assert caught.value.account == memory.address(1)
 
@@ -441,7 +425,7 @@ def test_remove_role_not_held_emits_no_event(memory) -> None:
 def test_remove_role_reverts_when_caller_is_not_admin(memory) -> None:
     memory.other(2, Role.REVOKER)
     registrar = memory.other(1, Role.REGISTRAR)
-    with pytest.raises(NotAdmin) as caught:
+    with pytest.raises(reverts.NotAdmin) as caught:
         registrar.remove_role(Role.REVOKER, memory.address(2))
     assert caught.value.account == memory.address(1)
     assert memory.client.has_role(Role.REVOKER, memory.address(2))
@@ -485,7 +469,7 @@ def test_accept_admin_by_pending_admin_emits_transferred_and_moves_powers(memory
         ("AdminTransferred", {"previousAdmin": memory.admin, "newAdmin": memory.address(1)})
     ]
     assert admin_state(memory.client) == (memory.address(1), None)
-    with pytest.raises(NotAdmin) as caught:
+    with pytest.raises(reverts.NotAdmin) as caught:
         memory.client.grant_role(Role.REGISTRAR, memory.address(5))
     assert caught.value.account == memory.admin
     tx = successor.grant_role(Role.REGISTRAR, memory.address(5))
@@ -497,9 +481,9 @@ def test_accept_admin_by_pending_admin_emits_transferred_and_moves_powers(memory
 def test_old_admin_keeps_roles_it_held_but_cannot_manage_roles(memory) -> None:
     memory.client.transfer_admin(memory.address(1))
     memory.other(1).accept_admin()
-    with pytest.raises(NotAdmin):
+    with pytest.raises(reverts.NotAdmin):
         memory.client.remove_role(Role.REGISTRAR, memory.admin)
-    with pytest.raises(NotAdmin):
+    with pytest.raises(reverts.NotAdmin):
         memory.client.transfer_admin(memory.admin)
     assert memory.client.register(request("v1")).record.registrant == memory.admin
 
@@ -507,14 +491,14 @@ def test_old_admin_keeps_roles_it_held_but_cannot_manage_roles(memory) -> None:
 def test_accept_admin_reverts_when_caller_is_not_pending_admin(memory) -> None:
     memory.client.transfer_admin(memory.address(1))
     intruder = memory.other(2)
-    with pytest.raises(NotPendingAdmin) as caught:
+    with pytest.raises(reverts.NotPendingAdmin) as caught:
         intruder.accept_admin()
     assert caught.value.account == memory.address(2)
     assert admin_state(memory.client) == (memory.admin, memory.address(1))
 
 
 def test_accept_admin_reverts_when_no_transfer_is_pending(memory) -> None:
-    with pytest.raises(NotPendingAdmin) as caught:
+    with pytest.raises(reverts.NotPendingAdmin) as caught:
         memory.client.accept_admin()
     assert caught.value.account == memory.admin
 
@@ -526,13 +510,13 @@ def test_transfer_admin_to_zero_cancels_the_pending_transfer(memory) -> None:
         ("AdminTransferStarted", {"admin": memory.admin, "pendingAdmin": ZERO_ADDRESS})
     ]
     assert admin_state(memory.client) == (memory.admin, None)
-    with pytest.raises(NotPendingAdmin) as caught:
+    with pytest.raises(reverts.NotPendingAdmin) as caught:
         memory.other(1).accept_admin()
     assert caught.value.account == memory.address(1)
 
 
 def test_transfer_admin_reverts_when_caller_is_not_admin(memory) -> None:
-    with pytest.raises(NotAdmin) as caught:
+    with pytest.raises(reverts.NotAdmin) as caught:
         memory.other(1).transfer_admin(memory.address(1))
     assert caught.value.account == memory.address(1)
     assert admin_state(memory.client) == (memory.admin, None)
@@ -541,7 +525,7 @@ def test_transfer_admin_reverts_when_caller_is_not_admin(memory) -> None:
 def test_a_second_proposal_replaces_the_first(memory) -> None:
     memory.client.transfer_admin(memory.address(1))
     memory.client.transfer_admin(memory.address(2))
-    with pytest.raises(NotPendingAdmin):
+    with pytest.raises(reverts.NotPendingAdmin):
         memory.other(1).accept_admin()
     memory.other(2).accept_admin()
     assert admin_state(memory.client) == (memory.address(2), None)
@@ -557,7 +541,7 @@ def test_views_of_an_unknown_digest(memory) -> None:
     d = digest("unknown").raw
     assert call(client, "isRegistered", d) == (False,)
     assert call(client, "isValid", d) == (False,)
-    with pytest.raises(UnknownModel) as caught:
+    with pytest.raises(reverts.UnknownModel) as caught:
         call(client, "getRecord", d)
     assert caught.value.digest == digest("unknown")
 

@@ -11,21 +11,7 @@ import pytest
 from chainkit import CARD, TEST_SET, ZERO32, digest, request
 from web3.exceptions import ContractCustomError
 
-from registry.chain.reverts import (
-    AccuracyOutOfRange,
-    AlreadyRegistered,
-    AlreadyRevoked,
-    InvalidParent,
-    InvalidReason,
-    InvalidReplacement,
-    MissingRole,
-    NotAdmin,
-    NotAllowedToRevoke,
-    NotPendingAdmin,
-    UnknownModel,
-    ZeroAddress,
-    ZeroDigest,
-)
+from registry.chain import reverts
 from registry.core.records import RevocationReason, Role
 
 pytestmark = pytest.mark.anvil
@@ -39,7 +25,7 @@ def assert_mined_and_failed(anvil, error) -> None:
 
 def test_register_reverts_with_already_registered_and_its_fields(anvil) -> None:
     anvil.client.register(request("v1", accuracy=9_000))
-    with pytest.raises(AlreadyRegistered) as caught:
+    with pytest.raises(reverts.AlreadyRegistered) as caught:
         anvil.client.register(request("v1", accuracy=9_500))
     assert caught.value.digest == digest("v1")
     assert caught.value.registrant == anvil.admin
@@ -47,7 +33,7 @@ def test_register_reverts_with_already_registered_and_its_fields(anvil) -> None:
 
 
 def test_node_revert_arrives_as_contract_custom_error_with_the_data(anvil) -> None:
-    with pytest.raises(UnknownModel) as caught:
+    with pytest.raises(reverts.UnknownModel) as caught:
         anvil.client.call("getRecord", digest("ghost").raw)
     cause = caught.value.__cause__
     assert isinstance(cause, ContractCustomError)
@@ -55,13 +41,13 @@ def test_node_revert_arrives_as_contract_custom_error_with_the_data(anvil) -> No
 
 
 def test_get_record_of_unknown_digest_reverts_with_unknown_model(anvil) -> None:
-    with pytest.raises(UnknownModel) as caught:
+    with pytest.raises(reverts.UnknownModel) as caught:
         anvil.client.call("getRecord", digest("ghost").raw)
     assert caught.value.digest == digest("ghost")
 
 
 def test_revoke_of_unknown_digest_reverts_with_unknown_model(anvil) -> None:
-    with pytest.raises(UnknownModel) as caught:
+    with pytest.raises(reverts.UnknownModel) as caught:
         anvil.client.revoke(digest("ghost"), RevocationReason.OTHER)
     assert caught.value.digest == digest("ghost")
     assert_mined_and_failed(anvil, caught.value)
@@ -69,7 +55,7 @@ def test_revoke_of_unknown_digest_reverts_with_unknown_model(anvil) -> None:
 
 def test_register_reverts_with_missing_role_when_caller_is_not_registrar(anvil) -> None:
     stranger = anvil.other(1)
-    with pytest.raises(MissingRole) as caught:
+    with pytest.raises(reverts.MissingRole) as caught:
         stranger.register(request("v1"))
     assert (caught.value.account, caught.value.role) == (anvil.address(1), "registrar")
     assert anvil.client.get(digest("v1")) is None
@@ -85,7 +71,7 @@ def test_revoke_reverts_with_invalid_replacement(anvil, replacement, revoked_fir
     anvil.client.register(request("v2"))
     if revoked_first:
         anvil.client.revoke(digest("v2"), RevocationReason.SAFETY_ISSUE)
-    with pytest.raises(InvalidReplacement) as caught:
+    with pytest.raises(reverts.InvalidReplacement) as caught:
         anvil.client.revoke(digest("v1"), RevocationReason.SUPERSEDED, digest(replacement))
     assert (caught.value.digest, caught.value.replacement) == (digest("v1"), digest(replacement))
     assert_mined_and_failed(anvil, caught.value)
@@ -95,7 +81,7 @@ def test_revoke_reverts_with_invalid_replacement(anvil, replacement, revoked_fir
 def test_revoke_reverts_with_already_revoked_and_the_first_time(anvil) -> None:
     anvil.client.register(request("v1"))
     first = anvil.client.revoke(digest("v1"), RevocationReason.SUPERSEDED).revocation
-    with pytest.raises(AlreadyRevoked) as caught:
+    with pytest.raises(reverts.AlreadyRevoked) as caught:
         anvil.client.revoke(digest("v1"), RevocationReason.OTHER)
     assert (caught.value.digest, caught.value.revoked_at) == (digest("v1"), first.revoked_at)
 
@@ -103,7 +89,7 @@ def test_revoke_reverts_with_already_revoked_and_the_first_time(anvil) -> None:
 def test_revoke_reverts_with_not_allowed_to_revoke(anvil) -> None:
     anvil.client.register(request("v1"))
     other = anvil.other(1, Role.REGISTRAR)
-    with pytest.raises(NotAllowedToRevoke) as caught:
+    with pytest.raises(reverts.NotAllowedToRevoke) as caught:
         other.revoke(digest("v1"), RevocationReason.OTHER)
     assert (caught.value.account, caught.value.digest) == (anvil.address(1), digest("v1"))
 
@@ -111,37 +97,37 @@ def test_revoke_reverts_with_not_allowed_to_revoke(anvil) -> None:
 @pytest.mark.parametrize("reason", [0, 8, 254])
 def test_revoke_reverts_with_invalid_reason(anvil, reason: int) -> None:
     anvil.client.register(request("v1"))
-    with pytest.raises(InvalidReason) as caught:
+    with pytest.raises(reverts.InvalidReason) as caught:
         anvil.client.transact("revoke", digest("v1").raw, reason, ZERO32)
     assert caught.value.reason == reason
 
 
 def test_register_reverts_with_accuracy_out_of_range(anvil) -> None:
-    with pytest.raises(AccuracyOutOfRange) as caught:
+    with pytest.raises(reverts.AccuracyOutOfRange) as caught:
         anvil.client.transact("register", digest("v1").raw, 10_001, TEST_SET.raw, CARD.raw, ZERO32)
     assert caught.value.accuracy_bps == 10_001
 
 
 def test_register_reverts_with_zero_digest(anvil) -> None:
-    with pytest.raises(ZeroDigest):
+    with pytest.raises(reverts.ZeroDigest):
         anvil.client.transact("register", ZERO32, 1, TEST_SET.raw, CARD.raw, ZERO32)
 
 
 def test_register_reverts_with_invalid_parent(anvil) -> None:
-    with pytest.raises(InvalidParent) as caught:
+    with pytest.raises(reverts.InvalidParent) as caught:
         anvil.client.register(request("v2", parent=digest("ghost")))
     assert (caught.value.digest, caught.value.parent) == (digest("v2"), digest("ghost"))
 
 
 def test_role_and_admin_errors_decode_with_their_accounts(anvil) -> None:
     other = anvil.other(1)
-    with pytest.raises(NotAdmin) as not_admin:
+    with pytest.raises(reverts.NotAdmin) as not_admin:
         other.grant_role(Role.REGISTRAR, anvil.address(1))
     assert not_admin.value.account == anvil.address(1)
-    with pytest.raises(NotPendingAdmin) as not_pending:
+    with pytest.raises(reverts.NotPendingAdmin) as not_pending:
         other.accept_admin()
     assert not_pending.value.account == anvil.address(1)
-    with pytest.raises(ZeroAddress):
+    with pytest.raises(reverts.ZeroAddress):
         anvil.client.grant_role(Role.REVOKER, "0x" + "00" * 20)
 
 

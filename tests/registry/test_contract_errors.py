@@ -16,28 +16,8 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 
-from registry.chain import reverts as contract_errors
+from registry.chain import reverts
 from registry.chain.artifacts import load_artifact
-from registry.chain.reverts import (
-    AccuracyOutOfRange,
-    AlreadyRegistered,
-    AlreadyRevoked,
-    InvalidParent,
-    InvalidReason,
-    InvalidReplacement,
-    MissingRole,
-    NotAdmin,
-    NotAllowedToRevoke,
-    NotPendingAdmin,
-    RegistryContractError,
-    RevertDecoder,
-    UndecodedRevert,
-    UnknownModel,
-    ZeroAddress,
-    ZeroCardDigest,
-    ZeroDigest,
-    ZeroTestSetDigest,
-)
 from registry.chain.rpc import Rpc
 from registry.core.digest import Digest
 from registry.errors import ChainUnavailable, ContractRevert
@@ -51,35 +31,38 @@ def selector(signature: str) -> bytes:
     return keccak(text=signature)[:4]
 
 
+ErrorClass = type[reverts.RegistryContractError]
+
 # (signature, argument types, argument values, class, expected fields)
-CASES: list[tuple[str, list[str], list[Any], type[RegistryContractError], dict[str, Any]]] = [
+CASES: list[tuple[str, list[str], list[Any], ErrorClass, dict[str, Any]]] = [
     ("ModelRegistryMissingRole(address,uint8)", ["address", "uint8"], [ACCOUNT, 1],
-     MissingRole, {"account": ACCOUNT, "role": "registrar"}),
+     reverts.MissingRole, {"account": ACCOUNT, "role": "registrar"}),
     ("ModelRegistryMissingRole(address,uint8)", ["address", "uint8"], [ACCOUNT, 2],
-     MissingRole, {"account": ACCOUNT, "role": "revoker"}),
-    ("ModelRegistryNotAdmin(address)", ["address"], [ACCOUNT], NotAdmin, {"account": ACCOUNT}),
+     reverts.MissingRole, {"account": ACCOUNT, "role": "revoker"}),
+    ("ModelRegistryNotAdmin(address)", ["address"], [ACCOUNT],
+     reverts.NotAdmin, {"account": ACCOUNT}),
     ("ModelRegistryNotPendingAdmin(address)", ["address"], [ACCOUNT],
-     NotPendingAdmin, {"account": ACCOUNT}),
-    ("ModelRegistryZeroAddress()", [], [], ZeroAddress, {}),
-    ("ModelRegistryZeroDigest()", [], [], ZeroDigest, {}),
+     reverts.NotPendingAdmin, {"account": ACCOUNT}),
+    ("ModelRegistryZeroAddress()", [], [], reverts.ZeroAddress, {}),
+    ("ModelRegistryZeroDigest()", [], [], reverts.ZeroDigest, {}),
     ("ModelRegistryAlreadyRegistered(bytes32,address)", ["bytes32", "address"], [D1, ACCOUNT],
-     AlreadyRegistered, {"digest": Digest.from_bytes(D1), "registrant": ACCOUNT}),
+     reverts.AlreadyRegistered, {"digest": Digest.from_bytes(D1), "registrant": ACCOUNT}),
     ("ModelRegistryUnknownModel(bytes32)", ["bytes32"], [D1],
-     UnknownModel, {"digest": Digest.from_bytes(D1)}),
+     reverts.UnknownModel, {"digest": Digest.from_bytes(D1)}),
     ("ModelRegistryAccuracyOutOfRange(uint16)", ["uint16"], [10_001],
-     AccuracyOutOfRange, {"accuracy_bps": 10_001}),
-    ("ModelRegistryZeroTestSetDigest()", [], [], ZeroTestSetDigest, {}),
-    ("ModelRegistryZeroCardDigest()", [], [], ZeroCardDigest, {}),
+     reverts.AccuracyOutOfRange, {"accuracy_bps": 10_001}),
+    ("ModelRegistryZeroTestSetDigest()", [], [], reverts.ZeroTestSetDigest, {}),
+    ("ModelRegistryZeroCardDigest()", [], [], reverts.ZeroCardDigest, {}),
     ("ModelRegistryInvalidParent(bytes32,bytes32)", ["bytes32", "bytes32"], [D1, D2],
-     InvalidParent, {"digest": Digest.from_bytes(D1), "parent": Digest.from_bytes(D2)}),
+     reverts.InvalidParent, {"digest": Digest.from_bytes(D1), "parent": Digest.from_bytes(D2)}),
     ("ModelRegistryAlreadyRevoked(bytes32,uint40)", ["bytes32", "uint40"], [D1, 1_700_000_000],
-     AlreadyRevoked, {"digest": Digest.from_bytes(D1), "revoked_at": 1_700_000_000}),
-    ("ModelRegistryInvalidReason(uint8)", ["uint8"], [8], InvalidReason, {"reason": 8}),
+     reverts.AlreadyRevoked, {"digest": Digest.from_bytes(D1), "revoked_at": 1_700_000_000}),
+    ("ModelRegistryInvalidReason(uint8)", ["uint8"], [8], reverts.InvalidReason, {"reason": 8}),
     ("ModelRegistryInvalidReplacement(bytes32,bytes32)", ["bytes32", "bytes32"], [D1, D2],
-     InvalidReplacement,
+     reverts.InvalidReplacement,
      {"digest": Digest.from_bytes(D1), "replacement": Digest.from_bytes(D2)}),
     ("ModelRegistryNotAllowedToRevoke(address,bytes32)", ["address", "bytes32"], [ACCOUNT, D1],
-     NotAllowedToRevoke, {"account": ACCOUNT, "digest": Digest.from_bytes(D1)}),
+     reverts.NotAllowedToRevoke, {"account": ACCOUNT, "digest": Digest.from_bytes(D1)}),
 ]  # fmt: skip
 
 
@@ -88,12 +71,12 @@ def revert_data(signature: str, types: list[str], values: list[Any]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def decoder() -> RevertDecoder:
-    return RevertDecoder(load_artifact().abi)
+def decoder() -> reverts.RevertDecoder:
+    return reverts.RevertDecoder(load_artifact().abi)
 
 
 @pytest.fixture
-def offline_rpc(decoder: RevertDecoder) -> Rpc:
+def offline_rpc(decoder: reverts.RevertDecoder) -> Rpc:
     """The translation point without a chain behind it: only its translation is exercised."""
     return Rpc(Web3(), endpoint="memory", decoder=decoder)
 
@@ -105,13 +88,13 @@ def raising(exc: Exception):
     return fn
 
 
-def test_every_error_in_the_abi_has_a_python_class(decoder: RevertDecoder) -> None:
+def test_every_error_in_the_abi_has_a_python_class(decoder: reverts.RevertDecoder) -> None:
     assert decoder.unmapped == []
 
 
 def test_every_python_error_class_names_an_error_in_the_abi() -> None:
     abi_names = {e["name"] for e in load_artifact().abi if e["type"] == "error"}
-    classes = {cls.solidity_name for cls in RegistryContractError.__subclasses__()}
+    classes = {cls.solidity_name for cls in reverts.RegistryContractError.__subclasses__()}
     assert classes == abi_names
     assert len(abi_names) == 15
 
@@ -127,18 +110,18 @@ def test_the_hand_written_signatures_cover_every_abi_error() -> None:
 
 def test_decoder_reports_an_abi_error_without_a_class_as_unmapped() -> None:
     abi = [{"type": "error", "name": "ModelRegistrySomethingNew", "inputs": []}]
-    assert RevertDecoder(abi).unmapped == ["ModelRegistrySomethingNew"]
+    assert reverts.RevertDecoder(abi).unmapped == ["ModelRegistrySomethingNew"]
 
 
 def test_every_error_class_has_a_distinct_code() -> None:
-    codes = [cls.code for cls in RegistryContractError.__subclasses__()]
+    codes = [cls.code for cls in reverts.RegistryContractError.__subclasses__()]
     assert len(codes) == len(set(codes))
     assert "contract_revert" not in codes
 
 
 @pytest.mark.parametrize(("signature", "types", "values", "cls", "fields"), CASES)
 def test_decode_hand_encoded_revert_gives_class_with_fields(
-    decoder: RevertDecoder,
+    decoder: reverts.RevertDecoder,
     signature: str,
     types: list[str],
     values: list[Any],
@@ -154,46 +137,50 @@ def test_decode_hand_encoded_revert_gives_class_with_fields(
     assert error.to_dict()["code"] == cls.code
 
 
-def test_decode_checksums_lowercase_addresses(decoder: RevertDecoder) -> None:
+def test_decode_checksums_lowercase_addresses(decoder: reverts.RevertDecoder) -> None:
     data = revert_data("ModelRegistryNotAdmin(address)", ["address"], [ACCOUNT.lower()])
     error = decoder.decode(data)
-    assert isinstance(error, NotAdmin)
+    assert isinstance(error, reverts.NotAdmin)
     assert error.account == ACCOUNT
 
 
 def test_decode_unknown_selector_gives_undecoded_revert_with_the_data(
-    decoder: RevertDecoder,
+    decoder: reverts.RevertDecoder,
 ) -> None:
     data = selector("SomethingElse(uint256)") + encode(["uint256"], [7])
     error = decoder.decode(data)
-    assert type(error) is UndecodedRevert
+    assert type(error) is reverts.UndecodedRevert
     assert error.data == data
     assert error.details == {"data": "0x" + data.hex()}
 
 
-def test_decode_solidity_error_string_gives_undecoded_revert(decoder: RevertDecoder) -> None:
+def test_decode_solidity_error_string_gives_undecoded_revert(
+    decoder: reverts.RevertDecoder,
+) -> None:
     data = selector("Error(string)") + encode(["string"], ["nope"])
-    assert type(decoder.decode(data)) is UndecodedRevert
+    assert type(decoder.decode(data)) is reverts.UndecodedRevert
 
 
-def test_decode_empty_revert_gives_undecoded_revert(decoder: RevertDecoder) -> None:
+def test_decode_empty_revert_gives_undecoded_revert(decoder: reverts.RevertDecoder) -> None:
     error = decoder.decode(b"")
-    assert type(error) is UndecodedRevert
+    assert type(error) is reverts.UndecodedRevert
     assert error.data == b""
 
 
-def test_decode_truncated_arguments_gives_undecoded_revert(decoder: RevertDecoder) -> None:
+def test_decode_truncated_arguments_gives_undecoded_revert(decoder: reverts.RevertDecoder) -> None:
     data = revert_data(
         "ModelRegistryAlreadyRegistered(bytes32,address)", ["bytes32", "address"], [D1, ACCOUNT]
     )[:40]
     error = decoder.decode(data)
-    assert type(error) is UndecodedRevert
+    assert type(error) is reverts.UndecodedRevert
     assert error.data == data
 
 
 def test_undecoded_revert_is_a_contract_revert() -> None:
-    assert issubclass(UndecodedRevert, ContractRevert)
-    assert all(issubclass(c, ContractRevert) for c in RegistryContractError.__subclasses__())
+    assert issubclass(reverts.UndecodedRevert, ContractRevert)
+    assert all(
+        issubclass(c, ContractRevert) for c in reverts.RegistryContractError.__subclasses__()
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +193,7 @@ ALREADY = revert_data(
 
 
 def assert_already_registered(error: BaseException) -> None:
-    assert type(error) is AlreadyRegistered
+    assert type(error) is reverts.AlreadyRegistered
     assert error.digest == Digest.from_bytes(D1)
     assert error.registrant == ACCOUNT
 
@@ -215,7 +202,7 @@ def test_eth_tester_transaction_failed_with_bytes_in_message_decodes(
     offline_rpc: Rpc,
 ) -> None:
     cause = EthTesterTransactionFailed(f"execution reverted: {ALREADY!r}")
-    with pytest.raises(AlreadyRegistered) as caught:
+    with pytest.raises(reverts.AlreadyRegistered) as caught:
         offline_rpc.run(raising(cause))
     assert_already_registered(caught.value)
     assert caught.value.__cause__ is cause
@@ -224,7 +211,7 @@ def test_eth_tester_transaction_failed_with_bytes_in_message_decodes(
 def test_eth_tester_transaction_failed_with_bytes_argument_decodes(
     offline_rpc: Rpc,
 ) -> None:
-    with pytest.raises(AlreadyRegistered) as caught:
+    with pytest.raises(reverts.AlreadyRegistered) as caught:
         offline_rpc.run(raising(EthTesterTransactionFailed(ALREADY)))
     assert_already_registered(caught.value)
 
@@ -235,7 +222,7 @@ def test_eth_tester_revert_with_quote_and_backslash_bytes_decodes(
     # Digests whose bytes print as quotes or backslashes must survive repr -> literal_eval.
     tricky = b"'\"\\" + bytes(29)
     data = revert_data("ModelRegistryUnknownModel(bytes32)", ["bytes32"], [tricky])
-    with pytest.raises(UnknownModel) as caught:
+    with pytest.raises(reverts.UnknownModel) as caught:
         offline_rpc.run(raising(EthTesterTransactionFailed(f"execution reverted: {data!r}")))
     assert caught.value.digest == Digest.from_bytes(tricky)
 
@@ -243,14 +230,14 @@ def test_eth_tester_revert_with_quote_and_backslash_bytes_decodes(
 def test_eth_tester_revert_without_data_gives_undecoded_revert(
     offline_rpc: Rpc,
 ) -> None:
-    with pytest.raises(UndecodedRevert) as caught:
+    with pytest.raises(reverts.UndecodedRevert) as caught:
         offline_rpc.run(raising(EthTesterTransactionFailed("execution reverted")))
     assert caught.value.data == b""
 
 
 def test_node_contract_custom_error_decodes(offline_rpc: Rpc) -> None:
     cause = ContractCustomError("0x" + ALREADY.hex(), data="0x" + ALREADY.hex())
-    with pytest.raises(AlreadyRegistered) as caught:
+    with pytest.raises(reverts.AlreadyRegistered) as caught:
         offline_rpc.run(raising(cause))
     assert_already_registered(caught.value)
     assert caught.value.__cause__ is cause
@@ -258,7 +245,7 @@ def test_node_contract_custom_error_decodes(offline_rpc: Rpc) -> None:
 
 def test_node_contract_logic_error_with_hex_data_decodes(offline_rpc: Rpc) -> None:
     cause = ContractLogicError("execution reverted", data="0x" + ALREADY.hex())
-    with pytest.raises(AlreadyRegistered) as caught:
+    with pytest.raises(reverts.AlreadyRegistered) as caught:
         offline_rpc.run(raising(cause))
     assert_already_registered(caught.value)
 
@@ -294,9 +281,9 @@ def test_other_exceptions_pass_through_untranslated(offline_rpc: Rpc) -> None:
 def test_module_exports_a_class_per_error_and_nothing_stale() -> None:
     exported = {
         name
-        for name, obj in vars(contract_errors).items()
+        for name, obj in vars(reverts).items()
         if isinstance(obj, type)
-        and issubclass(obj, RegistryContractError)
-        and obj is not RegistryContractError
+        and issubclass(obj, reverts.RegistryContractError)
+        and obj is not reverts.RegistryContractError
     }
-    assert exported == {cls.__name__ for cls in RegistryContractError.__subclasses__()}
+    assert exported == {cls.__name__ for cls in reverts.RegistryContractError.__subclasses__()}

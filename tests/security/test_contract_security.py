@@ -22,22 +22,7 @@ from chainkit import raw_register as register_raw
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from registry.chain.reverts import (
-    AccuracyOutOfRange,
-    AlreadyRegistered,
-    AlreadyRevoked,
-    InvalidParent,
-    InvalidReason,
-    InvalidReplacement,
-    MissingRole,
-    NotAdmin,
-    NotAllowedToRevoke,
-    NotPendingAdmin,
-    UnknownModel,
-    ZeroCardDigest,
-    ZeroDigest,
-    ZeroTestSetDigest,
-)
+from registry.chain import reverts
 from registry.core.digest import Digest
 from registry.core.policy import Policy
 from registry.core.records import RevocationReason, Role
@@ -240,21 +225,24 @@ WRITES: dict[str, WriteCase] = {
     "register": WriteCase(
         act=lambda cast, c: register_raw(c, digest("fresh").raw, accuracy=9_000),
         allowed=REGISTRARS,
-        refusal=lambda cast, who: (MissingRole, {"account": who, "role": "registrar"}),
+        refusal=lambda cast, who: (reverts.MissingRole, {"account": who, "role": "registrar"}),
         events=_registered,
         effect=lambda cast, who: cast.chain.client.get(digest("fresh")).registrant == who,
     ),
     "revoke": WriteCase(
         act=lambda cast, c: c.transact("revoke", cast.target.raw, 2, ZERO32),
         allowed=frozenset({"revoker-only"}),
-        refusal=lambda cast, who: (NotAllowedToRevoke, {"account": who, "digest": cast.target}),
+        refusal=lambda cast, who: (
+            reverts.NotAllowedToRevoke,
+            {"account": who, "digest": cast.target},
+        ),
         events=_revoked,
         effect=lambda cast, who: not cast.chain.client.is_valid(cast.target),
     ),
     "grantRole": WriteCase(
         act=lambda cast, c: c.transact("grantRole", int(Role.REGISTRAR), cast.fresh_account),
         allowed=frozenset({"admin-without-roles"}),
-        refusal=lambda cast, who: (NotAdmin, {"account": who}),
+        refusal=lambda cast, who: (reverts.NotAdmin, {"account": who}),
         events=lambda cast, who, receipt: [
             ("RoleGranted", {"role": 1, "account": cast.fresh_account, "sender": who})
         ],
@@ -265,7 +253,7 @@ WRITES: dict[str, WriteCase] = {
             "removeRole", int(Role.REGISTRAR), cast.owner.account.address
         ),
         allowed=frozenset({"admin-without-roles"}),
-        refusal=lambda cast, who: (NotAdmin, {"account": who}),
+        refusal=lambda cast, who: (reverts.NotAdmin, {"account": who}),
         events=lambda cast, who, receipt: [
             ("RoleRemoved", {"role": 1, "account": cast.owner.account.address, "sender": who})
         ],
@@ -276,7 +264,7 @@ WRITES: dict[str, WriteCase] = {
     "transferAdmin": WriteCase(
         act=lambda cast, c: c.transact("transferAdmin", cast.fresh_account),
         allowed=frozenset({"admin-without-roles"}),
-        refusal=lambda cast, who: (NotAdmin, {"account": who}),
+        refusal=lambda cast, who: (reverts.NotAdmin, {"account": who}),
         events=lambda cast, who, receipt: [
             ("AdminTransferStarted", {"admin": who, "pendingAdmin": cast.fresh_account})
         ],
@@ -285,7 +273,7 @@ WRITES: dict[str, WriteCase] = {
     "acceptAdmin": WriteCase(
         act=lambda cast, c: c.transact("acceptAdmin"),
         allowed=frozenset(),  # nothing is pending: not even the admin may accept
-        refusal=lambda cast, who: (NotPendingAdmin, {"account": who}),
+        refusal=lambda cast, who: (reverts.NotPendingAdmin, {"account": who}),
         events=lambda cast, who, receipt: [],
         effect=lambda cast, who: False,
     ),
@@ -341,7 +329,7 @@ def test_roles_of_one_account_are_independent_of_its_registrations(memory) -> No
 
 def _accept_by_wrong_account(chain) -> None:
     chain.client.transfer_admin(chain.address(1))
-    with pytest.raises(NotPendingAdmin) as caught:
+    with pytest.raises(reverts.NotPendingAdmin) as caught:
         chain.other(2).accept_admin()
     assert caught.value.account == chain.address(2)
     assert admin_state(chain) == (chain.admin, chain.address(1))
@@ -350,7 +338,7 @@ def _accept_by_wrong_account(chain) -> None:
 def _accept_with_no_pending(chain) -> None:
     for index in (0, 1):  # the admin itself, then anyone else
         client = chain.client if index == 0 else chain.other(index)
-        with pytest.raises(NotPendingAdmin) as caught:
+        with pytest.raises(reverts.NotPendingAdmin) as caught:
             client.accept_admin()
         assert caught.value.account == chain.address(index)
     assert admin_state(chain) == (chain.admin, None)
@@ -362,7 +350,7 @@ def _re_propose_replaces_pending(chain) -> None:
     assert chain.events(tx) == [
         ("AdminTransferStarted", {"admin": chain.admin, "pendingAdmin": chain.address(2)})
     ]
-    with pytest.raises(NotPendingAdmin):
+    with pytest.raises(reverts.NotPendingAdmin):
         chain.other(1).accept_admin()
     assert admin_state(chain) == (chain.admin, chain.address(2))
 
@@ -370,10 +358,10 @@ def _re_propose_replaces_pending(chain) -> None:
 def _propose_zero_cancels(chain) -> None:
     chain.client.transfer_admin(chain.address(1))
     chain.client.transfer_admin(ZERO_ADDRESS)
-    with pytest.raises(NotPendingAdmin):
+    with pytest.raises(reverts.NotPendingAdmin):
         chain.other(1).accept_admin()
     # Nobody can accept "the zero address" either: the admin is still the admin and acts as one.
-    with pytest.raises(NotPendingAdmin):
+    with pytest.raises(reverts.NotPendingAdmin):
         chain.client.accept_admin()
     assert admin_state(chain) == (chain.admin, None)
     chain.client.grant_role(Role.REVOKER, chain.address(3))
@@ -385,11 +373,11 @@ def _old_admin_loses_all_admin_powers(chain) -> None:
     chain.client.transfer_admin(chain.address(1))
     chain.other(1).accept_admin()
     refusals = [
-        (lambda: old.grant_role(Role.REGISTRAR, chain.address(3)), NotAdmin),
-        (lambda: old.remove_role(Role.REGISTRAR, chain.admin), NotAdmin),
-        (lambda: old.transfer_admin(chain.admin), NotAdmin),
-        (lambda: old.transfer_admin(ZERO_ADDRESS), NotAdmin),  # cannot even cancel
-        (lambda: old.accept_admin(), NotPendingAdmin),  # nor take it back
+        (lambda: old.grant_role(Role.REGISTRAR, chain.address(3)), reverts.NotAdmin),
+        (lambda: old.remove_role(Role.REGISTRAR, chain.admin), reverts.NotAdmin),
+        (lambda: old.transfer_admin(chain.admin), reverts.NotAdmin),
+        (lambda: old.transfer_admin(ZERO_ADDRESS), reverts.NotAdmin),  # cannot even cancel
+        (lambda: old.accept_admin(), reverts.NotPendingAdmin),  # nor take it back
     ]
     for act, cls in refusals:
         with pytest.raises(cls) as caught:
@@ -406,7 +394,7 @@ def _pending_admin_cannot_act_before_accepting(chain) -> None:
         lambda: pending.remove_role(Role.REGISTRAR, chain.admin),
         lambda: pending.transfer_admin(chain.address(2)),
     ):
-        with pytest.raises(NotAdmin) as caught:
+        with pytest.raises(reverts.NotAdmin) as caught:
             act()
         assert caught.value.account == chain.address(1)
     assert admin_state(chain) == (chain.admin, chain.address(1))
@@ -427,7 +415,7 @@ def _accept_twice(chain) -> None:
     chain.client.transfer_admin(chain.address(1))
     successor = chain.other(1)
     successor.accept_admin()
-    with pytest.raises(NotPendingAdmin) as caught:
+    with pytest.raises(reverts.NotPendingAdmin) as caught:
         successor.accept_admin()
     assert caught.value.account == chain.address(1)
     assert admin_state(chain) == (chain.address(1), None)
@@ -439,7 +427,7 @@ def _new_admin_gets_no_role(chain) -> None:
     successor.accept_admin()
     assert not chain.client.has_role(Role.REGISTRAR, chain.address(1))
     assert not chain.client.has_role(Role.REVOKER, chain.address(1))
-    with pytest.raises(MissingRole) as caught:
+    with pytest.raises(reverts.MissingRole) as caught:
         successor.register(request("v1"))
     assert fields(caught.value, "account", "role") == (chain.address(1), "registrar")
 
@@ -449,7 +437,7 @@ def _proposal_does_not_survive_the_handover(chain) -> None:
     successor = chain.other(1)
     successor.accept_admin()
     successor.transfer_admin(chain.address(2))
-    with pytest.raises(NotPendingAdmin):
+    with pytest.raises(reverts.NotPendingAdmin):
         chain.client.accept_admin()
     tx = chain.other(2).accept_admin()
     assert chain.events(tx) == [
@@ -490,7 +478,11 @@ def _zero_register(position: str):
             assert chain.client.get(digest("v1")).parent is None
             return
         args[position] = ZERO32
-        expected = {"digest": ZeroDigest, "test_set": ZeroTestSetDigest, "card": ZeroCardDigest}
+        expected = {
+            "digest": reverts.ZeroDigest,
+            "test_set": reverts.ZeroTestSetDigest,
+            "card": reverts.ZeroCardDigest,
+        }
         with pytest.raises(expected[position]):
             register_raw(chain.client, args["digest"], test_set=args["test_set"], card=args["card"])
         assert not chain.client.is_valid(digest("v1"))
@@ -499,7 +491,7 @@ def _zero_register(position: str):
 
 
 def _zero_revoke_digest(chain) -> None:
-    with pytest.raises(UnknownModel) as caught:
+    with pytest.raises(reverts.UnknownModel) as caught:
         chain.client.transact("revoke", ZERO32, 1, ZERO32)
     assert caught.value.digest.raw == ZERO32
 
@@ -514,7 +506,7 @@ def _zero_revoke_replacement(chain) -> None:
 def _zero_views(chain) -> None:
     assert chain.client.call("isRegistered", ZERO32) == (False,)
     assert chain.client.call("isValid", ZERO32) == (False,)
-    with pytest.raises(UnknownModel):
+    with pytest.raises(reverts.UnknownModel):
         chain.client.call("getRecord", ZERO32)
 
 
@@ -554,47 +546,47 @@ def _revoke_breaking(chain, caller: int | None, target: str, reason: int, replac
 ERROR_ORDER: dict[str, tuple[Callable[[Any], None], type, Callable[[Any], dict]]] = {
     "register-role-before-zero-digest": (
         lambda c: _register_breaking(c, 2, d=ZERO32, accuracy=65_535),
-        MissingRole,
+        reverts.MissingRole,
         lambda c: {"account": c.address(2), "role": "registrar"},
     ),
     "register-zero-digest-before-accuracy": (
         lambda c: _register_breaking(c, None, d=ZERO32, accuracy=65_535, test_set=ZERO32),
-        ZeroDigest,
+        reverts.ZeroDigest,
         lambda c: {},
     ),
     "register-accuracy-before-zero-test-set": (
         lambda c: _register_breaking(c, None, accuracy=10_001, test_set=ZERO32, card=ZERO32),
-        AccuracyOutOfRange,
+        reverts.AccuracyOutOfRange,
         lambda c: {"accuracy_bps": 10_001},
     ),
     "register-test-set-before-card": (
         lambda c: _register_breaking(c, None, test_set=ZERO32, card=ZERO32, parent=b"\x01" * 32),
-        ZeroTestSetDigest,
+        reverts.ZeroTestSetDigest,
         lambda c: {},
     ),
     "register-card-before-parent": (
         lambda c: _register_breaking(c, None, card=ZERO32, parent=b"\x01" * 32),
-        ZeroCardDigest,
+        reverts.ZeroCardDigest,
         lambda c: {},
     ),
     "revoke-unknown-before-caller": (
         lambda c: _revoke_breaking(c, 2, "ghost", 0, "ghost"),
-        UnknownModel,
+        reverts.UnknownModel,
         lambda c: {"digest": digest("ghost")},
     ),
     "revoke-caller-before-already-revoked": (
         lambda c: _revoke_breaking(c, 2, "revoked v1", 0, "v1"),
-        NotAllowedToRevoke,
+        reverts.NotAllowedToRevoke,
         lambda c: {"account": c.address(2), "digest": digest("v1")},
     ),
     "revoke-already-revoked-before-reason": (
         lambda c: _revoke_breaking(c, None, "revoked v1", 0, "v1"),
-        AlreadyRevoked,
+        reverts.AlreadyRevoked,
         lambda c: {"digest": digest("v1")},
     ),
     "revoke-reason-before-replacement": (
         lambda c: _revoke_breaking(c, None, "v1", 8, "v1"),
-        InvalidReason,
+        reverts.InvalidReason,
         lambda c: {"reason": 8},
     ),
 }
@@ -615,7 +607,7 @@ def test_every_reason_code_from_0_to_255(backend) -> None:
     for code in range(256):
         try:
             call_as(backend, backend.admin, "revoke", digest("v1").raw, code, ZERO32)
-        except InvalidReason as exc:
+        except reverts.InvalidReason as exc:
             assert exc.reason == code
         else:
             accepted.add(code)
@@ -634,14 +626,14 @@ def test_accuracy_boundary_on_a_node(anvil, accuracy: int, accepted: bool) -> No
         assert events_of(anvil, receipt)[0][1]["accuracyBps"] == accuracy
         assert anvil.client.get(digest("v1")).accuracy_bps == accuracy
         return
-    with pytest.raises(AccuracyOutOfRange) as caught:
+    with pytest.raises(reverts.AccuracyOutOfRange) as caught:
         register_raw(anvil.client, digest("v1").raw, accuracy=accuracy)
     assert caught.value.accuracy_bps == accuracy
     assert anvil.client.get(digest("v1")) is None
 
 
 def _parent_self(chain) -> None:
-    with pytest.raises(InvalidParent) as caught:
+    with pytest.raises(reverts.InvalidParent) as caught:
         register_raw(chain.client, digest("v1").raw, parent=digest("v1").raw)
     assert fields(caught.value, "digest", "parent") == (digest("v1"), digest("v1"))
     assert chain.client.get(digest("v1")) is None
@@ -664,7 +656,7 @@ def _replacement_is_own_child(chain) -> None:
 
 def _replacement_registered_after_a_refusal(chain) -> None:
     chain.client.register(request("v1"))
-    with pytest.raises(InvalidReplacement):
+    with pytest.raises(reverts.InvalidReplacement):
         chain.client.revoke(digest("v1"), RevocationReason.SUPERSEDED, digest("v2"))
     chain.client.register(request("v2"))
     chain.client.revoke(digest("v1"), RevocationReason.SUPERSEDED, digest("v2"))
@@ -733,7 +725,7 @@ def test_registration_past_the_uint40_range_stays_registered(anvil) -> None:
     _next_block_at(anvil, UINT40_MAX + 1)
     register_raw(anvil.client, digest("v1").raw, accuracy=9_000)
     assert anvil.client.call("isRegistered", digest("v1").raw) == (True,)
-    with pytest.raises(AlreadyRegistered):
+    with pytest.raises(reverts.AlreadyRegistered):
         register_raw(anvil.other(1, Role.REGISTRAR), digest("v1").raw, accuracy=10_000)
 
 
@@ -793,7 +785,7 @@ def test_front_running_registrar_takes_the_digest_but_a_trusting_clinic_refuses_
         }
         w3.eth.send_raw_transaction(thief.account.sign_transaction(bid).raw_transaction)
         node.rpc("evm_mine")
-        with pytest.raises(AlreadyRegistered) as caught:
+        with pytest.raises(reverts.AlreadyRegistered) as caught:
             honest_call.result(timeout=30)
     finally:
         node.rpc("evm_setAutomine", [True])
@@ -830,12 +822,12 @@ def test_a_squatted_digest_can_be_revoked_by_a_revoker_but_never_reclaimed(memor
     honest = memory.other(1, Role.REGISTRAR)
     squatter = memory.other(2, Role.REGISTRAR)
     squatter.register(request("release", accuracy=10_000))
-    with pytest.raises(NotAllowedToRevoke) as caught:
+    with pytest.raises(reverts.NotAllowedToRevoke) as caught:
         honest.revoke(digest("release"), RevocationReason.REGISTERED_IN_ERROR)
     assert caught.value.account == memory.address(1)
     memory.client.revoke(digest("release"), RevocationReason.SECURITY_COMPROMISE)
     memory.client.remove_role(Role.REGISTRAR, memory.address(2))
-    with pytest.raises(AlreadyRegistered) as again:
+    with pytest.raises(reverts.AlreadyRegistered) as again:
         honest.register(request("release"))
     assert again.value.registrant == memory.address(2)
     verdict = verify_digest(memory.reader(), digest("release"))
@@ -915,13 +907,15 @@ IMMUTABILITY: dict[str, tuple[str, Callable[[Any, Bystanders], None]]] = {
     "register-duplicate-of-kept-by-another-registrar": (
         "register",
         lambda c, b: _raises(
-            AlreadyRegistered,
+            reverts.AlreadyRegistered,
             lambda: register_raw(c.other(3, Role.REGISTRAR), digest("kept").raw, accuracy=10_000),
         ),
     ),
     "register-duplicate-of-gone-by-its-registrant": (
         "register",
-        lambda c, b: _raises(AlreadyRegistered, lambda: register_raw(b.owner, digest("gone").raw)),
+        lambda c, b: _raises(
+            reverts.AlreadyRegistered, lambda: register_raw(b.owner, digest("gone").raw)
+        ),
     ),
     "revoke-victim-naming-kept": (
         "revoke",
@@ -930,20 +924,20 @@ IMMUTABILITY: dict[str, tuple[str, Callable[[Any, Bystanders], None]]] = {
     "revoke-kept-by-another-registrar": (
         "revoke",
         lambda c, b: _raises(
-            NotAllowedToRevoke,
+            reverts.NotAllowedToRevoke,
             lambda: c.other(3, Role.REGISTRAR).revoke(digest("kept"), RevocationReason.OTHER),
         ),
     ),
     "revoke-gone-again": (
         "revoke",
         lambda c, b: _raises(
-            AlreadyRevoked, lambda: c.client.revoke(digest("gone"), RevocationReason.OTHER)
+            reverts.AlreadyRevoked, lambda: c.client.revoke(digest("gone"), RevocationReason.OTHER)
         ),
     ),
     "revoke-kept-naming-gone": (
         "revoke",
         lambda c, b: _raises(
-            InvalidReplacement,
+            reverts.InvalidReplacement,
             lambda: c.client.revoke(digest("kept"), RevocationReason.OTHER, digest("gone")),
         ),
     ),
@@ -987,10 +981,10 @@ def test_registering_someone_elses_checkpoint_changes_nothing(backend) -> None:
     original.register(request("theirs", accuracy=8_800))
     before = raw_storage(backend, digest("theirs"))
     copier = backend.other(2, Role.REGISTRAR)
-    with pytest.raises(AlreadyRegistered) as caught:
+    with pytest.raises(reverts.AlreadyRegistered) as caught:
         register_raw(copier, digest("theirs").raw, accuracy=10_000, parent=ZERO32)
     assert fields(caught.value, "digest", "registrant") == (digest("theirs"), backend.address(1))
-    with pytest.raises(NotAllowedToRevoke) as refused:
+    with pytest.raises(reverts.NotAllowedToRevoke) as refused:
         copier.revoke(digest("theirs"), RevocationReason.REGISTERED_IN_ERROR)
     assert fields(refused.value, "account", "digest") == (backend.address(2), digest("theirs"))
     assert raw_storage(backend, digest("theirs")) == before
