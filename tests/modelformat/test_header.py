@@ -14,7 +14,7 @@ import pytest
 import safetensors.numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lenetkit import lenet_shapes
+from lenetkit import lenet_metadata, lenet_shapes
 
 from modelformat.header import (
     MAX_TENSORS,
@@ -27,20 +27,6 @@ from registry.errors import InvalidCheckpoint, PickleRejected
 from registry.gate import CheckedDigests
 
 # --- building real files -------------------------------------------------------------------
-
-
-def lenet_metadata(c: int = 1, size: int = 28, k: int = 10) -> dict[str, str]:
-    return {
-        "format": "pt",
-        "architecture": "lenet5",
-        "architecture_version": "1",
-        "in_channels": str(c),
-        "input_size": str(size),
-        "num_classes": str(k),
-        "class_names": json.dumps([f"class_{i}" for i in range(k)]),
-        "normalization": json.dumps({"mean": [0.5] * c, "std": [0.25] * c}),
-        "dataset": "pathmnist",
-    }
 
 
 def lenet_arrays(c: int = 1, size: int = 28, k: int = 10, seed: int = 0) -> dict[str, Any]:

@@ -34,8 +34,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import lenetkit
 import numpy as np
-from lenetkit import lenet_shapes
 
 from modelformat.header import DEFAULT_MAX_HEADER_BYTES, MalformedCheckpoint
 from registry.errors import InvalidCheckpoint, PickleRejected
@@ -80,23 +80,13 @@ CLASS_NAMES = ["benign", "malignant"]
 
 def lenet_specs(c: int = 1, size: int = 28, k: int = 2) -> TensorSpecs:
     """The LeNet-5 tensors, written out from the network's definition (not from the code)."""
-    return {name: ("F32", shape) for name, shape in lenet_shapes(c, size, k).items()}
+    return {name: ("F32", shape) for name, shape in lenetkit.lenet_shapes(c, size, k).items()}
 
 
-def lenet_metadata(c: int = 1, size: int = 28, k: int = 2, **overrides: str) -> dict[str, str]:
-    meta = {
-        "format": "pt",
-        "architecture": "lenet5",
-        "architecture_version": "1",
-        "in_channels": str(c),
-        "input_size": str(size),
-        "num_classes": str(k),
-        "class_names": json.dumps(CLASS_NAMES if k == 2 else [f"c{i}" for i in range(k)]),
-        "normalization": json.dumps({"mean": [0.5] * c, "std": [0.25] * c}),
-        "dataset": "synthetic-security-corpus",
-    }
-    meta.update(overrides)
-    return meta
+def lenet_metadata(**overrides: str) -> dict[str, str]:
+    """lenetkit's metadata for the two-class network, with ``overrides`` replacing or adding keys."""
+    meta = lenetkit.lenet_metadata(k=2, names=CLASS_NAMES, dataset="synthetic-security-corpus")
+    return {**meta, **overrides}
 
 
 def tensor_bytes(dtype: str, shape: tuple[int, ...], seed: int) -> bytes:
