@@ -34,6 +34,7 @@ import numpy as np
 import safetensors.numpy
 
 from modelformat.header import CheckedCheckpoint, inspect_checkpoint
+from modelformat.spec import ModelSpec
 from registry.errors import InvalidCheckpoint
 
 # One input slower than this counts as a crash (a DoS in waiting). A hostile 1 MiB header costs
@@ -44,32 +45,22 @@ SLOW_SECONDS = 0.25
 
 
 def lenet_checkpoint(c: int, size: int, k: int, seed: int) -> bytes:
-    s = ((size - 4) // 2 - 4) // 2
-    shapes = {
-        "conv1.weight": (6, c, 5, 5),
-        "conv1.bias": (6,),
-        "conv2.weight": (16, 6, 5, 5),
-        "conv2.bias": (16,),
-        "fc1.weight": (120, 16 * s * s),
-        "fc1.bias": (120,),
-        "fc2.weight": (84, 120),
-        "fc2.bias": (84,),
-        "fc3.weight": (k, 84),
-        "fc3.bias": (k,),
-    }
+    """A valid seed file, built with the product's own spec (tests/lenetkit.py is the oracle)."""
+    spec = ModelSpec(
+        in_channels=c,
+        input_size=size,
+        num_classes=k,
+        class_names=tuple(f"c{i}" for i in range(k)),
+        mean=(0.5,) * c,
+        std=(0.25,) * c,
+        dataset="fuzz",
+    )
     rng = np.random.default_rng(seed)
-    arrays = {n: rng.standard_normal(sh).astype(np.float32) for n, sh in shapes.items()}
-    meta = {
-        "format": "pt",
-        "architecture": "lenet5",
-        "architecture_version": "1",
-        "in_channels": str(c),
-        "input_size": str(size),
-        "num_classes": str(k),
-        "class_names": json.dumps([f"c{i}" for i in range(k)]),
-        "normalization": json.dumps({"mean": [0.5] * c, "std": [0.25] * c}),
-        "dataset": "fuzz",
+    arrays = {
+        name: rng.standard_normal(shape).astype(np.float32)
+        for name, (_dtype, shape) in spec.tensor_specs().items()
     }
+    meta = spec.to_metadata()
     # safetensors writes __metadata__ in hash-map order, which changes from one process to the
     # next: rewrite the header with sorted keys so that --seed reproduces a run exactly.
     header, body = split(safetensors.numpy.save(arrays, metadata=meta))
