@@ -20,12 +20,24 @@ from registry.errors import AuditLogCorrupt, AuditLogUnavailable
 N = 6
 
 
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """Where a test keeps its log; nothing is there until the test writes it."""
+    return tmp_path / "audit.jsonl"
+
+
 def write_log(path: Path, n: int = N) -> list[dict[str, Any]]:
     log = AuditLog(path)
     return [
         log.append("verify", digest=f"{i:064x}", verdict="verified", block=100 + i, client="c1")
         for i in range(n)
     ]
+
+
+def written(path: Path, n: int = N) -> list[bytes]:
+    """Write a log of ``n`` entries at ``path``; its lines, to tamper with."""
+    write_log(path, n)
+    return lines(path)
 
 
 def lines(path: Path) -> list[bytes]:
@@ -42,6 +54,11 @@ def reseal(entry: dict[str, Any]) -> bytes:
     return canonical_json({**body, "hash": hashlib.sha256(canonical_json(body)).hexdigest()})
 
 
+def resealed(line: bytes, **changes: Any) -> bytes:
+    """The entry on ``line`` with ``changes`` made and its own hash recomputed, as a log line."""
+    return reseal({**json.loads(line), **changes}) + b"\n"
+
+
 def corrupt_at(path: Path) -> AuditLogCorrupt:
     with pytest.raises(AuditLogCorrupt) as info:
         verify(path)
@@ -49,11 +66,16 @@ def corrupt_at(path: Path) -> AuditLogCorrupt:
     return info.value
 
 
+def corrupt_after(path: Path, edited: list[bytes]) -> AuditLogCorrupt:
+    """Write ``edited`` (the log's lines, changed) over ``path``; the corruption verify reports."""
+    rewrite(path, edited)
+    return corrupt_at(path)
+
+
 # --- writing ---------------------------------------------------------------------------------
 
 
-def test_appended_entries_form_a_chain_that_verifies(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_appended_entries_form_a_chain_that_verifies(path: Path) -> None:
     entries = write_log(path)
     assert verify(path) == N
     assert [e["seq"] for e in entries] == list(range(1, N + 1))
@@ -69,8 +91,7 @@ def test_appended_entries_form_a_chain_that_verifies(tmp_path: Path) -> None:
         assert entry["event"] == "verify" and entry["block"] == 100 + i
 
 
-def test_a_new_log_object_resumes_seq_and_prev_from_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_a_new_log_object_resumes_seq_and_prev_from_the_file(path: Path) -> None:
     write_log(path, 3)
     entry = AuditLog(path).append("revoke", digest="ab" * 32, reason="recalled")
     assert entry["seq"] == 4
@@ -78,24 +99,21 @@ def test_a_new_log_object_resumes_seq_and_prev_from_the_file(tmp_path: Path) -> 
     assert verify(path) == 4
 
 
-def test_two_log_objects_on_one_file_interleave_without_breaking_the_chain(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_two_log_objects_on_one_file_interleave_without_breaking_the_chain(path: Path) -> None:
     a, b = AuditLog(path), AuditLog(path)
     for i in range(5):
         (a if i % 2 else b).append("verify", n=i)
     assert verify(path) == 5
 
 
-def test_head_names_the_last_entry(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_head_names_the_last_entry(path: Path) -> None:
     log = AuditLog(path)
     assert log.head() == (0, GENESIS_PREV)
     entries = write_log(path, 2)
     assert log.head() == (2, entries[-1]["hash"])
 
 
-def test_empty_log_verifies_with_zero_entries(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_empty_log_verifies_with_zero_entries(path: Path) -> None:
     AuditLog(path)
     assert path.exists()
     assert verify(path) == 0
@@ -123,70 +141,53 @@ def test_missing_log_file_is_reported_as_corrupt(tmp_path: Path) -> None:
     ],
 )
 def test_append_refuses_values_that_are_not_short_identifiers(
-    tmp_path: Path, fields: dict[str, Any], match: str
+    path: Path, fields: dict[str, Any], match: str
 ) -> None:
-    path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
     with pytest.raises(ValueError, match=match):
         log.append("predict", **fields)
     assert path.read_bytes() == b""
 
 
-def test_append_accepts_a_512_character_value_and_none_and_bools(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_append_accepts_a_512_character_value_and_none_and_bools(path: Path) -> None:
     AuditLog(path).append("predict", client="x" * 512, replacement=None, verified=False, block=0)
     assert verify(path) == 1
 
 
 @pytest.mark.parametrize("event", ["", "Verify", "verify\n", "x" * 65, "a b"])
-def test_append_refuses_malformed_event_names(tmp_path: Path, event: str) -> None:
+def test_append_refuses_malformed_event_names(path: Path, event: str) -> None:
     with pytest.raises(ValueError, match="audit event"):
-        AuditLog(tmp_path / "audit.jsonl").append(event)
+        AuditLog(path).append(event)
 
 
-def test_append_refuses_too_many_fields(tmp_path: Path) -> None:
+def test_append_refuses_too_many_fields(path: Path) -> None:
     with pytest.raises(ValueError, match="at most 32 fields"):
-        AuditLog(tmp_path / "audit.jsonl").append("x", **{f"f{i}": i for i in range(33)})
+        AuditLog(path).append("x", **{f"f{i}": i for i in range(33)})
 
 
 # --- tampering -------------------------------------------------------------------------------
 
 
-def test_editing_a_field_is_detected_on_that_line(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    write_log(path)
-    raw = lines(path)
+def test_editing_a_field_is_detected_on_that_line(path: Path) -> None:
+    raw = written(path)
     raw[2] = raw[2].replace(b'"verdict":"verified"', b'"verdict":"revoked!"')
-    rewrite(path, raw)
-    exc = corrupt_at(path)
+    exc = corrupt_after(path, raw)
     assert exc.line == 3
     assert "hash" in exc.problem
 
 
-def test_editing_a_field_and_resealing_its_hash_is_detected_on_the_next_line(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "audit.jsonl"
-    write_log(path)
-    raw = lines(path)
-    entry = json.loads(raw[2])
-    entry["verdict"] = "revoked"
-    raw[2] = reseal(entry) + b"\n"
-    rewrite(path, raw)
-    exc = corrupt_at(path)
+def test_editing_a_field_and_resealing_its_hash_is_detected_on_the_next_line(path: Path) -> None:
+    raw = written(path)
+    raw[2] = resealed(raw[2], verdict="revoked")
+    exc = corrupt_after(path, raw)
     assert exc.line == 4
     assert "prev" in exc.problem
 
 
-def test_editing_the_last_line_and_resealing_it_is_detected_against_an_anchor(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_editing_the_last_line_and_resealing_it_is_detected_against_an_anchor(path: Path) -> None:
     entries = write_log(path)
     raw = lines(path)
-    entry = json.loads(raw[-1])
-    entry["verdict"] = "revoked"
-    raw[-1] = reseal(entry) + b"\n"
+    raw[-1] = resealed(raw[-1], verdict="revoked")
     rewrite(path, raw)
     assert verify(path) == N  # a chain alone cannot tell: that is what anchoring is for
     with pytest.raises(AuditLogCorrupt) as info:
@@ -195,27 +196,20 @@ def test_editing_the_last_line_and_resealing_it_is_detected_against_an_anchor(
 
 
 @pytest.mark.parametrize("i", range(N - 1))
-def test_deleting_a_line_is_detected_where_it_was(tmp_path: Path, i: int) -> None:
-    path = tmp_path / "audit.jsonl"
-    write_log(path)
-    raw = lines(path)
+def test_deleting_a_line_is_detected_where_it_was(path: Path, i: int) -> None:
+    raw = written(path)
     del raw[i]
-    rewrite(path, raw)
-    assert corrupt_at(path).line == i + 1
+    assert corrupt_after(path, raw).line == i + 1
 
 
 @pytest.mark.parametrize("i", range(N - 1))
-def test_swapping_two_lines_is_detected_at_the_first_of_them(tmp_path: Path, i: int) -> None:
-    path = tmp_path / "audit.jsonl"
-    write_log(path)
-    raw = lines(path)
+def test_swapping_two_lines_is_detected_at_the_first_of_them(path: Path, i: int) -> None:
+    raw = written(path)
     raw[i], raw[i + 1] = raw[i + 1], raw[i]
-    rewrite(path, raw)
-    assert corrupt_at(path).line == i + 1
+    assert corrupt_after(path, raw).line == i + 1
 
 
-def test_truncating_mid_line_is_detected_on_the_broken_last_line(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_truncating_mid_line_is_detected_on_the_broken_last_line(path: Path) -> None:
     write_log(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 10])
@@ -224,15 +218,13 @@ def test_truncating_mid_line_is_detected_on_the_broken_last_line(tmp_path: Path)
     assert "incomplete" in exc.problem
 
 
-def test_removing_the_final_newline_is_detected(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_removing_the_final_newline_is_detected(path: Path) -> None:
     write_log(path)
     path.write_bytes(path.read_bytes()[:-1])
     assert corrupt_at(path).line == N
 
 
-def test_cutting_whole_lines_from_the_end_is_detected_against_an_anchor(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_cutting_whole_lines_from_the_end_is_detected_against_an_anchor(path: Path) -> None:
     entries = write_log(path)
     rewrite(path, lines(path)[:4])
     assert verify(path) == 4
@@ -243,11 +235,9 @@ def test_cutting_whole_lines_from_the_end_is_detected_against_an_anchor(tmp_path
 
 
 def test_inserting_a_forged_line_with_a_valid_own_hash_is_detected_on_the_line_after_it(
-    tmp_path: Path,
+    path: Path,
 ) -> None:
-    path = tmp_path / "audit.jsonl"
-    write_log(path)
-    raw = lines(path)
+    raw = written(path)
     # The best a forger can do locally: right seq, prev chained to line 2, correct own hash.
     forged = {
         "seq": 3,
@@ -258,28 +248,21 @@ def test_inserting_a_forged_line_with_a_valid_own_hash_is_detected_on_the_line_a
         "prev": hashlib.sha256(raw[1].rstrip(b"\n")).hexdigest(),
     }
     raw.insert(2, reseal(forged) + b"\n")
-    rewrite(path, raw)
-    exc = corrupt_at(path)
+    exc = corrupt_after(path, raw)
     assert exc.line == 4
 
 
-def test_a_forged_line_with_a_duplicate_seq_is_detected_on_that_line(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    write_log(path)
-    raw = lines(path)
-    forged = json.loads(raw[1])
-    forged["digest"] = "ee" * 32
-    raw.insert(2, reseal(forged) + b"\n")
-    rewrite(path, raw)
-    exc = corrupt_at(path)
+def test_a_forged_line_with_a_duplicate_seq_is_detected_on_that_line(path: Path) -> None:
+    raw = written(path)
+    raw.insert(2, resealed(raw[1], digest="ee" * 32))
+    exc = corrupt_after(path, raw)
     assert exc.line == 3
     assert "seq" in exc.problem
 
 
 def test_rewriting_the_whole_chain_after_an_insertion_is_detected_against_an_anchor(
-    tmp_path: Path,
+    path: Path,
 ) -> None:
-    path = tmp_path / "audit.jsonl"
     entries = write_log(path)
     originals = [json.loads(r) for r in lines(path)]
     forged_entries = [*originals[:2], {**originals[2], "digest": "ee" * 32}, *originals[2:]]
@@ -311,23 +294,19 @@ def test_rewriting_the_whole_chain_after_an_insertion_is_detected_against_an_anc
     ],
 )
 def test_malformed_lines_are_reported_with_the_problem(
-    tmp_path: Path, mutate: Any, problem: str
+    path: Path, mutate: Any, problem: str
 ) -> None:
-    path = tmp_path / "audit.jsonl"
-    write_log(path, 3)
-    raw = lines(path)
+    raw = written(path, 3)
     raw[1] = mutate(raw[1].rstrip(b"\n")) + b"\n"
-    rewrite(path, raw)
-    exc = corrupt_at(path)
+    exc = corrupt_after(path, raw)
     assert exc.line == 2
     assert problem in exc.problem
 
 
 @pytest.mark.parametrize("nested", [b"[" * 200_000, b'{"a":' * 50_000, b"[" * 10 + b"]" * 10])
-def test_a_deeply_nested_line_is_refused_without_recursing(tmp_path: Path, nested: bytes) -> None:
+def test_a_deeply_nested_line_is_refused_without_recursing(path: Path, nested: bytes) -> None:
     # Like any process that imported web3: py_ecc and py-evm raise the limit to 100 000, and
     # json.loads on these lines would then overflow the C stack and kill the test process.
-    path = tmp_path / "audit.jsonl"
     write_log(path, 2)
     with path.open("ab") as f:
         f.write(nested + b"\n")
@@ -343,8 +322,7 @@ def test_a_deeply_nested_line_is_refused_without_recursing(tmp_path: Path, neste
     assert "flat JSON object" in exc.problem
 
 
-def test_an_overlong_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_an_overlong_line_is_refused_without_reading_it_whole(path: Path) -> None:
     write_log(path, 1)
     with path.open("ab") as f:
         f.write(b"x" * (1 << 20) + b"\n")
@@ -353,8 +331,7 @@ def test_an_overlong_line_is_refused_without_reading_it_whole(tmp_path: Path) ->
     assert "longer than" in exc.problem
 
 
-def test_append_refuses_to_chain_to_a_torn_last_line(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_append_refuses_to_chain_to_a_torn_last_line(path: Path) -> None:
     log = AuditLog(path)
     log.append("verify", n=1)
     log.append("verify", n=2)
@@ -368,8 +345,7 @@ def test_append_refuses_to_chain_to_a_torn_last_line(tmp_path: Path) -> None:
     assert path.stat().st_size == size
 
 
-def test_append_refuses_to_chain_to_an_edited_last_line(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_append_refuses_to_chain_to_an_edited_last_line(path: Path) -> None:
     write_log(path, 2)
     path.write_bytes(path.read_bytes().replace(b'"block":101', b'"block":999'))
     with pytest.raises(AuditLogCorrupt) as info:
@@ -386,8 +362,7 @@ def append_many(path: str, worker: int, count: int) -> None:
         log.append("predict", client=f"w{worker}", n=i)
 
 
-def test_concurrent_appends_from_two_processes_keep_the_chain_valid(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_concurrent_appends_from_two_processes_keep_the_chain_valid(path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     count = 200
     procs = [ctx.Process(target=append_many, args=(str(path), w, count)) for w in range(2)]
@@ -401,8 +376,7 @@ def test_concurrent_appends_from_two_processes_keep_the_chain_valid(tmp_path: Pa
     assert seen == {(f"w{w}", i) for w in range(2) for i in range(count)}
 
 
-def test_concurrent_appends_from_threads_keep_the_chain_valid(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_concurrent_appends_from_threads_keep_the_chain_valid(path: Path) -> None:
     log = AuditLog(path)
     threads = [
         threading.Thread(target=lambda w=w: [log.append("predict", w=w, n=i) for i in range(50)])
@@ -418,8 +392,7 @@ def test_concurrent_appends_from_threads_keep_the_chain_valid(tmp_path: Path) ->
 # --- appending from an event loop -------------------------------------------------------------
 
 
-def test_async_appends_interleaved_with_sync_ones_keep_the_chain_valid(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_async_appends_interleaved_with_sync_ones_keep_the_chain_valid(path: Path) -> None:
     log = AuditLog(path)
 
     async def burst(worker: int) -> list[dict[str, Any]]:
@@ -441,9 +414,8 @@ def test_async_appends_interleaved_with_sync_ones_keep_the_chain_valid(tmp_path:
 
 
 def test_an_async_append_returns_only_once_an_fsync_covered_its_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
     durable = [0]  # file size the last fsync covered
     real_fsync = os.fsync
@@ -470,9 +442,9 @@ def test_an_async_append_returns_only_once_an_fsync_covered_its_line(
 
 
 def test_an_async_append_fails_closed_when_the_fsync_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = AuditLog(tmp_path / "audit.jsonl")
+    log = AuditLog(path)
 
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
@@ -482,8 +454,7 @@ def test_an_async_append_fails_closed_when_the_fsync_fails(
         asyncio.run(log.append_async("verify", n=1))
 
 
-def test_an_async_append_refuses_bad_fields_before_writing_anything(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
+def test_an_async_append_refuses_bad_fields_before_writing_anything(path: Path) -> None:
     log = AuditLog(path)
     with pytest.raises(ValueError, match="never raw content"):
         asyncio.run(log.append_async("predict", image=b"\x89PNG"))
@@ -516,9 +487,8 @@ class FsyncSpy:
 
 
 def test_with_a_sync_interval_async_appends_return_at_once_and_share_a_later_fsync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "audit.jsonl"
     log = AuditLog(path, sync_interval_s=0.2)
     fsync = FsyncSpy(monkeypatch)
 
@@ -533,9 +503,8 @@ def test_with_a_sync_interval_async_appends_return_at_once_and_share_a_later_fsy
 
 
 def test_a_sync_append_is_fsynced_before_it_returns_whatever_the_interval(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "audit.jsonl"
     log = AuditLog(path, sync_interval_s=1.0)
     fsync = FsyncSpy(monkeypatch)
     log.append("register", n=1)
@@ -544,9 +513,8 @@ def test_a_sync_append_is_fsynced_before_it_returns_whatever_the_interval(
 
 @pytest.mark.parametrize("interval", [0.0, 0.05])
 def test_after_a_failed_fsync_every_append_refuses_even_once_fsync_works_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interval: float
+    path: Path, monkeypatch: pytest.MonkeyPatch, interval: float
 ) -> None:
-    path = tmp_path / "audit.jsonl"
     log = AuditLog(path, sync_interval_s=interval)
     fsync = FsyncSpy(monkeypatch, fail=True)
 
@@ -569,9 +537,8 @@ def test_after_a_failed_fsync_every_append_refuses_even_once_fsync_works_again(
 
 
 def test_a_write_that_fails_is_refused_with_the_cause(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
 
     def full_disk(fd: int, data: Any) -> int:
@@ -583,8 +550,6 @@ def test_a_write_that_fails_is_refused_with_the_cause(
 
 
 @pytest.mark.parametrize("interval", [-0.1, 1.5, float("nan")])
-def test_a_sync_interval_outside_zero_to_one_second_is_refused(
-    tmp_path: Path, interval: float
-) -> None:
+def test_a_sync_interval_outside_zero_to_one_second_is_refused(path: Path, interval: float) -> None:
     with pytest.raises(ValueError, match="sync_interval_s"):
-        AuditLog(tmp_path / "audit.jsonl", sync_interval_s=interval)
+        AuditLog(path, sync_interval_s=interval)
