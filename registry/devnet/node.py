@@ -25,14 +25,14 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from registry.core.nodeinfo import running_node_info
 from registry.devnet.accounts import DEV_MNEMONIC
 from registry.devnet.binary import find_anvil
 from registry.devnet.processes import (
     HOST,
+    StopOnExit,
     free_port,
     kill_group,
     log_tail,
@@ -77,7 +77,7 @@ def check_state_file(state_path: Path) -> None:
     os.replace(partial, backup)
 
 
-class AnvilNode:
+class AnvilNode(StopOnExit):
     """A local anvil on 127.0.0.1, started and stopped by its owner.
 
     ``data_dir`` holds ``anvil-state.json`` (the chain, kept across stop + start) and ``anvil.log``.
@@ -278,16 +278,9 @@ class AnvilNode:
         """Call a JSON-RPC method on this node (``evm_snapshot``, ``anvil_reorg``, ...)."""
         return json_rpc(self.url, method, params, timeout=timeout)
 
-    def __enter__(self) -> AnvilNode:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "no port yet"

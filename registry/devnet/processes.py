@@ -18,13 +18,16 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from registry.core.nodeinfo import pid_alive, proc_stat
 
 __all__ = [
     "HOST",
+    "StopOnExit",
     "free_port",
     "group_alive",
     "kill_group",
@@ -39,6 +42,24 @@ __all__ = [
 HOST = "127.0.0.1"  # loopback only: the dev accounts are unlocked on these nodes
 POLL_S = 0.05
 _KILL_WAIT_S = 5.0  # a SIGKILLed group is gone within milliseconds; this only bounds a hang
+
+
+class StopOnExit(ABC):
+    """A started process that ``with`` stops on the way out, whatever happened in the block."""
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def free_port() -> int:

@@ -22,9 +22,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
-from registry.devnet.processes import HOST, free_port, kill_group, log_tail, stop_process
+from registry.devnet.processes import (
+    HOST,
+    StopOnExit,
+    free_port,
+    kill_group,
+    log_tail,
+    stop_process,
+)
 from registry.errors import ConfigurationError
 
 __all__ = ["REGISTRY_SERVER", "ServiceProcess", "start_service"]
@@ -40,7 +46,7 @@ _LOG_TAIL_LINES = 40  # a Python traceback is rarely shorter
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class ServiceProcess:
+class ServiceProcess(StopOnExit):
     """A service started by ``start_service`` and answering on ``url``; ``stop()`` ends it."""
 
     def __init__(
@@ -73,17 +79,6 @@ class ServiceProcess:
                 self.pid,
                 self.stop_timeout,
             )
-
-    def __enter__(self) -> ServiceProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else f"exited {self.process.returncode}"
@@ -156,14 +151,12 @@ def _wait_healthy(service: ServiceProcess, health_path: str, timeout: float, sta
     while True:
         code = service.process.poll()
         if code is not None:
-            tail = log_tail(service.log_path, _LOG_TAIL_LINES, start=start)
-            raise ConfigurationError(
-                f"the service exited (status {code}) before answering {url}. Last lines of "
-                f"{service.log_path}:\n{tail}",
+            raise _start_failed(
+                service,
+                start,
+                f"the service exited (status {code}) before answering {url}",
                 url=url,
                 returncode=code,
-                log_path=str(service.log_path),
-                log_tail=tail,
             )
         try:
             with _OPENER.open(url, timeout=2.0) as response:
@@ -176,14 +169,25 @@ def _wait_healthy(service: ServiceProcess, health_path: str, timeout: float, sta
         except (urllib.error.URLError, OSError) as exc:
             last = str(getattr(exc, "reason", exc))
         if time.monotonic() >= deadline:
-            tail = log_tail(service.log_path, _LOG_TAIL_LINES, start=start)
-            raise ConfigurationError(
+            raise _start_failed(
+                service,
+                start,
                 f"the service at {service.url} did not answer 200 on {health_path} within "
-                f"{timeout:g} s (last: {last}); a 503 means it cannot reach its chain. Last "
-                f"lines of {service.log_path}:\n{tail}",
+                f"{timeout:g} s (last: {last}); a 503 means it cannot reach its chain",
                 url=url,
                 last_answer=last,
-                log_path=str(service.log_path),
-                log_tail=tail,
             )
         time.sleep(_POLL_S)
+
+
+def _start_failed(
+    service: ServiceProcess, start: int, what: str, **details: object
+) -> ConfigurationError:
+    """``what`` went wrong, with the lines the service logged since ``start`` (a byte offset)."""
+    tail = log_tail(service.log_path, _LOG_TAIL_LINES, start=start)
+    return ConfigurationError(
+        f"{what}. Last lines of {service.log_path}:\n{tail}",
+        **details,
+        log_path=str(service.log_path),
+        log_tail=tail,
+    )
