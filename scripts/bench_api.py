@@ -228,6 +228,13 @@ def main() -> int:
             raise SystemExit(f"registration failed: {registered.text}")
         digest = registered.json()["record"]["digest"]
         files = [("images", (f"{i}.png", image, "image/png")) for i in range(args.images)]
+
+        def verify_model(url: str) -> Callable[[httpx.Client], httpx.Response]:
+            """One ``POST /verify`` of the stored checkpoint to the registry at ``url``."""
+            return lambda h: h.post(
+                f"{url}/verify", content=model, headers={"Content-Type": "application/octet-stream"}
+            )
+
         print(
             f"model {len(model):,} bytes, {args.images} images per predict, {args.clients} "
             f"clients, {args.seconds:.0f} s per phase x 2 rounds\n"
@@ -246,11 +253,7 @@ def main() -> int:
             args.seconds,
             args.clients,
             lambda h: h.post(f"{base}/upload-hash", content=model),
-            lambda h: h.post(
-                f"{ours}/verify",
-                content=model,
-                headers={"Content-Type": "application/octet-stream"},
-            ),
+            verify_model(ours),
             "target >= 0.5x",
         )
 
@@ -263,11 +266,7 @@ def main() -> int:
             args.seconds,
             args.clients,
             lambda h: h.post(f"{base}/upload-hash", content=model),
-            lambda h: h.post(
-                f"{strict}/verify",
-                content=model,
-                headers={"Content-Type": "application/octet-stream"},
-            ),
+            verify_model(strict),
             "no target: the default flushes within 0.05 s",
         )
 
