@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Final
 
-from training.digests import SPLIT_LAYOUT, TENSOR_LAYOUT
 from training.errors import CardError
 
 if TYPE_CHECKING:
@@ -118,6 +117,10 @@ def build_card(
 ) -> dict[str, Any]:
     """Assemble the card. Wall-clock times are left out on purpose: the same seed on the same
     machine gives the same card, hence the same digest."""
+    # Here, not at the top: training.digests needs numpy, and the registry's base install reads
+    # and checks cards (registry.cards) without it.
+    from training.digests import SPLIT_LAYOUT, TENSOR_LAYOUT
+
     spec = outcome.spec
     digests = dataset.digests()
     return {
