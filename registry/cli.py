@@ -175,7 +175,26 @@ def cmd_register(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def _require_extra(extra: str, *modules: str) -> None:
+    """Refuse a command whose optional dependencies this install left out, naming the extra.
+
+    The base install (hash, verify, register, inspect) has no torch or web framework; without
+    this check ``registry train`` on it would end in a ModuleNotFoundError traceback.
+    """
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigurationError(
+            f"`registry {extra}` needs {', '.join(missing)}, which this install lacks; "
+            f"install `medical-model-registry[{extra}]` (or [dev])",
+            extra=extra,
+            missing=missing,
+        )
+
+
 def cmd_train(args: argparse.Namespace, out: Output) -> int:
+    _require_extra("train", "torch", "torchvision", "numpy", "safetensors", "tqdm", "sklearn")
     from training.cli import run_train
 
     # Training errors are InvalidInput already (one tree): they reach the user with their code.
@@ -339,6 +358,7 @@ def cmd_admin(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
+    _require_extra("serve", "fastapi", "uvicorn", "numpy", "safetensors", "torch", "PIL")
     from registry.api.server import run
 
     run(_settings(args, host=args.host, port=args.port, workers=args.workers))

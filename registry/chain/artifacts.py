@@ -3,6 +3,11 @@
 No compiler is needed at run time. The artifact's own SHA-256 goes into every deployment record,
 so a deployment can always be traced to the exact build (and, through ``source_digest``, to the
 exact Solidity sources) that produced it.
+
+There is one committed artifact, ``contracts/build/ModelRegistry.json``, which
+``scripts/compile_contracts.py`` writes and checks. The package reaches it as package data,
+``registry/chain/ModelRegistry.json``: in the source tree that name is a symlink to the committed
+file, and a wheel carries a copy of its bytes, so an installed ``registry`` needs no checkout.
 """
 
 from __future__ import annotations
@@ -11,14 +16,17 @@ import json
 import os
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from registry.core.digest import digest_bytes
 from registry.errors import ConfigurationError
 
+# The source checkout, for the tests and scripts that run from it (an installed wheel has none).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ARTIFACT = PROJECT_ROOT / "contracts" / "build" / "ModelRegistry.json"
+# Resolved, so that messages and deployment records name the committed file, not the symlink.
+DEFAULT_ARTIFACT = Path(str(resources.files("registry.chain") / "ModelRegistry.json")).resolve()
 
 
 @dataclass(frozen=True)

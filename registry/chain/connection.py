@@ -44,7 +44,17 @@ def make_web3(endpoint: str, timeout_s: float) -> Web3:
 
 def memory_client(settings: Settings | None = None) -> RegistryClient:
     """A fresh in-process chain with a deployed registry; its signer holds every role."""
-    from eth_tester import EthereumTester, PyEVMBackend
+    try:
+        from eth_tester import EthereumTester, PyEVMBackend
+    except ImportError as exc:
+        # The base install verifies against real nodes; the in-process chain is an extra.
+        raise ConfigurationError(
+            f"REGISTRY_RPC_URL={MEMORY} needs eth-tester with py-evm, which this install lacks "
+            f"({exc.name or exc} is missing); install `medical-model-registry[memory]` "
+            "(or [dev]), or point REGISTRY_RPC_URL at a JSON-RPC node",
+            rpc_url=MEMORY,
+            missing=exc.name,
+        ) from exc
 
     tester = EthereumTester(PyEVMBackend())
     w3 = Web3(EthereumTesterProvider(tester), middleware=[])
