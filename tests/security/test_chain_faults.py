@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from apikit import make_checkpoint
 from hexbytes import HexBytes
 
 from registry.chain.client import RegistryClient
@@ -521,29 +522,6 @@ def test_a_revocation_reorganised_away_leaves_the_model_valid_until_it_is_sent_a
     # The revoker (restarted: the reorg took its nonce too) sends the revocation again.
     chain.client(0).revoke(request.digest, RevocationReason.SAFETY_ISSUE)
     assert verify_digest(reader, request.digest).reason == "revoked"
-
-
-def make_checkpoint(seed: int = 0) -> bytes:
-    """A freshly initialised, seeded LeNet-5 as safetensors bytes."""
-    import torch
-
-    from modelformat.spec import ModelSpec
-    from training.checkpoint import checkpoint_bytes
-    from training.model import build_model
-
-    spec = ModelSpec(
-        in_channels=1,
-        input_size=28,
-        num_classes=2,
-        class_names=("benign", "malignant"),
-        mean=(0.5,),
-        std=(0.25,),
-        dataset="synthetic-test",
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = build_model(spec)
-    return checkpoint_bytes(model, spec)
 
 
 @pytest.fixture(scope="module")
