@@ -160,6 +160,12 @@ class Api:
             f"/models/{digest}/revoke", json={"reason": reason, **extra}, headers=REVOKER
         )
 
+    def post_json(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> Any:
+        """POST ``body`` as given, labelled JSON: for bodies that ``json=`` would not write."""
+        return self.http.post(
+            path, content=body, headers={**(headers or {}), "Content-Type": "application/json"}
+        )
+
     def verify(self, data: bytes) -> Any:
         return self.http.post(
             "/verify", content=data, headers={"Content-Type": "application/octet-stream"}

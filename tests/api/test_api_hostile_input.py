@@ -252,16 +252,8 @@ DEEP = b"[" * 90_000 + b"]" * 90_000
 
 def test_deeply_nested_json_is_refused_without_crashing_the_worker(api: Api) -> None:
     _, digest = api.registered_model()
-    pixels = api.http.post(
-        f"/models/{digest}/predict",
-        content=b'{"pixels": ' + DEEP + b"}",
-        headers={"Content-Type": "application/json"},
-    )
-    revoke = api.http.post(
-        f"/models/{digest}/revoke",
-        content=b'{"reason": ' + DEEP + b"}",
-        headers={**REVOKER, "Content-Type": "application/json"},
-    )
+    pixels = api.post_json(f"/models/{digest}/predict", b'{"pixels": ' + DEEP + b"}")
+    revoke = api.post_json(f"/models/{digest}/revoke", b'{"reason": ' + DEEP + b"}", REVOKER)
     checkpoint = make_checkpoint(seed=30)
     card = api.register(checkpoint, DEEP)
 

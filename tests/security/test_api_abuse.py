@@ -736,15 +736,20 @@ DIGEST_ROUTES = [
 ]
 
 
-@pytest.mark.parametrize("shape", sorted(MALFORMED_DIGESTS))
-def test_a_malformed_digest_is_a_400_on_every_route(app: Api, shape: str) -> None:
+def on_digest_routes(app: Api, digest: str) -> Iterator[tuple[str, str, httpx.Response]]:
+    """A request naming ``digest`` on each of DIGEST_ROUTES, with a body the route accepts."""
     for method, route in DIGEST_ROUTES:
         kwargs: dict[str, Any] = {"headers": REVOKER}
         if route.endswith("revoke"):
             kwargs["json"] = {"reason": "other"}
         elif method == "POST":
             kwargs["files"] = [("images", ("x.png", png()))]
-        response = app.http.request(method, route.format(MALFORMED_DIGESTS[shape]), **kwargs)
+        yield method, route, app.http.request(method, route.format(digest), **kwargs)
+
+
+@pytest.mark.parametrize("shape", sorted(MALFORMED_DIGESTS))
+def test_a_malformed_digest_is_a_400_on_every_route(app: Api, shape: str) -> None:
+    for method, route, response in on_digest_routes(app, MALFORMED_DIGESTS[shape]):
         # A "/" decoded from %2F can leave the route: then it is an unknown path.
         expected = {400} if shape != "traversal" else {400, 404, 405}
         assert response.status_code in expected, (method, route, response.text)
@@ -768,13 +773,7 @@ def test_a_malformed_digest_is_a_400_on_every_route(app: Api, shape: str) -> Non
     ids=["prefixed", "upper", "0x", "bare", "padded", "unicode-padded", "zero"],
 )
 def test_a_well_formed_unknown_digest_is_a_404(app: Api, form: str) -> None:
-    for method, route in DIGEST_ROUTES:
-        kwargs: dict[str, Any] = {"headers": REVOKER}
-        if route.endswith("revoke"):
-            kwargs["json"] = {"reason": "other"}
-        elif method == "POST":
-            kwargs["files"] = [("images", ("x.png", png()))]
-        response = app.http.request(method, route.format(form), **kwargs)
+    for _method, route, response in on_digest_routes(app, form):
         # Revoking is the contract's call: it reverts with UnknownModel.
         assert_error(response, 404, "unknown_model" if route.endswith("revoke") else "not_found")
 
@@ -931,20 +930,10 @@ def test_deeply_nested_json_is_refused_and_the_worker_lives(
     app: Api, model: str, shape: str
 ) -> None:
     nested = NESTINGS[shape]
-    pixels = app.http.post(
-        f"/models/{model}/predict",
-        content=b'{"pixels": ' + nested + b"}",
-        headers={"Content-Type": "application/json"},
-    )
-    images = app.http.post(
-        f"/models/{model}/predict",
-        content=b'{"images": [' + nested + b"]}",
-        headers={"Content-Type": "application/json"},
-    )
-    revoke = app.http.post(
-        f"/models/{model}/revoke",
-        content=b'{"reason": "other", "replacement": ' + nested + b"}",
-        headers={**REVOKER, "Content-Type": "application/json"},
+    pixels = app.post_json(f"/models/{model}/predict", b'{"pixels": ' + nested + b"}")
+    images = app.post_json(f"/models/{model}/predict", b'{"images": [' + nested + b"]}")
+    revoke = app.post_json(
+        f"/models/{model}/revoke", b'{"reason": "other", "replacement": ' + nested + b"}", REVOKER
     )
     checkpoint = make_checkpoint(seed=14)
     card = app.register(checkpoint, nested)
