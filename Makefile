@@ -2,7 +2,7 @@
 # Both set everything up first (scripts/bootstrap.sh is idempotent and skips finished steps).
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench lock
 
 setup:
 	@scripts/bootstrap.sh
@@ -26,3 +26,8 @@ lint: setup
 
 bench: setup
 	$(PY) scripts/bench_registry.py
+
+# Rewrite requirements/*.txt from pyproject.toml and constraints.txt (UPGRADE=1 to move versions);
+# the next `make setup` installs the new lock.
+lock:
+	scripts/lock.sh
