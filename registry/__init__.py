@@ -1,7 +1,8 @@
 """A blockchain-anchored registry for medical AI models.
 
-The core (hashing, records, chain client, verification) never imports torch; only the inference
-gate does, lazily, so that verifying a checkpoint needs no deep-learning stack.
+Verifying and registering need no deep-learning stack: ``registry.core`` and ``registry.chain``
+never import torch or FastAPI (``tests/test_import_rules.py``), only the inference gate loads
+torch, lazily, and the base install has neither (the ``serve`` and ``train`` extras add them).
 """
 
 __version__ = "0.1.0"

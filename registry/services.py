@@ -1,10 +1,8 @@
 """The one path the CLI and the HTTP API share to register and to revoke a checkpoint.
 
-``POST /models`` checked a checkpoint's format and took its accuracy and test-set digest from its
-model card; ``registry register`` did neither, and anchored a pickle (which every gate then
-refuses) or an accuracy that the checkpoint's own card contradicted. Now ``registry register``,
-``registry train --register`` and ``POST /models`` all go through ``register_with_card``, so what
-one front end refuses the other refuses too:
+``registry register``, ``registry train --register`` and ``POST /models`` all go through
+``register_with_card``, so what one front end refuses the other refuses too, and nothing is
+anchored that a gate would refuse or that the checkpoint's own card contradicts:
 
 * the bytes pass the gate's own format check (``modelformat.header.inspect_checkpoint``): a
   checkpoint the gate would refuse is never anchored;
