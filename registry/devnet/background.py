@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from registry.core.nodeinfo import (
     running_node_info,
     write_node_info,
 )
+from registry.core.times import now_iso_utc
 from registry.devnet.node import DEFAULT_CHAIN_ID, AnvilNode
 from registry.devnet.processes import HOST, port_in_use, stop_group, wait_group_exit
 from registry.devnet.rpc import json_rpc, wait_ready
@@ -122,7 +122,7 @@ def start_background(
             "state_path": str(node.state_path),
             "log_path": str(node.log_path),
             "anvil": str(binary),
-            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "started_at": now_iso_utc(),
         }
         write_node_info(directory, info)
         return {**info, "already_running": False}
@@ -135,7 +135,7 @@ def _spawn_detached(cmd: list[str], log_path: Path) -> tuple[int, int]:
     init, so the caller leaves no zombie behind and may exit at once.
     """
     with log_path.open("ab") as log_fh:
-        log_fh.write(f"--- {datetime.now(UTC).isoformat()} starting detached\n".encode())
+        log_fh.write(f"--- {now_iso_utc()} starting detached\n".encode())
     launcher = 'log=$1; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!'
     shell = subprocess.run(
         ["/bin/sh", "-c", launcher, "sh", str(log_path), *cmd],

@@ -23,11 +23,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from registry.core.files import atomic_write
 from registry.core.nodeinfo import running_node_info
+from registry.core.times import now_iso_utc
 from registry.devnet.accounts import DEV_MNEMONIC
 from registry.devnet.binary import find_anvil
 from registry.devnet.processes import (
@@ -72,9 +73,7 @@ def check_state_file(state_path: Path) -> None:
             state_path=str(state_path),
             backup_path=str(backup) if backup.exists() else None,
         ) from exc
-    partial = backup.with_name(backup.name + ".tmp")
-    shutil.copyfile(state_path, partial)
-    os.replace(partial, backup)
+    atomic_write(backup, state_path.read_bytes())
 
 
 class AnvilNode(StopOnExit):
@@ -234,7 +233,7 @@ class AnvilNode(StopOnExit):
     def _launch(self, binary: Path) -> None:
         port = self.port
         with self.log_path.open("ab") as log_fh:
-            log_fh.write(f"--- {datetime.now(UTC).isoformat()} starting on {port}\n".encode())
+            log_fh.write(f"--- {now_iso_utc()} starting on {port}\n".encode())
             log_fh.flush()
             # Own process group: stop() can wait for every process (the npm launcher and the
             # binary it spawns), and a Ctrl-C meant for the caller reaches it through stop().
