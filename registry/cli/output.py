@@ -1,0 +1,68 @@
+"""What every command of the ``registry`` package shares: how results are written, the exit codes,
+and the step from parsed flags to Settings and a chain client.
+
+The command modules (records, admin, runtime) import only this from each other, so each can be
+read alone; the chain client's import stays inside ``client_for``, which keeps ``registry hash``
+free of web3 until a command actually talks to a chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from registry.config import Settings, get_settings
+from registry.errors import RegistryError
+
+if TYPE_CHECKING:
+    from registry.chain.client import RegistryClient
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Output:
+    """Writes results as JSON or as short human sentences."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def result(self, data: Any, human: str) -> None:
+        if self.as_json:
+            print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        else:
+            print(human)
+
+    def error(self, exc: RegistryError) -> None:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if self.as_json:
+            print(json.dumps({"error": exc.to_dict()}, indent=2, sort_keys=True, default=str))
+
+
+# A command's handler: parsed flags and the output in, exit code out.
+Handler = Callable[[argparse.Namespace, Output], int]
+# build_parser's helper that adds one sub-command (name, handler, help) and returns its parser;
+# each command module's add_commands receives it and adds its own arguments to what it returns.
+AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+
+def settings_for(args: argparse.Namespace, **extra: object) -> Settings:
+    """Settings from REGISTRY_* variables, with the common flags that were given on top."""
+    return get_settings(
+        rpc_url=args.rpc_url,
+        contract_address=args.contract,
+        data_dir=args.data_dir,
+        chain_id=args.chain_id,
+        confirmations=args.confirmations,
+        keystore=args.keystore,
+        **extra,
+    )
+
+
+def client_for(args: argparse.Namespace) -> RegistryClient:
+    """The identity-checked chain client that the flags and environment point at."""
+    from registry.chain.connection import connect
+
+    return connect(settings_for(args))

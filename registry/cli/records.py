@@ -1,0 +1,244 @@
+"""The record commands: hash, register, verify, revoke, show, history and list.
+
+These are what a clinic or a hospital ML team runs day to day, and all of them work on the base
+install: nothing here imports torch, numpy or a web framework, and the chain client, the services
+and the verifier are imported inside the handlers that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from registry.cli.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    AddCommand,
+    Output,
+    client_for,
+    settings_for,
+)
+from registry.core.digest import Digest, digest_file, read_regular_file
+from registry.core.records import RevocationReason, Verdict
+from registry.errors import InvalidInput
+
+
+def cmd_hash(args: argparse.Namespace, out: Output) -> int:
+    digest = digest_file(args.file)
+    out.result({"file": str(args.file), "digest": str(digest)}, f"{digest}  {args.file}")
+    return EXIT_OK
+
+
+def _add_hash(add: AddCommand) -> None:
+    p = add("hash", cmd_hash, "print the SHA-256 of a file, as anchored on chain")
+    p.add_argument("file", type=Path)
+
+
+def _card_bytes(args: argparse.Namespace) -> bytes | None:
+    """The model card to read: --card, else model_card.json beside FILE unless --card-digest
+    names a card kept elsewhere."""
+    if args.card is None and args.card_digest:
+        return None
+    card: Path = args.card or (args.file.parent / "model_card.json")
+    if args.card is None and not card.exists():
+        raise InvalidInput(
+            f"no model card given and {card} does not exist; pass --card FILE "
+            "(the JSON written by `registry train`), or --card-digest D with --accuracy-bps "
+            "and --test-set-digest",
+            card=str(card),
+        )
+    return read_regular_file(card)
+
+
+def cmd_register(args: argparse.Namespace, out: Output) -> int:
+    from registry.services import register_with_card
+
+    result = register_with_card(
+        lambda: client_for(args),
+        read_regular_file(args.file),
+        card=_card_bytes(args),
+        card_digest=args.card_digest,
+        accuracy_bps=args.accuracy_bps,
+        test_set_digest=args.test_set_digest,
+        parent=args.parent,
+    )
+    r = result.record
+    human = (
+        f"{'already registered (identical)' if result.already_registered else 'registered'} "
+        f"{r.digest} with accuracy {r.accuracy_percent:.2f} % in block {result.block_number}"
+    )
+    out.result(result.to_dict(), human)
+    return EXIT_OK
+
+
+def _add_register(add: AddCommand) -> None:
+    p = add("register", cmd_register, "anchor a checkpoint with its accuracy and evidence")
+    p.add_argument("file", type=Path, help="the checkpoint (.safetensors)")
+    p.add_argument(
+        "--accuracy-bps",
+        type=int,
+        help="test accuracy, basis points (default: the card's; required with --card-digest)",
+    )
+    p.add_argument(
+        "--test-set-digest",
+        help="digest of the test split (default: the card's; required with --card-digest)",
+    )
+    p.add_argument(
+        "--card",
+        type=Path,
+        help="model card JSON, canonical as `registry train` writes it; accuracy and test set "
+        "are read from it (default: model_card.json beside FILE)",
+    )
+    p.add_argument(
+        "--card-digest",
+        help="digest of a model card kept elsewhere, instead of --card "
+        "(then --accuracy-bps and --test-set-digest are required)",
+    )
+    p.add_argument("--parent", help="digest of the checkpoint this one derives from")
+
+
+def _explain(verdict: Verdict, name: str) -> str:
+    if verdict.verified:
+        return f"VERIFIED {name}: {verdict.detail} (chain {verdict.chain_id}, block {verdict.checked_block})"
+    return f"NOT VERIFIED {name} [{verdict.reason}]: {verdict.detail}"
+
+
+def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+    from registry.core.policy import Policy
+    from registry.verify import verify_digest
+
+    settings = settings_for(args)
+    policy = Policy(
+        min_accuracy_bps=args.min_accuracy_bps
+        if args.min_accuracy_bps is not None
+        else settings.min_accuracy_bps,
+        trusted_registrants=frozenset(a.lower() for a in args.trusted)
+        if args.trusted
+        else frozenset(settings.trusted_registrants),
+    )
+    digest = digest_file(args.file)
+    from registry.chain.connection import connect
+
+    verdict = verify_digest(connect(settings), digest, policy)
+    out.result({"file": str(args.file), **verdict.to_dict()}, _explain(verdict, str(args.file)))
+    return EXIT_OK if verdict.verified else EXIT_FAILED
+
+
+def _add_verify(add: AddCommand) -> None:
+    p = add(
+        "verify", cmd_verify, "check a checkpoint file against the registry (exit 0 = verified)"
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--min-accuracy-bps", type=int, help="policy: minimum accuracy (default 0)")
+    p.add_argument(
+        "--trusted",
+        action="append",
+        metavar="ADDRESS",
+        help="policy: trusted registrant (repeatable; default: any)",
+    )
+
+
+def cmd_revoke(args: argparse.Namespace, out: Output) -> int:
+    from registry.services import revoke
+
+    record = revoke(lambda: client_for(args), args.digest, args.reason, args.replacement)
+    out.result(
+        record.to_dict(),
+        f"revoked {record.digest} (reason: {RevocationReason.parse(args.reason).label})",
+    )
+    return EXIT_OK
+
+
+def _add_revoke(add: AddCommand) -> None:
+    p = add("revoke", cmd_revoke, "revoke a checkpoint for good")
+    p.add_argument("digest")
+    p.add_argument(
+        "--reason",
+        required=True,
+        help="superseded, safety-issue, performance-"
+        "degradation, data-problem, security-compromise, regulatory, "
+        "registered-in-error, other (or the code)",
+    )
+    p.add_argument("--replacement", help="digest of the registered checkpoint to use instead")
+
+
+def cmd_show(args: argparse.Namespace, out: Output) -> int:
+    client = client_for(args)
+    digest = Digest.parse(args.digest)
+    record = client.get(digest)
+    if record is None:
+        out.result(
+            {"digest": str(digest), "registered": False},
+            f"{digest} is not registered on chain {client.chain_id}",
+        )
+        return EXIT_FAILED
+    data = {
+        **record.to_dict(),
+        "lineage": [str(r.digest) for r in client.lineage(digest)],
+        "children": [str(d) for d in client.children(digest)],
+    }
+    state = "VALID" if record.valid else f"REVOKED ({record.revocation.reason.label})"  # type: ignore[union-attr]
+    out.result(
+        data,
+        "\n".join(
+            [
+                f"{record.digest}  {state}",
+                f"  registrant   {record.registrant} at {data['registered_at']} (block {record.registered_block})",
+                f"  accuracy     {record.accuracy_percent:.2f} % on test set {record.test_set_digest}",
+                f"  model card   {record.card_digest}",
+                f"  parent       {record.parent or '(first version)'}",
+                f"  children     {', '.join(data['children']) or '(none)'}",
+            ]
+        ),
+    )
+    return EXIT_OK
+
+
+def _add_show(add: AddCommand) -> None:
+    p = add("show", cmd_show, "show a checkpoint's record, lineage and children")
+    p.add_argument("digest")
+
+
+def cmd_history(args: argparse.Namespace, out: Output) -> int:
+    events = client_for(args).history(Digest.parse(args.digest) if args.digest else None)
+    lines = [f"block {e.block_number:>8}  {e.kind:<10} {e.digest}  by {e.actor}" for e in events]
+    out.result([e.to_dict() for e in events], "\n".join(lines) or "no events")
+    return EXIT_OK
+
+
+def _add_history(add: AddCommand) -> None:
+    p = add("history", cmd_history, "registrations and revocations, in chain order")
+    p.add_argument("digest", nargs="?", help="only this checkpoint (default: all)")
+
+
+def cmd_list(args: argparse.Namespace, out: Output) -> int:
+    valid = True if args.valid else False if args.revoked else None
+    records = client_for(args).list_models(registrant=args.registrant, valid=valid)
+    lines = [
+        f"{r.digest}  {'valid  ' if r.valid else 'revoked'}  {r.accuracy_percent:6.2f} %  {r.registrant}"
+        for r in records
+    ]
+    out.result([r.to_dict() for r in records], "\n".join(lines) or "no models")
+    return EXIT_OK
+
+
+def _add_list(add: AddCommand) -> None:
+    p = add("list", cmd_list, "list registered checkpoints")
+    p.add_argument("--registrant", help="only those registered by this address")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--valid", action="store_true", help="only valid ones")
+    state.add_argument("--revoked", action="store_true", help="only revoked ones")
+
+
+def add_commands(add: AddCommand) -> None:
+    """Add the record commands, in the order ``registry --help`` lists them."""
+    for add_one in (
+        _add_hash,
+        _add_register,
+        _add_verify,
+        _add_revoke,
+        _add_show,
+        _add_history,
+        _add_list,
+    ):
+        add_one(add)
