@@ -6,6 +6,7 @@ CLI flags override fields (``get_settings(**overrides)``).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
@@ -83,10 +84,15 @@ class Settings(BaseSettings):
         default=None, description="'key:role[+role],...' with roles registrar, revoker, reader"
     )
     require_key_for_reads: bool = False
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated IPs or CIDRs of the reverse proxies whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed; empty = none: the peer address is the caller",
+    )
 
-    @field_validator("trusted_registrants", mode="before")
+    @field_validator("trusted_registrants", "trusted_proxies", mode="before")
     @classmethod
-    def _split_addresses(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         return value
@@ -98,6 +104,21 @@ class Settings(BaseSettings):
             if not ADDRESS.fullmatch(address):
                 raise ValueError(f"{address!r} is not a 0x-prefixed 40-hex-digit address")
         return [a.lower() for a in value]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        # Checked here, once: uvicorn would take a malformed entry as a literal host name that
+        # no peer address ever equals, and the proxy's headers would be silently ignored.
+        networks = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or CIDR network (e.g. 10.0.0.5, 10.0.0.0/24)"
+                ) from None
+        return networks
 
     @field_validator("contract_address")
     @classmethod

@@ -5,7 +5,8 @@
 presented key is compared with *every* configured one in constant time (``hmac.compare_digest`` on
 equal-length digests, no early exit), so response timing says nothing about which key was close.
 Whoever calls is identified in logs and the audit trail by a key id (the first 8 hex digits of the
-key's SHA-256), never by the key itself; an anonymous caller by its IP address.
+key's SHA-256), never by the key itself; an anonymous caller by its IP address: the peer's, or
+the one a proxy listed in ``REGISTRY_TRUSTED_PROXIES`` forwarded (``server.uvicorn_options``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from registry.errors import ConfigurationError, Forbidden, Unauthenticated
 
 API_KEY_HEADER = "X-API-Key"
 MIN_KEY_LENGTH = 16
-# Behind a proxy the client address is read from X-Forwarded-For, i.e. it is whatever the client
-# wrote there. The audit log refuses a value over 512 characters (with a 500), so an anonymous
-# caller's id keeps at most this much of it: an IPv6 address has at most 45 characters.
+# Behind a trusted proxy (REGISTRY_TRUSTED_PROXIES) the client address is read from
+# X-Forwarded-For, whose left part is whatever the client wrote there. The audit log refuses a
+# value over 512 characters (with a 500), so an anonymous caller's id keeps at most this much of
+# it: an IPv6 address has at most 45 characters.
 MAX_ADDRESS_CHARS = 64
 
 

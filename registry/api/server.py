@@ -55,9 +55,12 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "host": settings.host,
         "port": settings.port,
-        # Behind a proxy the client address comes from its headers; only trust a local one.
-        "proxy_headers": True,
-        "forwarded_allow_ips": "127.0.0.1",
+        # X-Forwarded-For names the caller in the audit log, so it is believed only from the
+        # configured proxies (uvicorn walks it from the right, past them). With none configured
+        # the peer address is the caller: uvicorn's own default would trust 127.0.0.1, the
+        # default bind address, letting any local process choose its recorded identity.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
         "server_header": False,
         # The audit log is the record of every request that matters (and holds no client
         # data); a second, unchained access log per request would only cost time.
