@@ -24,9 +24,10 @@ from registry.chain.artifacts import ContractArtifact, load_artifact
 from registry.chain.events import ContractEvents
 from registry.chain.identity import ChainIdentity, IdentityCheck
 from registry.chain.reverts import AlreadyRegistered, RevertDecoder, UnknownModel
-from registry.chain.rpc import MEMORY, Rpc
+from registry.chain.rpc import Rpc
 from registry.chain.transactions import GAS_LIMITS, NonceCounter, Transactions
 from registry.core.digest import ZERO, Digest
+from registry.core.endpoint import MEMORY
 from registry.core.records import (
     HistoryEvent,
     ModelRecord,
@@ -97,6 +98,7 @@ class RegistryClient:
 
     @property
     def endpoint(self) -> str:
+        """The node as messages name it: ``scheme://host[:port]``, never its credentials."""
         return self.rpc.endpoint
 
     @property

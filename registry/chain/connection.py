@@ -15,22 +15,27 @@ from registry.chain.client import RegistryClient
 from registry.chain.deploy import deploy_and_grant_self
 from registry.chain.deployments import load_deployment
 from registry.chain.keys import account_from_hex, load_account
-from registry.chain.rpc import MEMORY
 from registry.config import Settings
+from registry.core.endpoint import MEMORY, redact_endpoint
 from registry.core.nodeinfo import running_node_info
 from registry.errors import ChainUnavailable, ConfigurationError
 
+LOCAL_NODE = "the managed local node"
+
 
 def resolve_endpoint(settings: Settings) -> str:
+    """The URL to send requests to: a secret (see ``registry.core.endpoint``), shown only redacted."""
     if settings.rpc_url is not None:
         return settings.rpc_url
     # The managed node's info file, not the devnet package: the library never imports the
     # tooling that starts nodes.
     info = running_node_info(settings.data_dir)
     if info is None:
+        # Named without the data directory: this message also reaches /health's answer.
         raise ChainUnavailable(
-            f"local node in {settings.data_dir}",
-            "not running; start it with `registry chain start` or set REGISTRY_RPC_URL",
+            LOCAL_NODE,
+            "not running in REGISTRY_DATA_DIR; start it with `registry chain start` "
+            "or set REGISTRY_RPC_URL",
         )
     return str(info["url"])
 
@@ -78,7 +83,7 @@ def connect(settings: Settings, *, need_contract: bool = True) -> RegistryClient
         try:
             chain_id = int(w3.eth.chain_id)
         except Exception as exc:
-            raise ChainUnavailable(endpoint, exc.__class__.__name__) from exc
+            raise ChainUnavailable(redact_endpoint(endpoint), exc.__class__.__name__) from exc
         deployment = load_deployment(settings.data_dir, expected or chain_id)
         if deployment is None:
             raise ConfigurationError(

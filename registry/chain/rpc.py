@@ -32,11 +32,10 @@ from web3.exceptions import (
 
 from registry.chain.abi import to_bytes, to_hex
 from registry.chain.reverts import RevertDecoder, eth_tester_revert_data
+from registry.core.endpoint import MEMORY, redact_endpoint
 from registry.errors import ChainError, ChainUnavailable, ContractRevert
 
 T = TypeVar("T")
-
-MEMORY = "memory"  # the endpoint name of an in-process eth-tester chain
 
 _TESTER_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 _TESTER_LOCKS_GUARD = threading.Lock()
@@ -51,7 +50,11 @@ def _lock_for(w3: Web3, endpoint: str) -> contextlib.AbstractContextManager[Any]
 
 
 class Rpc:
-    """Requests to one node, each translated; ``endpoint`` names the node in error messages."""
+    """Requests to one node, each translated.
+
+    ``endpoint`` names the node in error messages, as ``redact_endpoint`` shows it: the URL's
+    user, password, path and query (where hosted providers keep their keys) stay with ``w3``.
+    """
 
     def __init__(self, w3: Web3, *, endpoint: str, decoder: RevertDecoder) -> None:
         self.decoder = decoder
@@ -61,7 +64,7 @@ class Rpc:
     def retarget(self, w3: Web3, endpoint: str) -> None:
         """Send every later request to another node (same contract expected there)."""
         self.w3 = w3
-        self.endpoint = endpoint
+        self.endpoint = redact_endpoint(endpoint)
         self._lock = _lock_for(w3, endpoint)
 
     def on_disconnect(self, forget: Callable[[], None]) -> None:
