@@ -1,8 +1,9 @@
 """Exception -> HTTP status, in one table and one handler.
 
 Every error the service sends has the body ``{"error": {"code", "message", "details"}}``: the
-registry's own errors (``RegistryError.to_dict()``), FastAPI's request validation errors, Starlette's
-HTTP errors (unknown route, wrong method) and, for a genuine bug, a 500 without a traceback.
+registry's own errors (``RegistryError.to_dict()``, less the server's paths: ``disclosure.py``),
+FastAPI's request validation errors, Starlette's HTTP errors (unknown route, wrong method) and,
+for a genuine bug, a 500 without a traceback.
 
 The table is ordered from the most specific class to the most general; the first ``isinstance``
 match wins, so a subclass listed before its base can get its own status.
@@ -43,6 +44,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from registry.api.disclosure import public_error
 from registry.chain.reverts import (
     AlreadyRegistered,
     AlreadyRevoked,
@@ -125,10 +127,11 @@ def _body(exc: BaseException, status: int) -> dict[str, Any]:
     if isinstance(exc, SpecError):
         return error_body("invalid_checkpoint", str(exc), {"problem": exc.code})
     if isinstance(exc, RegistryError):
-        details = dict(exc.details)
+        public = public_error(exc)  # no server paths: store, audit log, configuration
+        details = dict(public["details"])
         if isinstance(exc, NotVerified) and hasattr(exc.verdict, "to_dict"):
             details["verdict"] = exc.verdict.to_dict()
-        return error_body(exc.code, exc.message, details)
+        return error_body(exc.code, public["message"], details)
     if isinstance(exc, RequestValidationError):
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}

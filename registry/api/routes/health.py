@@ -7,9 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from registry.api.deps import ServicesDep
+from registry.api.deps import Services, ServicesDep
+from registry.api.disclosure import public_error
 from registry.api.errors import RETRY_AFTER_S
 from registry.api.schemas import HealthOut
+from registry.chain.connection import LOCAL_NODE
+from registry.core.endpoint import redact_endpoint
 from registry.errors import ChainError, ChainUnavailable, ConfigurationError, WrongChain
 
 router = APIRouter(tags=["service"])
@@ -43,12 +46,12 @@ def health(services: ServicesDep) -> Any:
             {
                 "status": "unavailable",
                 "chain_reachable": not isinstance(exc, ChainUnavailable | ConfigurationError),
-                "endpoint": known.endpoint if known else services.settings.rpc_url or "local anvil",
+                "endpoint": known.endpoint if known else _configured_endpoint(services),
                 "chain_id": exc.actual if isinstance(exc, WrongChain) else None,
                 "contract": known.address if known else services.settings.contract_address,
                 "latest_block": None,
                 "gate_open": False,
-                "error": exc.to_dict(),
+                "error": public_error(exc),
             },
             status_code=503,
             headers={"Retry-After": RETRY_AFTER_S},
@@ -63,3 +66,9 @@ def health(services: ServicesDep) -> Any:
         "gate_open": True,
         "error": None,
     }
+
+
+def _configured_endpoint(services: Services) -> str:
+    # This answer is anonymous even when reads need a key: the URL's credentials stay out.
+    rpc_url = services.settings.rpc_url
+    return redact_endpoint(rpc_url) if rpc_url is not None else LOCAL_NODE
