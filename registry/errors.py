@@ -38,6 +38,7 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     ├── AuthError
     │   ├── Unauthenticated
     │   └── Forbidden
+    │       └── CrossSiteRequest     a browser request another site's page started, keyless
     ├── NotFound
     ├── StoreError
     ├── AuditLogCorrupt
@@ -212,6 +213,31 @@ class Unauthenticated(AuthError):
 
 class Forbidden(AuthError):
     code = "forbidden"
+
+
+class CrossSiteRequest(Forbidden):
+    """A state-changing request that another site's page made a clinic browser send.
+
+    ``origin`` and ``fetch_site`` are the request's ``Origin`` and ``Sec-Fetch-Site`` headers
+    (None where absent), cut to 200 characters.
+    """
+
+    code = "cross_site_request"
+
+    def __init__(self, method: str, origin: str | None, fetch_site: str | None) -> None:
+        origin = origin[:200] if origin is not None else None
+        fetch_site = fetch_site[:200] if fetch_site is not None else None
+        started_by = f"a page at {origin!r}" if origin is not None else "another site's page"
+        super().__init__(
+            f"refused a {method} that {started_by} sent from this browser (Sec-Fetch-Site: "
+            f"{fetch_site or 'absent'}): another site may not verify, register or predict in a "
+            "clinic user's name. Use this service's own page, or call the API from a script "
+            "with an X-API-Key header",
+            method=method,
+            origin=origin,
+            fetch_site=fetch_site,
+        )
+        self.method, self.origin, self.fetch_site = method, origin, fetch_site
 
 
 class NotFound(RegistryError):

@@ -18,8 +18,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from registry.api import errors
+from registry.api.browser import BrowserHardeningMiddleware
 from registry.api.deps import Services
 from registry.api.limits import BodyLimitMiddleware
 from registry.api.routes import health, models, predict, verify, web
@@ -41,6 +43,9 @@ inference only with checkpoints that are registered, unrevoked and within the cl
   `POST /models/{digest}/revoke`); reads need one only when the service is configured so.
 * Request bodies are limited to `REGISTRY_MAX_UPLOAD_BYTES` (413 beyond it, also for chunked
   uploads) and must arrive within `REGISTRY_BODY_TIMEOUT_S` of the request (408 otherwise).
+* A POST, PUT, PATCH or DELETE that another site's page sent from a browser (`Sec-Fetch-Site:
+  cross-site`, or a foreign `Origin`) without an `X-API-Key` is refused (403
+  `cross_site_request`); scripts, which send neither header, and this service's own page pass.
 """
 
 
@@ -64,6 +69,14 @@ def _build_services(settings: Settings, client: RegistryClient | None) -> Servic
     return Services(settings, connect=connect_now, client=client)
 
 
+class _ClinicApp(FastAPI):
+    """FastAPI with the browser hardening outside every layer, the 500 handler included:
+    ``add_middleware`` would put it inside that handler, and a 500 would go out without it."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return BrowserHardeningMiddleware(super().build_middleware_stack())
+
+
 def create_app(settings: Settings, *, client: RegistryClient | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,11 +87,14 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
         except AuditLogUnavailable as exc:
             log.error("%s", exc)
 
-    app = FastAPI(
+    app = _ClinicApp(
         title="Medical model registry: clinic service",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN, unpinned: /openapi.json stays.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(

@@ -14,7 +14,9 @@ match wins, so a subclass listed before its base can get its own status.
     RequestTimeout                         408  the body did not arrive in time
     InvalidInput (and the rest of it)      400  incl. InvalidModelCard and the trainer's errors
     Unauthenticated                        401  no API key, or a key nobody configured
-    Forbidden                              403  a valid key without the role
+    Forbidden                              403  a valid key without the role, or a keyless
+                                                browser request another site started
+                                                (CrossSiteRequest, from api/browser.py)
     NotVerified                            403  unknown to the gate, revoked, policy, unconfirmed
     NotFound, UnknownModel                 404
     AlreadyRegistered, AlreadyRevoked      409
@@ -209,8 +211,9 @@ def install(app: FastAPI) -> None:
 _DESCRIPTIONS = {
     400: "Bad input: a malformed digest, image, model card or parameter (`invalid_input` family)",
     401: "No API key, or one that is not configured (`unauthenticated`)",
-    403: "The key lacks the role (`forbidden`), or the checkpoint may not be used: "
-    "unknown / revoked / policy / unconfirmed (`not_verified`, details.reason)",
+    403: "The key lacks the role (`forbidden`), the checkpoint may not be used: "
+    "unknown / revoked / policy / unconfirmed (`not_verified`, details.reason), or another "
+    "site's page sent the request from a browser without a key (`cross_site_request`)",
     404: "Unknown digest, nothing stored under it, or no such endpoint (`not_found`)",
     408: "The request body did not arrive within the configured time (`request_timeout`)",
     409: "Conflicts with the chain's state (`already_registered`, `already_revoked`)",
