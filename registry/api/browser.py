@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registry.api.errors import error_response
+from registry.api.limits import send_error_and_close
 from registry.errors import CrossSiteRequest
 
 log = logging.getLogger("registry.api")
@@ -78,7 +78,7 @@ class BrowserHardeningMiddleware:
                 scope.get("path"),
                 refusal.origin,
             )
-            await _send_refusal(send_hardened, refusal)
+            await send_error_and_close(send_hardened, refusal)
             return
         await self.app(scope, receive, send_hardened)
 
@@ -127,16 +127,3 @@ def _own_origin(scope: Scope, headers: Headers) -> tuple[str, str, int] | None:
             return None
         host = f"{server[0]}:{server[1]}"
     return _origin_of(f"{scheme}://{host}")
-
-
-async def _send_refusal(send: Send, exc: CrossSiteRequest) -> None:
-    response = error_response(exc)
-    # The body is not read: tell the client not to reuse this connection (as limits.py does).
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status_code,
-            "headers": [*response.raw_headers, (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": response.body})

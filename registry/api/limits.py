@@ -46,10 +46,12 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if isinstance(declared, InvalidInput):
-            await _send_error(send, declared)
+            await send_error_and_close(send, declared)
             return
         if declared is not None and declared > self.max_bytes:
-            await _send_error(send, PayloadTooLarge("request body", declared, self.max_bytes))
+            await send_error_and_close(
+                send, PayloadTooLarge("request body", declared, self.max_bytes)
+            )
             return
 
         state: dict[str, Any] = {
@@ -94,7 +96,7 @@ class BodyLimitMiddleware:
                 # The inner app answered after the limit fired (perhaps with its own 400):
                 # the client gets the 413 or 408 that explains what happened instead.
                 state["done"] = True
-                await _send_error(send, state["error"])
+                await send_error_and_close(send, state["error"])
                 return
             if message["type"] == "http.response.start":
                 state["started"] = True
@@ -106,7 +108,7 @@ class BodyLimitMiddleware:
             if state["error"] is None or state["started"]:
                 raise
             if not state["done"]:
-                await _send_error(send, state["error"])
+                await send_error_and_close(send, state["error"])
 
 
 def _content_length(scope: Scope) -> int | InvalidInput | None:
@@ -132,7 +134,8 @@ def _content_length(scope: Scope) -> int | InvalidInput | None:
     return None
 
 
-async def _send_error(send: Send, exc: Exception) -> None:
+async def send_error_and_close(send: Send, exc: Exception) -> None:
+    """Answer ``exc`` before the request body is read, and close the connection after it."""
     response = error_response(exc)
     # The rest of the body is not read: tell the client not to reuse this connection.
     await send(
