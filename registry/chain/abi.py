@@ -20,7 +20,7 @@ from eth_utils import to_checksum_address as checksum
 from hexbytes import HexBytes
 
 from registry.core.digest import Digest
-from registry.core.records import HistoryEvent, RevocationReason
+from registry.core.records import HistoryEvent, ModelRecord, RevocationReason
 
 ZERO_WORD = bytes(32)
 
@@ -108,6 +108,20 @@ class RegisteredEvent:
             block_number=int(log["blockNumber"]),
             block_hash=to_bytes(log["blockHash"]),
             log_index=int(log["logIndex"]),
+        )
+
+    def to_record(self) -> ModelRecord:
+        """The record as this event states it, as of the event's block (no revocation yet)."""
+        return ModelRecord(
+            digest=self.digest,
+            registrant=self.registrant,
+            registered_at=self.registered_at,
+            registered_block=self.block_number,
+            accuracy_bps=self.accuracy_bps,
+            test_set_digest=self.test_set_digest,
+            card_digest=self.card_digest,
+            parent=self.parent,
+            registration_tx=self.tx_hash,
         )
 
     def to_history(self) -> HistoryEvent:

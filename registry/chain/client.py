@@ -319,7 +319,7 @@ class RegistryClient:
             raise ChainError(f"registration of {request.digest.short} mined without its event")
         self.events.remember(event)
         return RegistrationResult(
-            _registered_record(event),
+            event.to_record(),
             event.tx_hash,
             event.block_number,
             int(receipt["gasUsed"]),
@@ -358,18 +358,3 @@ class RegistryClient:
 
     def accept_admin(self) -> str:
         return to_hex(self.transact("acceptAdmin")["transactionHash"])
-
-
-def _registered_record(event: RegisteredEvent) -> ModelRecord:
-    """The record as its registration event states it, as of the event's block."""
-    return ModelRecord(
-        digest=event.digest,
-        registrant=event.registrant,
-        registered_at=event.registered_at,
-        registered_block=event.block_number,
-        accuracy_bps=event.accuracy_bps,
-        test_set_digest=event.test_set_digest,
-        card_digest=event.card_digest,
-        parent=event.parent,
-        registration_tx=event.tx_hash,
-    )
