@@ -78,8 +78,42 @@ class Settings(BaseSettings):
         "otherwise), so a client that trickles one in cannot hold a connection forever",
     )
     max_image_bytes: int = Field(default=4 << 20, gt=0)
-    max_image_pixels: int = Field(default=4096 * 4096, gt=0)
+    max_image_pixels: int = Field(
+        default=4096 * 4096,
+        gt=0,
+        description="width x height of one image as its header states it, before any decoding",
+    )
+    max_request_pixels: int = Field(
+        default=16 << 20,
+        gt=0,
+        description="pixels that may be decoded for one request, all its images together",
+    )
+    max_jpeg_scans: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="a (progressive) JPEG with more scans than this is refused from its markers",
+    )
     max_images_per_request: int = Field(default=256, gt=0)
+    request_deadline_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="decoding and inference for one request stop after this long: 503 with "
+        "Retry-After",
+    )
+    decode_threads: int = Field(
+        default=2, ge=1, le=64, description="threads per worker that decode images and predict"
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated host names (or IPs) this service answers to in the Host "
+        "header; empty = the bind host, localhost, 127.0.0.1 and ::1",
+    )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="the secret that keys the audit log's hash chain (created 0600 if missing); "
+        "keep it outside the log's reach; unset = <data_dir>/audit.key",
+    )
     api_keys: SecretStr | None = Field(
         default=None, description="'key:role[+role],...' with roles registrar, revoker, reader"
     )
@@ -90,7 +124,7 @@ class Settings(BaseSettings):
         "and X-Forwarded-Proto are believed; empty = none: the peer address is the caller",
     )
 
-    @field_validator("trusted_registrants", "trusted_proxies", mode="before")
+    @field_validator("trusted_registrants", "trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
