@@ -7,6 +7,7 @@ value can never be mistaken for another kind of hash, and it has one canonical t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -125,7 +126,9 @@ def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
         raise
     except OSError as exc:  # a symlink loop (ELOOP), no permission...
         raise InvalidInput(
-            f"cannot open {path}: {exc.strerror}; check the path", path=str(path)
+            f"cannot open {path}: {exc.strerror}; check the path",
+            path=str(path),
+            errno=errno_name(exc),
         ) from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
@@ -152,10 +155,36 @@ _FILE_KINDS = {
 def read_regular_file(path: str | os.PathLike[str]) -> bytes:
     """All bytes of a regular file (see ``open_regular_file``), read through one descriptor."""
     with open_regular_file(path) as stream:
-        return stream.read()
+        try:
+            return stream.read()
+        except OSError as exc:
+            raise unreadable(path, exc) from None
 
 
 def digest_file(path: str | os.PathLike[str]) -> Digest:
     """SHA-256 of a regular file's bytes, streamed, with constant memory whatever its size."""
     with open_regular_file(path) as stream:
-        return digest_stream(stream)
+        try:
+            return digest_stream(stream)
+        except OSError as exc:
+            raise unreadable(path, exc) from None
+
+
+def errno_name(exc: OSError) -> str | None:
+    """The symbolic name of ``exc``'s errno (``EIO``), for callers that act on the kind."""
+    return errno.errorcode.get(exc.errno) if exc.errno is not None else None
+
+
+def unreadable(path: str | os.PathLike[str], exc: OSError) -> InvalidInput:
+    """A file that opened but could not be read to its end (a failing disk or network mount
+    answers EIO): bad input, since nothing was hashed or sent, named with what the system said.
+    The OSError itself carries no path (it comes from read(), not open())."""
+    name = errno_name(exc)
+    meaning = exc.strerror or str(exc)
+    return InvalidInput(
+        f"cannot read {path}: {meaning}{f' ({name})' if name else ''}; check the file and the "
+        "disk or mount it is on, or copy it again",
+        path=str(path),
+        errno=name,
+        reason=meaning,
+    )
