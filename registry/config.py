@@ -154,6 +154,21 @@ class Settings(BaseSettings):
                 ) from None
         return networks
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        # A typo here would lock every user out with 400s that name the Host, not the setting.
+        for entry in value:
+            name = entry.strip("[]")
+            if entry != "*" and not re.fullmatch(
+                r"\.?[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\.?|[0-9A-Fa-f:.]+", name
+            ):
+                raise ValueError(
+                    f"{entry!r} is not a host name, an IP address, a '.domain' suffix or '*' "
+                    "(no scheme, port or path: e.g. clinic.example, .example.org, 10.0.0.5)"
+                )
+        return value
+
     @field_validator("contract_address")
     @classmethod
     def _check_contract(cls, value: str | None) -> str | None:

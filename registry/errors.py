@@ -23,7 +23,8 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     │   │   └── ConfigError
     │   ├── InvalidImage
     │   ├── PayloadTooLarge
-    │   └── RequestTimeout           a request body that does not arrive in time
+    │   ├── RequestTimeout           a request body that does not arrive in time
+    │   └── HostNotAllowed           a Host header this service does not answer to
     ├── ConfigurationError           settings, keys, artifacts, deployments
     ├── ChainError
     │   ├── ChainUnavailable         cannot tell: node down, timeout
@@ -118,6 +119,26 @@ class RequestTimeout(InvalidInput):
             timeout_s=timeout_s,
         )
         self.received, self.timeout_s = received, timeout_s
+
+
+class HostNotAllowed(InvalidInput):
+    """A request whose ``Host`` header names none of the hosts this service answers to.
+
+    A page on a name an attacker controls, re-pointed at this service's address (DNS rebinding),
+    sends its requests with that name as the ``Host``: refusing it keeps such a page from reading
+    anything here. ``host`` is the header's value, cut to 200 characters.
+    """
+
+    code = "host_not_allowed"
+
+    def __init__(self, host: str) -> None:
+        host = host[:200]
+        super().__init__(
+            f"this service does not answer to the host name {host!r}: if that is the name "
+            "clinic users reach it by, add it to REGISTRY_ALLOWED_HOSTS",
+            host=host,
+        )
+        self.host = host
 
 
 # --- configuration ---------------------------------------------------------------------------

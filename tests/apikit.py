@@ -188,6 +188,8 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
         "data_dir": data_dir,
         "api_keys": API_KEYS,
         "validity_ttl_s": 0.2,
+        # TestClient sends "Host: testserver"; live servers in tests are reached on loopback.
+        "allowed_hosts": ["testserver", "localhost", "127.0.0.1", "::1"],
     }
     values.update(overrides)
     return Settings(**values)

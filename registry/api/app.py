@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 from registry.api import errors
 from registry.api.browser import BrowserHardeningMiddleware
 from registry.api.deps import Services
+from registry.api.hosts import AllowedHosts
 from registry.api.limits import BodyLimitMiddleware
 from registry.api.routes import health, models, predict, verify, web
 from registry.chain.client import RegistryClient
@@ -73,8 +74,10 @@ class _ClinicApp(FastAPI):
     """FastAPI with the browser hardening outside every layer, the 500 handler included:
     ``add_middleware`` would put it inside that handler, and a 500 would go out without it."""
 
+    allowed_hosts: AllowedHosts
+
     def build_middleware_stack(self) -> ASGIApp:
-        return BrowserHardeningMiddleware(super().build_middleware_stack())
+        return BrowserHardeningMiddleware(super().build_middleware_stack(), self.allowed_hosts)
 
 
 def create_app(settings: Settings, *, client: RegistryClient | None = None) -> FastAPI:
@@ -96,6 +99,8 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
         docs_url=None,
         redoc_url=None,
     )
+    app.allowed_hosts = AllowedHosts.from_settings(settings)
+    log.info("answering to the host names %s", app.allowed_hosts.describe())
     errors.install(app)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -7,6 +7,8 @@ make a clinic user's browser POST a form or a ``fetch`` here, and the browser wo
 - every response, errors, 404s and static files included, carries a Content-Security-Policy that
   lets the page load only its own files (no inline script or style, no CDN, no framing, no form
   posted elsewhere), plus ``nosniff``, ``DENY`` framing, no referrer and an own browsing context;
+- a request whose ``Host`` is not one of this service's names is refused with 400
+  ``host_not_allowed`` before anything else (DNS rebinding: ``hosts.py``);
 - a state-changing or costly request (POST, PUT, PATCH, DELETE) that another site's page started
   is refused with 403 ``cross_site_request`` before its body is read, unless it carries an
   ``X-API-Key``. Browsers say who started a request in ``Sec-Fetch-Site`` (which a page cannot
@@ -28,6 +30,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.api.hosts import AllowedHosts
 from registry.api.limits import send_error_and_close
 from registry.errors import CrossSiteRequest
 
@@ -51,8 +54,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 class BrowserHardeningMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, allowed_hosts: AllowedHosts) -> None:
         self.app = app
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,6 +74,11 @@ class BrowserHardeningMiddleware:
                 message = {**message, "headers": [*kept, *SECURITY_HEADERS]}
             await send(message)
 
+        wrong_host = self.allowed_hosts.refusal(Headers(scope=scope).get("host"))
+        if wrong_host is not None:
+            log.warning("refused a request for host %r (%s)", wrong_host.host, scope.get("path"))
+            await send_error_and_close(send_hardened, wrong_host)
+            return
         refusal = cross_site_refusal(scope)
         if refusal is not None:
             log.warning(

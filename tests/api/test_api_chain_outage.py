@@ -86,6 +86,8 @@ def anvil_settings(url: str, data_dir: Path, **overrides: Any) -> Settings:
         "validity_ttl_s": 0.2,
         "request_timeout_s": 2.0,
         "identity_ttl_s": 0.5,
+        # TestClient sends "Host: testserver"; live servers in tests are reached on loopback.
+        "allowed_hosts": ["testserver", "localhost", "127.0.0.1", "::1"],
     }
     values.update(overrides)
     return Settings(**values)

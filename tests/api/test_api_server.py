@@ -116,7 +116,7 @@ def test_a_chunked_upload_is_answered_413_while_it_is_still_streaming(
     sent = 0
     with socket.create_connection(("127.0.0.1", server["port"]), timeout=10) as sock:
         sock.sendall(
-            b"POST /verify HTTP/1.1\r\nHost: test\r\nContent-Type: application/octet-stream\r\n"
+            b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         while sent < total:
@@ -147,7 +147,7 @@ def test_an_over_limit_content_length_is_refused_before_the_body_is_sent(
 ) -> None:
     with socket.create_connection(("127.0.0.1", server["port"]), timeout=10) as sock:
         sock.sendall(
-            b"POST /verify HTTP/1.1\r\nHost: test\r\nContent-Type: application/octet-stream\r\n"
+            b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
             b"Content-Length: 1000000000\r\n\r\n"
         )
         response = sock.recv(65536)

@@ -309,7 +309,7 @@ def test_a_file_where_a_text_field_is_expected_is_a_400(app: Api) -> None:
 def test_an_over_limit_content_length_is_a_413_before_the_body_is_sent(server: Server) -> None:
     started = time.monotonic()
     answer = server.exchange(
-        b"POST /verify HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
         b"Content-Length: 1000000000\r\n\r\n",
         timeout=5,
     )
@@ -322,7 +322,7 @@ def test_a_chunked_body_over_the_limit_is_a_413(server: Server) -> None:
     chunk = b"\0" * 65536
     body = b"".join(b"%x\r\n" % len(chunk) + chunk + b"\r\n" for _ in range(64)) + b"0\r\n\r\n"
     answer = server.exchange(
-        b"POST /verify HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n" + body,
         timeout=10,
     )
@@ -369,7 +369,7 @@ def test_a_body_sent_one_byte_per_100_ms_ends_in_408_while_others_are_served(
 ) -> None:
     answer, elapsed = _trickle(
         server,
-        b"POST /verify HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
         b"Content-Length: 10000\r\n\r\n",
         b"x" * 10000,
         limit_s=SERVER_BODY_TIMEOUT_S + 4,
@@ -387,7 +387,7 @@ def test_a_multipart_upload_that_trickles_ends_in_408(server: Server) -> None:
     body, content_type = _multipart([_file_part("file", b"x" * 5000)])
     answer, elapsed = _trickle(
         server,
-        b"POST /verify HTTP/1.1\r\nHost: t\r\nContent-Type: "
+        b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
         + content_type.encode()
         + b"\r\nContent-Length: %d\r\n\r\n" % len(body),
         body,
@@ -400,7 +400,7 @@ def test_a_multipart_upload_that_trickles_ends_in_408(server: Server) -> None:
 def test_a_chunked_body_that_stalls_ends_in_408(server: Server) -> None:
     answer, _ = _trickle(
         server,
-        b"POST /verify HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n",
         b"",  # then nothing at all
         limit_s=SERVER_BODY_TIMEOUT_S + 4,
@@ -412,7 +412,7 @@ def test_a_chunked_body_that_stalls_ends_in_408(server: Server) -> None:
 def test_a_connection_that_never_completes_its_headers_is_closed(server: Server, pace: str) -> None:
     limit = 3 * SERVER_BODY_TIMEOUT_S
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n" if pace != "silent" else b"")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" if pace != "silent" else b"")
         started = time.monotonic()
         closed_or_answered = False
         while time.monotonic() - started < limit:
@@ -488,7 +488,7 @@ def test_a_one_megabyte_key_is_refused_without_a_5xx(app: Api, server: Server) -
     huge = "k" * (1 << 20)
     assert_error(app.http.get("/models", headers={"X-API-Key": huge}), 401, "unauthenticated")
     answer = server.exchange(
-        b"GET /models HTTP/1.1\r\nHost: t\r\nX-API-Key: " + huge.encode() + b"\r\n\r\n", timeout=5
+        b"GET /models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + huge.encode() + b"\r\n\r\n", timeout=5
     )
     assert _status(answer) in (400, 431), answer[:200]
     assert server.health() == 200
@@ -583,7 +583,7 @@ def test_raw_header_bytes_that_break_framing_are_refused_by_the_server(
     server: Server, header: bytes
 ) -> None:
     answer = server.exchange(
-        b"GET /health HTTP/1.1\r\nHost: t\r\n" + header + b"\r\n\r\n", timeout=5
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header + b"\r\n\r\n", timeout=5
     )
     assert _status(answer) == 400, answer[:200]
     assert server.health() == 200
@@ -595,7 +595,7 @@ def test_control_bytes_in_a_key_reach_the_app_as_an_unknown_key(
 ) -> None:
     # h11 lets control characters other than NUL, CR and LF through in header values.
     answer = server.exchange(
-        b"GET /models HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-API-Key: "
+        b"GET /models HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-API-Key: "
         + value
         + b"\r\n\r\n",
         timeout=5,
@@ -607,12 +607,12 @@ def test_control_bytes_in_a_key_reach_the_app_as_an_unknown_key(
 def test_content_length_and_transfer_encoding_together_are_refused_and_nothing_is_smuggled(
     server: Server,
 ) -> None:
-    smuggled = b"POST /models/" + UNKNOWN.encode() + b"/revoke HTTP/1.1\r\nHost: t\r\n"
+    smuggled = b"POST /models/" + UNKNOWN.encode() + b"/revoke HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     smuggled += b"Content-Type: application/json\r\nContent-Length: 19\r\n\r\n"
     smuggled += b'{"reason": "other"}'
     body = b"0\r\n\r\n" + smuggled
     answer = server.exchange(
-        b"POST /verify HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
         b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(body) + body,
         timeout=5,
     )
