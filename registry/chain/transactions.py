@@ -7,7 +7,9 @@ trip per transaction. A receipt counts after the configured confirmations; a wai
 asks whether the transaction sits behind a nonce the chain no longer has (a reorg dropped an
 earlier one) and, if so, sends it once more. A mined transaction that reverted is explained by the
 node's call tracer or, lacking one, by replaying it as a call, so the caller gets the contract's
-typed error.
+typed error. A caller that shows a long wait sets ``Transactions.progress``: this layer prints
+nothing, it hands over a ``WaitProgress`` now and then, including whether the node mines only
+when a transaction arrives (then no further confirmation comes by itself).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from eth_account.signers.local import LocalAccount
 from registry.chain.abi import to_bytes, to_hex
 from registry.chain.rpc import Rpc
 from registry.chain.signing import Eip1559Signer
+from registry.core.endpoint import MEMORY
 from registry.errors import ChainError, ConfigurationError, ContractRevert, TransactionFailed
 
 # Gas limits are fixed rather than estimated: estimating costs a round trip per transaction.
@@ -42,6 +45,13 @@ PRIORITY_FEE_WEI = 1_000_000_000
 FEE_CACHE_S = 2.0
 # How often a slow wait for a receipt asks whether the transaction is stuck behind a nonce gap.
 GAP_CHECK_S = 1.0
+# A wait tells its caller (``Transactions.progress``) where it stands at most this often; the
+# first sight of the mined block is told at once.
+PROGRESS_EVERY_S = 3.0
+# A mined transaction whose chain has not grown for this long makes the wait ask the node, once,
+# whether it mines only when a transaction arrives: then the confirmations it lacks never come
+# by themselves. Shorter than a public chain's block time would ask needlessly, which is harmless.
+STALL_S = 3.0
 
 
 class NonceGap(TransactionFailed):
@@ -86,6 +96,94 @@ class SentTransaction:
     nonce: int
 
 
+@dataclass(frozen=True)
+class WaitProgress:
+    """Where a wait for a transaction stands, for a caller that shows it."""
+
+    tx_hash: str
+    confirmations: int  # needed, the transaction's own block included
+    confirmed: int  # so far; 0 while it is not mined
+    mined_block: int | None
+    head: int | None  # the chain's latest block, when it was read
+    waited_s: float
+    timeout_s: float
+    # True: the node mines a block only when a transaction arrives (anvil's or hardhat's
+    # automine), so the missing confirmations come only with other transactions; None: unknown.
+    mines_on_demand: bool | None
+
+
+@dataclass
+class _Wait:
+    """What one wait has seen of its transaction, and when it last told its caller."""
+
+    tx_hash: str
+    confirmations: int
+    timeout_s: float
+    started: float
+    mined_block: int | None = None
+    head: int | None = None
+    head_changed_at: float = 0.0
+    mines_on_demand: bool | None = None
+    asked_node: bool = False
+    reported_at: float | None = None
+
+    def saw(self, mined_block: int, head: int) -> bool:
+        """Record the receipt's block and the chain's head; whether that is enough blocks."""
+        if (mined_block, head) != (self.mined_block, self.head):
+            self.head_changed_at = time.monotonic()
+        self.mined_block, self.head = mined_block, head
+        return head >= mined_block + self.confirmations - 1
+
+    @property
+    def confirmed(self) -> int:
+        if self.mined_block is None or self.head is None:
+            return 0
+        return max(0, min(self.confirmations, self.head - self.mined_block + 1))
+
+    def stalled(self) -> bool:
+        return self.mined_block is not None and time.monotonic() - self.head_changed_at >= STALL_S
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if self.reported_at is None:
+            return self.mined_block is not None or now - self.started >= PROGRESS_EVERY_S
+        return now - self.reported_at >= PROGRESS_EVERY_S
+
+    def progress(self) -> WaitProgress:
+        self.reported_at = time.monotonic()
+        return WaitProgress(
+            tx_hash=self.tx_hash,
+            confirmations=self.confirmations,
+            confirmed=self.confirmed,
+            mined_block=self.mined_block,
+            head=self.head,
+            waited_s=self.reported_at - self.started,
+            timeout_s=self.timeout_s,
+            mines_on_demand=self.mines_on_demand,
+        )
+
+    def timed_out(self) -> str:
+        """The problem a TransactionFailed names when the wait gives up."""
+        if self.mined_block is None:
+            return (
+                f"was not mined with {self.confirmations} confirmation(s) within "
+                f"{self.timeout_s:g} s; it may still be pending: check it later with "
+                "`registry show` before resending"
+            )
+        missing = self.confirmations - self.confirmed
+        problem = (
+            f"was mined in block {self.mined_block} but has {self.confirmed} of "
+            f"{self.confirmations} confirmations after {self.timeout_s:g} s"
+        )
+        if self.mines_on_demand:
+            problem += (
+                "; this node mines a block only when a transaction arrives (automine), so the "
+                f"{missing} more block(s) it needs come only with later transactions: mine "
+                "blocks, or ask for fewer confirmations (REGISTRY_CONFIRMATIONS)"
+            )
+        return problem + "; it stays on chain: check it later with `registry show` before resending"
+
+
 class Transactions:
     """Sign, send and confirm transactions of ``account`` (None: a reader, which cannot)."""
 
@@ -105,6 +203,8 @@ class Transactions:
         self.confirmations = confirmations
         self.tx_timeout_s = tx_timeout_s
         self.nonces = nonces or NonceCounter()
+        # Set by a caller that shows long waits (the CLI); called on the waiting thread.
+        self.progress: Callable[[WaitProgress], None] | None = None
         self._signer: Eip1559Signer | None = None
         self._fees: tuple[float, dict[str, int]] | None = None  # (valid until, fee fields)
         rpc.on_disconnect(self.nonces.forget)
@@ -223,16 +323,22 @@ class Transactions:
 
         Given the transaction's ``nonce``, a wait of over a second also asks whether the
         transaction is stuck behind a nonce the chain no longer has, and raises NonceGap if so.
+        ``progress``, when set, hears where the wait stands (see ``WaitProgress``).
         """
         started = time.monotonic()
         deadline = started + self.tx_timeout_s
         next_gap_check = started + GAP_CHECK_S
+        wait = _Wait(tx_hash, self.confirmations, self.tx_timeout_s, started)
         delay = 0.001
         while True:
             receipt = self.rpc.receipt(tx_hash)
-            mined = receipt is not None and receipt.get("blockNumber") is not None
-            if receipt is not None and mined and self._confirmed(receipt):
-                return receipt
+            if receipt is not None and receipt.get("blockNumber") is not None:
+                if self.confirmations <= 1:
+                    return receipt
+                if wait.saw(int(receipt["blockNumber"]), self.rpc.block_number()):
+                    return receipt
+                if wait.stalled():
+                    self._ask_about_mining(wait)
             if nonce is not None and time.monotonic() > next_gap_check:
                 next_gap_check = time.monotonic() + GAP_CHECK_S
                 self._raise_if_behind_a_gap(tx_hash, nonce)
@@ -240,14 +346,32 @@ class Transactions:
                 # It may be queued behind a nonce the chain never saw (a reorg dropped an earlier
                 # transaction of ours): the next write reads the nonce from the node again.
                 self.nonces.forget()
-                raise TransactionFailed(
-                    tx_hash,
-                    f"was not mined with {self.confirmations} confirmation(s) within "
-                    f"{self.tx_timeout_s:.0f} s; it may still be pending: check it later with "
-                    "`registry show` before resending",
-                )
+                if wait.mined_block is not None:
+                    self._ask_about_mining(wait)
+                raise TransactionFailed(tx_hash, wait.timed_out())
+            if self.progress is not None and wait.due():
+                self.progress(wait.progress())
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    def _ask_about_mining(self, wait: _Wait) -> None:
+        """Once per wait: does the node mine only when a transaction arrives? (anvil and
+        hardhat answer ``hardhat_getAutomine``; other nodes do not know the method: unknown.)"""
+        if wait.asked_node:
+            return
+        wait.asked_node = True
+        if self.rpc.endpoint == MEMORY:
+            wait.mines_on_demand = True  # eth-tester mines one block per transaction
+            return
+        w3 = self.rpc.w3
+        try:
+            answer = self.rpc.run(
+                lambda: w3.provider.make_request("hardhat_getAutomine", [])  # type: ignore[arg-type]
+            )
+        except ChainError:
+            return  # the next receipt poll meets the same trouble and reports it
+        result = answer.get("result") if isinstance(answer, dict) else None
+        wait.mines_on_demand = result if isinstance(result, bool) else None
 
     def _raise_if_behind_a_gap(self, tx_hash: str, nonce: int) -> None:
         assert self.account is not None
@@ -259,11 +383,6 @@ class Transactions:
                 f"can never be mined: it has nonce {nonce} but the chain expects {executable} "
                 "(an earlier transaction was dropped, e.g. by a reorg)",
             )
-
-    def _confirmed(self, receipt: dict[str, Any]) -> bool:
-        if self.confirmations <= 1:
-            return True
-        return self.rpc.block_number() >= int(receipt["blockNumber"]) + self.confirmations - 1
 
     def explain_failure(self, tx: dict[str, Any], receipt: dict[str, Any]) -> ChainError:
         """A mined, reverted transaction: its typed error, from the tracer or a replay."""

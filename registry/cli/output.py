@@ -19,6 +19,7 @@ from registry.errors import RegistryError
 
 if TYPE_CHECKING:
     from registry.chain.client import RegistryClient
+    from registry.chain.transactions import WaitProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -39,6 +40,28 @@ class Output:
         print(f"error: {exc.message}", file=sys.stderr)
         if self.as_json:
             print(json.dumps({"error": exc.to_dict()}, indent=2, sort_keys=True, default=str))
+
+    def progress(self, line: str) -> None:
+        """A note on long work: on stderr, so a --json answer on stdout stays one JSON value."""
+        print(line, file=sys.stderr, flush=True)
+
+
+def describe_wait(p: WaitProgress) -> str:
+    """One line on a transaction's wait, e.g. ``waiting for 2 confirmations of 0xabc…``."""
+    clock = f"{p.waited_s:.0f} s of {p.timeout_s:g} s"
+    if p.mined_block is None:
+        return f"waiting for {p.tx_hash[:10]}… to be mined ({clock})"
+    line = (
+        f"waiting for {p.confirmations} confirmations of {p.tx_hash[:10]}… "
+        f"({p.confirmed}/{p.confirmations}, mined in block {p.mined_block}, chain at block "
+        f"{p.head}; {clock})"
+    )
+    if p.mines_on_demand:
+        line += (
+            ": this node mines a block only when a transaction arrives, so no further block "
+            "will come by itself; mine blocks on it, or use --confirmations 1"
+        )
+    return line
 
 
 # A command's handler: parsed flags and the output in, exit code out.
@@ -66,3 +89,10 @@ def client_for(args: argparse.Namespace) -> RegistryClient:
     from registry.chain.connection import connect
 
     return connect(settings_for(args))
+
+
+def writer_for(args: argparse.Namespace, out: Output) -> RegistryClient:
+    """``client_for``, with each wait for its transactions' confirmations shown on stderr."""
+    client = client_for(args)
+    client.transactions.progress = lambda p: out.progress(describe_wait(p))
+    return client

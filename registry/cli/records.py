@@ -17,6 +17,7 @@ from registry.cli.output import (
     Output,
     client_for,
     settings_for,
+    writer_for,
 )
 from registry.core.digest import Digest, digest_file, read_regular_file
 from registry.core.records import RevocationReason, Verdict
@@ -54,7 +55,7 @@ def cmd_register(args: argparse.Namespace, out: Output) -> int:
     from registry.services import register_with_card
 
     result = register_with_card(
-        lambda: client_for(args),
+        lambda: writer_for(args, out),
         read_regular_file(args.file),
         card=_card_bytes(args),
         card_digest=args.card_digest,
@@ -141,7 +142,7 @@ def _add_verify(add: AddCommand) -> None:
 def cmd_revoke(args: argparse.Namespace, out: Output) -> int:
     from registry.services import revoke
 
-    record = revoke(lambda: client_for(args), args.digest, args.reason, args.replacement)
+    record = revoke(lambda: writer_for(args, out), args.digest, args.reason, args.replacement)
     out.result(
         record.to_dict(),
         f"revoked {record.digest} (reason: {RevocationReason.parse(args.reason).label})",
