@@ -47,6 +47,37 @@ class RecordOut(BaseModel):
     revocation: RevocationOut | None
 
 
+class ModelFactsOut(BaseModel):
+    """What the model's card and header say: text a registrant wrote, to be shown as text."""
+
+    name: str | None = Field(description="the card's `model_name`; null without the card")
+    intended_use: str | None = Field(description="the card's `intended_use`; null without it")
+    stand_in: bool | None = Field(
+        description="true: trained and tested on stand-in data, not medical data (the card's "
+        "`dataset.is_stand_in`, or a dataset name that says so); false: the card says the data "
+        "are real; null: not known (this service does not hold the card)"
+    )
+    dataset: str | None = Field(description="the data's name: the card's, else the header's")
+    test_set_size: int | None = Field(
+        description="images in the test split the anchored accuracy was measured on"
+    )
+    class_names: list[str] | None = Field(description="the classes, from the checkpoint header")
+    card_held: bool = Field(description="whether this service holds the anchored model card")
+
+
+class PolicyOut(BaseModel):
+    """The clinic's policy: what a registered, unrevoked model must also meet to be verified."""
+
+    min_accuracy_bps: int = Field(
+        description="minimum anchored accuracy, basis points; 0: no minimum is enforced"
+    )
+    min_accuracy_percent: float
+    trusted_registrants: list[str] = Field(
+        description="lowercase addresses whose registrations are accepted; empty: any registrar"
+    )
+    confirmations: int = Field(description="blocks, its own included, before a record counts")
+
+
 class VerdictOut(BaseModel):
     verified: bool
     reason: Literal["verified", "unknown", "revoked", "policy", "unconfirmed"]
@@ -60,6 +91,8 @@ class VerdictOut(BaseModel):
     stored: bool = Field(
         description="whether this service holds the checkpoint's bytes (needed for /predict)"
     )
+    model: ModelFactsOut = Field(description="name, intended use, stand-in data, classes")
+    policy: PolicyOut = Field(description="the policy this verdict applied")
 
 
 class HealthOut(BaseModel):

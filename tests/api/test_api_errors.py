@@ -109,6 +109,7 @@ def test_no_entry_of_the_status_table_is_shadowed_by_an_earlier_base_class() -> 
 ENDPOINTS = {
     ("get", "/health"): (),
     ("post", "/verify"): (400, 401, 413, 422, 503),
+    ("get", "/policy"): (401,),
     ("get", "/models"): (400, 401, 503),
     ("post", "/models"): (400, 401, 403, 409, 413, 422, 503),
     ("get", "/models/{digest}"): (400, 401, 404, 503),

@@ -1,4 +1,5 @@
-"""``POST /verify``: is this exact file a registered, unrevoked checkpoint the clinic accepts?"""
+"""``POST /verify``: is this exact file a registered, unrevoked checkpoint the clinic accepts?
+And ``GET /policy``: what "accepts" means here, for a page or script before any file is chosen."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import KEY_OPTIONAL, Reader, Services, ServicesDep
 from registry.api.errors import responses
-from registry.api.schemas import VerdictOut
+from registry.api.modelfacts import CARDS, model_facts, policy_facts
+from registry.api.schemas import PolicyOut, VerdictOut
 from registry.api.uploads import body_or_file
 from registry.core.digest import Digest, digest_bytes
 from registry.core.records import Verdict
@@ -50,7 +52,9 @@ async def verify(request: Request, services: ServicesDep, caller: Reader) -> Any
     """The verdict for the uploaded bytes: `verified`, or why not (`unknown`, `revoked`, `policy`,
     `unconfirmed`). A "no" is a 200 with `verified: false`; only a chain that cannot answer is an
     error (503). The file's header is checked first and a pickle, a `torch.save` archive or a
-    malformed safetensors file is refused (422) without ever being deserialised."""
+    malformed safetensors file is refused (422) without ever being deserialised. Beside the
+    verdict: what the model's card and header say (`model`: name, intended use, whether it was
+    trained on stand-in data) and the clinic's `policy` the verdict applied."""
     data = await body_or_file(request, "file")
     digest = (
         digest_bytes(data)
@@ -67,10 +71,37 @@ async def verify(request: Request, services: ServicesDep, caller: Reader) -> Any
     # Returned as a ready JSONResponse: the route's response_model documents the shape, and
     # validating our own dict again on every request would only cost time.
     return JSONResponse(
-        {**verdict.to_dict(), "stored": services.store.has(digest.hex, "checkpoint")}
+        {
+            **verdict.to_dict(),
+            "stored": services.store.has(digest.hex, "checkpoint"),
+            "model": _model(services, verdict),  # the card's summary is cached: no disk read
+            "policy": policy_facts(services.policy, services.settings.confirmations),
+        }
     )
+
+
+@router.get(
+    "/policy",
+    response_model=PolicyOut,
+    summary="The clinic's policy: minimum accuracy, trusted registrants, confirmations",
+    responses=responses(401),
+    openapi_extra=KEY_OPTIONAL,
+)
+def policy(services: ServicesDep, caller: Reader) -> Any:
+    """What a registered, unrevoked checkpoint must also meet here to be verified. A minimum
+    accuracy of 0 means none is enforced; an empty list of trusted registrants means any
+    registrar's checkpoint is accepted. Every `POST /verify` answer carries the same object."""
+    return policy_facts(services.policy, services.settings.confirmations)
 
 
 def _verdict(services: Services, data: bytes, digest: Digest) -> Verdict:
     services.checked_headers.inspect(data, digest)  # 422 for anything but a LeNet safetensors
-    return services.gate().verdict(digest)
+    verdict = services.gate().verdict(digest)
+    _model(services, verdict)  # reads the card here, off the event loop, once per card
+    return verdict
+
+
+def _model(services: Services, verdict: Verdict) -> dict[str, Any]:
+    record = verdict.record
+    card = CARDS.get(services.store, record.card_digest) if record is not None else None
+    return model_facts(card, services.checked_headers.passed(verdict.digest))
