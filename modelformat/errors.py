@@ -78,7 +78,8 @@ class PickleRejected(InvalidCheckpoint):
 class MalformedCheckpoint(InvalidCheckpoint):
     """An ``InvalidCheckpoint`` that says which rule was broken, as a stable ``problem`` code.
 
-    ``key`` names the metadata key at fault when ``problem == "bad_metadata"``.
+    ``key`` names the metadata key at fault when ``problem == "bad_metadata"``, and the tensor
+    when ``problem == "non_finite_weights"`` (a NaN or an infinity among its values).
     """
 
     def __init__(
@@ -92,11 +93,14 @@ class MalformedCheckpoint(InvalidCheckpoint):
 
 
 class SpecError(InvalidCheckpoint, ValueError):
-    """A metadata key or tensor header that does not describe a network this product builds."""
+    """A metadata key or tensor header that does not describe a network this product builds.
+
+    ``index`` is the position of the item at fault in a list-valued key (a class name), if any.
+    """
 
     code = "invalid_model_spec"
 
-    def __init__(self, key: str, value: object, problem: str) -> None:
+    def __init__(self, key: str, value: object, problem: str, index: int | None = None) -> None:
         shown = repr(value) if len(repr(value)) <= 120 else repr(value)[:117] + "..."
         # The message names the field, not "checkpoint refused": a spec is also built by hand.
         RegistryError.__init__(
@@ -106,5 +110,7 @@ class SpecError(InvalidCheckpoint, ValueError):
             key=key,
             problem=problem,
         )
+        if index is not None:
+            self.details["index"] = index
         self.reason = problem
-        self.key, self.value, self.problem = key, value, problem
+        self.key, self.value, self.problem, self.index = key, value, problem, index

@@ -14,7 +14,10 @@ safetensors loader itself is native code. So this module reads the in-memory byt
   NaN, bounded nesting and integer length, checked before ``json.loads`` runs), with
   ``__metadata__`` of strings that ``modelformat.spec`` accepts (its JSON values by the same rules);
 - the tensor set must be exactly what that architecture expects (names, dtype, shape), and the
-  data offsets must tile the data section from 0 to its last byte with no gap, overlap or tail.
+  data offsets must tile the data section from 0 to its last byte with no gap, overlap or tail;
+- every floating-point value must be finite: a NaN or an infinity among the weights would pass
+  everything else and turn every prediction into NaN. The scan reads exponent bits with
+  C-speed byte operations (``first_non_finite``), about 0.1 ms for a 250 KB LeNet.
 
 Every refusal is an ``InvalidCheckpoint`` (``PickleRejected`` for pickles and zips) whose reason
 names the offending value; ``MalformedCheckpoint.problem`` is a stable code for programs.
@@ -85,7 +88,11 @@ def _spec_refused(exc: ValueError, context: str) -> MalformedCheckpoint:
         reason = f"{context}: {exc.key} = {_short(exc.value)}: {exc.problem}"
     else:
         reason = f"{context}: {exc}"
-    return MalformedCheckpoint("bad_metadata", reason, key=key if isinstance(key, str) else None)
+    refused = MalformedCheckpoint("bad_metadata", reason, key=key if isinstance(key, str) else None)
+    index = getattr(exc, "index", None)
+    if isinstance(index, int):
+        refused.details["index"] = index
+    return refused
 
 
 class TensorEntry(NamedTuple):
@@ -96,9 +103,84 @@ class TensorEntry(NamedTuple):
     data_offsets: tuple[int, int]
 
 
+# Where a float's exponent lies in its little-endian bytes: (byte index, mask) pairs whose bits
+# are all set exactly when the exponent is all ones, i.e. the value is a NaN or an infinity.
+_EXPONENT_BYTES: Mapping[str, tuple[tuple[int, int], ...]] = MappingProxyType(
+    {
+        "F16": ((1, 0x7C),),  # sign, 5 exponent bits, 10 mantissa bits
+        "BF16": ((1, 0x7F), (0, 0x80)),  # sign, 8, 7
+        "F32": ((3, 0x7F), (2, 0x80)),  # sign, 8, 23
+        "F64": ((7, 0x7F), (6, 0xF0)),  # sign, 11, 52
+    }
+)
+# The float dtypes whose values are checked (modelformat.spec admits only F32 for now).
+FLOAT_DTYPES = frozenset(_EXPONENT_BYTES)
+# byte -> 1 if it has every bit of the mask set, else 0 (for bytes.translate).
+_ALL_SET: Mapping[int, bytes] = MappingProxyType(
+    {
+        mask: bytes(int(b & mask == mask) for b in range(256))
+        for pairs in _EXPONENT_BYTES.values()
+        for _, mask in pairs
+    }
+)
+_UNPACK = MappingProxyType({"F16": "<e", "F32": "<f", "F64": "<d"})
+
+
+def first_non_finite(data: bytes, dtype: str) -> int | None:
+    """The index of the first NaN or infinity among ``data``'s values of ``dtype``, or None.
+
+    ``dtype`` is a float dtype of ``FLOAT_DTYPES``; ``data`` holds whole little-endian values.
+    No value is converted: each exponent byte is picked out with a strided slice, flagged by
+    ``bytes.translate`` and the flags of all of a value's exponent bytes are ANDed as integers,
+    so the cost is a few C-speed passes over the bytes (0.1 ms for 250 KB).
+    """
+    size = DTYPE_SIZES[dtype]
+    if len(data) % size:
+        raise ValueError(f"{len(data)} bytes are not whole {dtype} values")
+    hits = -1
+    for index, mask in _EXPONENT_BYTES[dtype]:
+        flags = data[index::size].translate(_ALL_SET[mask])
+        hits &= int.from_bytes(flags, "little")
+        if not hits:
+            return None
+    return ((hits & -hits).bit_length() - 1) // 8  # the lowest flagged byte is the first value
+
+
+def _value_at(data: bytes, dtype: str, index: int) -> float:
+    size = DTYPE_SIZES[dtype]
+    raw = data[index * size : (index + 1) * size]
+    if dtype == "BF16":  # the upper half of a float32
+        return float(struct.unpack("<f", b"\0\0" + raw)[0])
+    return float(struct.unpack(_UNPACK[dtype], raw)[0])
+
+
+def _non_finite_tensor(
+    data: bytes, tensors: Mapping[str, TensorEntry], data_start: int
+) -> MalformedCheckpoint | None:
+    """The refusal for the first tensor (in file order) that holds a NaN or an infinity."""
+    for name, t in sorted(tensors.items(), key=lambda item: item[1].data_offsets):
+        if t.dtype not in FLOAT_DTYPES:
+            continue
+        start, end = t.data_offsets
+        raw = data[data_start + start : data_start + end]
+        found = first_non_finite(raw, t.dtype)
+        if found is not None:
+            value = _value_at(raw, t.dtype, found)
+            return MalformedCheckpoint(
+                "non_finite_weights",
+                f"tensor {_short(name)} holds {value} at element {found} of "
+                f"{len(raw) // DTYPE_SIZES[t.dtype]}; a network with NaN or infinite weights "
+                "answers NaN for every image",
+                "training diverged: lower the learning rate or check the data, train again and "
+                "export with `registry train`",
+                key=name,
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class CheckedCheckpoint:
-    """What the header of an accepted checkpoint says; the tensor bytes are not interpreted."""
+    """What the header of an accepted checkpoint says, for bytes whose floats are all finite."""
 
     metadata: Mapping[str, str]
     spec: ModelSpec
@@ -111,16 +193,23 @@ class CheckedCheckpoint:
     header_sha256: str
 
     def describes(self, data: bytes | bytearray | memoryview) -> bool:
-        """Whether this result holds for ``data``: same length, same header bytes.
+        """Whether this result holds for ``data``: same length, same header bytes, finite floats.
 
-        The tensor bytes were never interpreted, so a file with this header and this length
-        passes exactly as the checked one did; a loader handed this result can skip the parse.
+        The tensor bytes are only checked for NaN and infinities, so a file with this header and
+        this length whose floats are finite passes exactly as the checked one did; a loader
+        handed this result can skip the parse.
         """
         view = memoryview(data).cast("B")
         return (
             len(view) == self.size
             and hashlib.sha256(view[: self.data_start]).hexdigest() == self.header_sha256
+            and _non_finite_tensor(_as_bytes(data, view), self.tensors, self.data_start) is None
         )
+
+
+def _as_bytes(data: bytes | bytearray | memoryview, view: memoryview) -> bytes:
+    # Strided slices of bytes run at C speed; those of a memoryview go element by element.
+    return data if isinstance(data, bytes) else view.tobytes()
 
 
 def _sniff_pickle_or_zip(view: memoryview) -> str | None:
@@ -285,8 +374,10 @@ def inspect_checkpoint(
     """Return what the header declares if ``data`` is a well-formed LeNet safetensors file.
 
     Raises ``PickleRejected`` for pickles and zip archives, ``MalformedCheckpoint`` (an
-    ``InvalidCheckpoint``) for anything else that is not exactly such a file. Reads only the
-    header; time and memory are bounded by ``max_header_bytes``, not by the file size.
+    ``InvalidCheckpoint``) for anything else that is not exactly such a file. Everything up to
+    the architecture check reads only the header, its time and memory bounded by
+    ``max_header_bytes``, not by the file size; only a file that passes it has its float values
+    scanned for NaN and infinities (linear in the tensor bytes, which the header has sized).
     """
     view = memoryview(data).cast("B")
     size = len(view)
@@ -348,6 +439,9 @@ def inspect_checkpoint(
     except ValueError as exc:
         raise _spec_refused(exc, "the metadata is not usable") from None
     _check_architecture(spec, tensors)
+    non_finite = _non_finite_tensor(_as_bytes(data, view), tensors, 8 + header_len)
+    if non_finite is not None:
+        raise non_finite
 
     return CheckedCheckpoint(
         metadata=MappingProxyType(dict(metadata)),

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from modelformat import strictjson
 from modelformat.errors import SpecError
+from modelformat.text import ambiguous_pair, text_problem
 
 ARCHITECTURE: Final = "lenet5"
 ARCHITECTURE_VERSION: Final = "1"
@@ -63,9 +64,21 @@ MAX_INPUT_SIZE: Final = 256
 MIN_CLASSES: Final = 2
 MAX_CLASSES: Final = 1000
 MAX_NAME_LENGTH: Final = 200
+# Normalisation is stated on pixels scaled to [0, 1] (pixel / 255), whose mean lies in [0, 1]
+# and whose std is at most 0.5; MAX_STD = 1 also admits a hand-written "std 1" (no scaling).
+# MIN_STD: an 8-bit channel varies by whole grey levels (1/255 = 0.0039), so a std below 1e-3
+# means its pixels vary by less than a quarter of a level on average, or fewer than one in a
+# million differ from the background even at full contrast: no image a network can learn from.
+# Every real normalisation of 8-bit images lies inside, and the bound keeps the network's input
+# (pixel / 255 - mean) / std within +-1000, far from float16's (mixed precision) 65504 and from
+# the infinities that a std of 1e-300 gives at inference. Values for the 0..255 scale (mean
+# 33.3, std 78.6) are outside on purpose: they would be divided by 255 a second time.
+MIN_MEAN: Final = 0.0
+MAX_MEAN: Final = 1.0
+MIN_STD: Final = 1e-3
+MAX_STD: Final = 1.0
 
 _DECIMAL = re.compile(r"[1-9][0-9]{0,6}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def feature_map_size(input_size: int) -> int:
@@ -149,7 +162,10 @@ class ModelSpec:
         _check_int("input_size", self.input_size, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
         _check_int("num_classes", self.num_classes, MIN_CLASSES, MAX_CLASSES)
         _check_class_names(self.class_names, self.num_classes)
-        for key, values, low in (("mean", self.mean, 0.0), ("std", self.std, 0.0)):
+        for key, values, low, high in (
+            ("mean", self.mean, MIN_MEAN, MAX_MEAN),
+            ("std", self.std, MIN_STD, MAX_STD),
+        ):
             if len(values) != self.in_channels:
                 raise SpecError(
                     "normalization",
@@ -157,13 +173,12 @@ class ModelSpec:
                     f"{key} needs one value per channel ({self.in_channels})",
                 )
             for v in values:
-                ok = isinstance(v, float) and math.isfinite(v) and low <= v <= 1.0
-                if not ok or (key == "std" and v == 0.0):
+                if not (isinstance(v, float) and math.isfinite(v) and low <= v <= high):
                     raise SpecError(
                         "normalization",
                         {key: list(values)},
-                        f"{key} values must be finite floats in "
-                        f"{'(0, 1]' if key == 'std' else '[0, 1]'} (pixels scaled to [0, 1])",
+                        f"{key} values must be finite floats in [{low:g}, {high:g}], on pixels "
+                        "scaled to [0, 1] (pixel / 255: divide values of the 0..255 scale by 255)",
                     )
         _check_text("dataset", self.dataset)
 
@@ -272,22 +287,34 @@ def _check_int(key: str, value: object, low: int, high: int) -> None:
         raise SpecError(key, value, f"must be an integer between {low} and {high}")
 
 
-def _check_text(key: str, value: object) -> None:
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > MAX_NAME_LENGTH
-        or _CONTROL.search(value)
-    ):
+def _check_text(key: str, value: object, index: int | None = None) -> None:
+    """Text a clinician reads (``modelformat.text``'s rules); ``index``: a class name's."""
+    what = "must" if index is None else f"class name {index} must"
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
         raise SpecError(
-            key, value, f"must be non-blank text of at most {MAX_NAME_LENGTH} printable characters"
+            key, value, f"{what} be non-blank text of at most {MAX_NAME_LENGTH} characters", index
+        )
+    problem = text_problem(value)
+    if problem is not None:
+        raise SpecError(
+            key, value, problem if index is None else f"class name {index} {problem}", index
         )
 
 
 def _check_class_names(names: object, num_classes: int) -> None:
     if not isinstance(names, tuple) or len(names) != num_classes:
         raise SpecError("class_names", names, f"must list exactly {num_classes} names")
-    for name in names:
-        _check_text("class_names", name)
-    if len(set(names)) != len(names):
-        raise SpecError("class_names", list(names), "names must be distinct")
+    for index, name in enumerate(names):
+        _check_text("class_names", name, index)
+    pair = ambiguous_pair(names)
+    if pair is not None:
+        i, j = pair
+        raise SpecError(
+            "class_names",
+            list(names),
+            "names must be distinct"
+            if names[i] == names[j]
+            else f"class names {i} and {j} ({names[i]!r}, {names[j]!r}) look the same (equal "
+            "after Unicode NFKC normalisation); give the classes names a reader can tell apart",
+            j,
+        )

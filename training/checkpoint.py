@@ -75,6 +75,7 @@ def checkpoint_bytes(model: nn.Module, spec: ModelSpec) -> bytes:
                 "non_finite_weights",
                 f"tensor {name} holds NaN or infinity",
                 "training diverged: lower the learning rate or check the data, then train again",
+                key=name,
             )
         raw = tensor.numpy().astype("<f4", copy=False).tobytes()
         header[name] = {

@@ -484,6 +484,17 @@ def _std(values: list[float] | str) -> str:
     return '{"mean":[0.5],"std":' + std + "}"
 
 
+def _poisoned(tensor: str, index: int, value: float) -> Callable[[], bytes]:
+    """A valid file with one weight of ``tensor`` replaced by ``value`` (NaN, an infinity)."""
+
+    def build() -> bytes:
+        header, data = layout(lenet_specs(), lenet_metadata())
+        at = header[tensor]["data_offsets"][0] + 4 * index
+        return frame(header, data[:at] + struct.pack("<f", value) + data[at + 4 :])
+
+    return build
+
+
 def _pickle_after_valid(c: Canary, n: str) -> bytes:
     return valid() + dumps(Reduce(os.system, c.touch(n)), 4)
 
@@ -781,6 +792,49 @@ CASES: list[Case] = [
         "metadata-std-per-channel-mismatch",
         "normalization",
         lambda: with_metadata(normalization=_std([0.25, 0.25])),
+    ),
+    _meta(
+        "metadata-std-1e-300", "normalization", lambda: with_metadata(normalization=_std([1e-300]))
+    ),
+    _meta(
+        "metadata-mean-1e300",
+        "normalization",
+        lambda: with_metadata(normalization='{"mean":[1e300],"std":[0.25]}'),
+    ),
+    # labels that read as something else
+    _meta(
+        "metadata-class-names-right-to-left-override",
+        "class_names",
+        lambda: with_metadata(class_names='["benign","\\u202essenmoN"]'),
+    ),
+    _meta(
+        "metadata-class-names-zero-width-joiner",
+        "class_names",
+        lambda: with_metadata(class_names='["benign","mal\\u200dignant"]'),
+    ),
+    _meta(
+        "metadata-class-names-alike-after-nfkc",
+        "class_names",
+        lambda: with_metadata(class_names='["\\ufb01brosis","fibrosis"]'),
+    ),
+    _meta(
+        "metadata-class-names-trailing-space",
+        "class_names",
+        lambda: with_metadata(class_names='["benign","malignant "]'),
+    ),
+    # weights that turn every prediction into NaN
+    _bad("weights-nan", "non_finite_weights", _poisoned("fc3.bias", 1, math.nan), key="fc3.bias"),
+    _bad(
+        "weights-infinity",
+        "non_finite_weights",
+        _poisoned("conv1.weight", 0, math.inf),
+        key="conv1.weight",
+    ),
+    _bad(
+        "weights-negative-infinity",
+        "non_finite_weights",
+        _poisoned("fc1.weight", 7, -math.inf),
+        key="fc1.weight",
     ),
     # trailing bytes
     _bad("trailing-bytes", "trailing_data", lambda: valid() + b"\0" * 8),

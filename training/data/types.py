@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from modelformat.spec import MIN_STD
 from training.digests import split_digest
 from training.errors import DataError
 
@@ -96,10 +97,11 @@ class Dataset:
             mean = total / count / 255.0
             var = max(squares / count / 65025.0 - mean * mean, 0.0)
             std = round(math.sqrt(var), 6)
-            if std == 0.0:
+            if std < MIN_STD:  # the checkpoint format refuses it (modelformat.spec says why)
                 raise DataError(
                     f"{self.name} train split",
-                    f"channel {c} has the same value in every pixel",
+                    f"channel {c} has (nearly) the same value in every pixel (std {std:g} of "
+                    f"pixels scaled to [0, 1], below {MIN_STD:g})",
                     "the images carry no information; check that the right files were given",
                 )
             means.append(round(mean, 6))
