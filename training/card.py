@@ -9,7 +9,10 @@ built with; ``canonical_json`` defines it:
   or after a harmless re-computation still serialises the same); ``-0.0`` becomes ``0.0``;
   NaN and infinities are refused;
 * only dict (string keys), list/tuple, str, int, float, bool and None are allowed, nested at
-  most ``MAX_CARD_DEPTH`` deep.
+  most ``MAX_CARD_DEPTH`` deep;
+* the text people read (``DISPLAYED_TEXT``: model name, intended use, limitations, dataset and
+  class names) follows ``modelformat.text``: no control, bidirectional-override, zero-width or
+  unassigned characters, no surrounding whitespace, NFC, no two class names alike after NFKC.
 
 Torch-free at import time, so the registry can recompute a digest without importing torch.
 """
@@ -24,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Final
 
+from modelformat.text import ambiguous_pair, text_problem
 from training.errors import CardError
 
 if TYPE_CHECKING:
@@ -38,12 +42,24 @@ FLOAT_SIGNIFICANT_DIGITS: Final = 12
 # A card nests ~5 deep; the bound keeps json.dumps' C recursion far from the stack's end.
 MAX_CARD_DEPTH: Final = 32
 _LIBRARIES: Final = ("torch", "torchvision", "numpy", "safetensors", "scikit-learn", "pillow")
+# The fields whose text a clinician reads (GET /models/{digest} returns the card): path -> whether
+# it holds a list of texts. A card without one of them is left to the checks that need it.
+DISPLAYED_TEXT: Final = {
+    "model_name": False,
+    "intended_use": False,
+    "limitations": True,
+    "dataset.name": False,
+    "architecture.class_names": True,
+}
+_TEXT_HINT: Final = "write what a reader sees, as plain text (modelformat.text has the rules)"
+_ABSENT: Final = object()
 
 
 def canonical_json(card: Mapping[str, Any]) -> bytes:
     """The one byte form of ``card`` (rules in the module docstring)."""
     if not isinstance(card, Mapping):
         raise CardError("", f"the card must be an object, got {type(card).__name__}")
+    check_displayed_text(card)
     text = json.dumps(
         _canonical(card, "", 0),
         sort_keys=True,
@@ -55,6 +71,41 @@ def canonical_json(card: Mapping[str, Any]) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 form
         raise CardError("", f"text that is not valid Unicode ({exc.reason})") from exc
+
+
+def check_text(field: str, value: object) -> None:
+    """Refuse ``value`` for the card ``field`` (a ``CardError``) unless people may read it as is."""
+    if not isinstance(value, str) or not value:
+        raise CardError(field, f"must be non-empty text, not {value!r:.80}", _TEXT_HINT)
+    problem = text_problem(value)
+    if problem is not None:
+        raise CardError(field, problem, _TEXT_HINT)
+
+
+def check_displayed_text(card: Mapping[str, Any]) -> None:
+    """``check_text`` on every ``DISPLAYED_TEXT`` field the card has; class names also apart."""
+    for path, is_list in DISPLAYED_TEXT.items():
+        value: Any = card
+        for key in path.split("."):
+            value = value.get(key, _ABSENT) if isinstance(value, Mapping) else _ABSENT
+        if value is _ABSENT or value is None:
+            continue
+        if not is_list:
+            check_text(path, value)
+            continue
+        if not isinstance(value, list | tuple):
+            raise CardError(path, f"must be a list of texts, not {value!r:.80}", _TEXT_HINT)
+        for i, item in enumerate(value):
+            check_text(f"{path}[{i}]", item)
+        pair = ambiguous_pair(value) if path == "architecture.class_names" else None
+        if pair is not None:
+            i, j = pair
+            raise CardError(
+                f"{path}[{j}]",
+                f"{value[j]!r} looks the same as class {i}, {value[i]!r} (equal after Unicode "
+                "NFKC normalisation)",
+                "give the classes names a reader can tell apart",
+            )
 
 
 def card_digest(card: Mapping[str, Any]) -> str:

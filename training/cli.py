@@ -152,7 +152,7 @@ def run_train(args: argparse.Namespace) -> TrainResult:
     """Train, evaluate, write both files; raise an ``InvalidInput`` (``TrainingError``, ``SpecError``...) on bad input or flags."""
     # torch is imported here, not with the module: the flags above serve every `registry`
     # command's parser, and only `train` needs the deep-learning stack.
-    from training.card import build_card, canonical_json, card_digest
+    from training.card import build_card, canonical_json, card_digest, check_text
     from training.checkpoint import atomic_write, canonical_tensor_digest, save_checkpoint
     from training.data import load_dataset
     from training.evaluate import evaluate_model
@@ -169,6 +169,7 @@ def run_train(args: argparse.Namespace) -> TrainResult:
         download=args.download,
     )
     name = args.name or _default_name(dataset.name)
+    check_text("model_name", name)  # the card would refuse it, but only after training
     quiet = bool(args.quiet)
     if not quiet:
         stand_in = " [STAND-IN: not medical data]" if dataset.is_stand_in else ""

@@ -68,10 +68,15 @@ class CardError(InvalidModelCard, TrainingError):
     too, so the trainer's callers catch it with the rest of its errors.
     """
 
-    def __init__(self, path: str, problem: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        problem: str,
+        hint: str = "the card must hold only strings, finite numbers, booleans, null, lists "
+        "and objects",
+    ) -> None:
         super().__init__(
-            f"model card field {path or '<root>'}: {problem}; "
-            "the card must hold only strings, finite numbers, booleans, null, lists and objects",
+            f"model card field {path or '<root>'}: {problem}; {hint}",
             field=path,
             problem=problem,
         )
