@@ -1,14 +1,20 @@
-"""Gate.fresh_verdict: the answer an event loop may reuse without asking the chain."""
+"""Gate.fresh_verdict: the answer an event loop may reuse without asking the chain; and the
+format check, which refuses a registered checkpoint that would only fail at inference."""
 
 from __future__ import annotations
 
+import math
+import struct
 import time
 from typing import Any
 
-from chainkit import digest, request
+import pytest
+from apikit import make_checkpoint
+from chainkit import CARD, TEST_SET, digest, request
 
-from registry.core.digest import Digest
-from registry.core.records import RevocationReason
+from registry.core.digest import Digest, digest_bytes
+from registry.core.records import RegisterRequest, RevocationReason
+from registry.errors import MalformedCheckpoint
 from registry.gate import Gate
 
 
@@ -48,3 +54,29 @@ def test_fresh_verdict_never_holds_a_negative_answer(memory: Any) -> None:
     gate.forget(revoked)
     assert gate.verdict(revoked).reason == "revoked"
     assert gate.fresh_verdict(revoked) is None
+
+
+# --- the format check, at the gate ------------------------------------------------------------
+
+
+def _poisoned(checkpoint: bytes, value: float) -> bytes:
+    """``checkpoint`` with its last weight (the last tensor's last float) set to ``value``."""
+    return checkpoint[:-4] + struct.pack("<f", value)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_registered_checkpoint_with_non_finite_weights_is_refused_before_loading(
+    memory: Any, value: float
+) -> None:
+    data = _poisoned(make_checkpoint(seed=31), value)
+    checked_digest = digest_bytes(data)
+    memory.client.register(RegisterRequest(checked_digest, 9_000, TEST_SET, CARD))
+    gate = Gate(memory.client)
+    assert gate.check(checked_digest).verified  # only the format check stands in the way
+
+    with pytest.raises(MalformedCheckpoint) as info:
+        gate.admit(data)
+
+    # The writer lays tensors out in name order: fc3.weight holds the file's last bytes.
+    assert (info.value.problem, info.value.key) == ("non_finite_weights", "fc3.weight")
+    assert not gate.loaded(checked_digest)

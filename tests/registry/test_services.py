@@ -8,7 +8,9 @@ refusal ``check_registration`` raised, as the API's one error shape.
 from __future__ import annotations
 
 import json
+import math
 import pickle
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -220,19 +222,52 @@ def _refusal(checkpoint: bytes, card: bytes) -> RegistryError:
     return info.value
 
 
+def _with_metadata(checkpoint: bytes, **meta: str) -> bytes:
+    """``checkpoint`` with ``meta`` replacing header metadata values (the weights unchanged)."""
+    (n,) = struct.unpack("<Q", checkpoint[:8])
+    header = json.loads(checkpoint[8 : 8 + n])
+    header["__metadata__"].update(meta)
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + checkpoint[8 + n :]
+
+
+def _card_with(checkpoint: bytes, **fields: Any) -> bytes:
+    """``make_card``'s card with ``fields`` changed, laid out canonically but not checked."""
+    card = {**json.loads(make_card(checkpoint)), **fields}
+    return json.dumps(card, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 @pytest.mark.parametrize(
     ("case", "status"),
-    [("pickle", 422), ("card for another checkpoint", 400), ("card not canonical", 400)],
+    [
+        ("pickle", 422),
+        ("card for another checkpoint", 400),
+        ("card not canonical", 400),
+        ("nan weight", 422),
+        ("std 1e-300", 422),
+        ("class name with a bidi override", 422),
+        ("card model name with a bidi override", 400),
+    ],
 )
 def test_the_api_refuses_what_check_registration_refuses_with_its_code_and_details(
     api: Api, checkpoint, other, case: str, status: int
 ) -> None:
+    nan = checkpoint[:-4] + struct.pack("<f", math.nan)
+    tiny_std = _with_metadata(checkpoint, normalization='{"mean":[0.5],"std":[1e-300]}')
+    spoofed = _with_metadata(checkpoint, class_names='["normal","\\u202essenmoN"]')
     files = {
         "pickle": (PICKLE, make_card(checkpoint)),
         "card for another checkpoint": (checkpoint, make_card(other)),
         "card not canonical": (
             checkpoint,
             json.dumps(json.loads(make_card(checkpoint)), indent=1).encode(),
+        ),
+        "nan weight": (nan, make_card(nan)),
+        "std 1e-300": (tiny_std, make_card(tiny_std)),
+        "class name with a bidi override": (spoofed, make_card(spoofed)),
+        "card model name with a bidi override": (
+            checkpoint,
+            _card_with(checkpoint, model_name="lenet5-\u202etset"),
         ),
     }[case]
     refused = _refusal(*files)
