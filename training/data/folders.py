@@ -1,7 +1,8 @@
 """Folders of images, one sub-folder per class: how most hospital exports and hand-made sets look.
 
 Images are decoded with Pillow and brought to 28x28 as they are read, so memory stays small
-whatever the originals weigh. Where the folder has no ``train``/``test`` sub-folders, each
+whatever the originals weigh, by ``modelformat.pixels``: the one transform the clinic service
+also applies to a clinician's image, so a served model sees images the way it was trained. Where the folder has no ``train``/``test`` sub-folders, each
 class is split with a seeded permutation, so every class reaches every split.
 """
 
@@ -27,8 +28,9 @@ IMAGE_SUFFIXES: Final = (".png", ".jpg", ".jpeg", ".bmp")
 def load_folder(path: Path, *, seed: int = 0, val_fraction: float = 0.1) -> Dataset:
     """``root/<class>/*.png|jpg``, or ``root/{train,val,test}/<class>/...`` when those exist.
 
-    Images are converted to 8-bit grayscale (or RGB if any image has colour) and resized to
-    28x28 with bilinear filtering. Without ``train``/``test`` sub-folders, each class is split
+    Images become 8-bit grayscale (or RGB if any image has colour) at 28x28 through
+    ``modelformat.pixels.to_pixels``: 16-bit scaled, transparency composited onto black,
+    padded to a square with black, then resized (bilinear). Without ``train``/``test`` sub-folders, each class is split
     with a seeded permutation: 20 % test, ``val_fraction`` val, the rest train.
     """
     if not path.is_dir():
@@ -119,25 +121,26 @@ def _image_files(folder: Path, class_names: Sequence[str]) -> list[tuple[Path, s
 
 
 def _read_image(path: Path) -> tuple[npt.NDArray[np.uint8], bool]:
-    """Decode, bring to 28x28 (bilinear) right away, return (3, 28, 28) pixels and "has colour".
+    """Decode, bring to 28x28 right away, return (3, 28, 28) pixels and "has colour".
 
     Resizing per file keeps memory at 2 KiB per image however large the originals are. Gray
-    images are resized in "L" and replicated, which equals converting them later.
+    images go through the transform as one channel and are replicated, which equals
+    converting them to RGB first (the service does that for an RGB model).
     """
     from PIL import Image, UnidentifiedImageError
 
+    from modelformat import pixels
+
     try:
         with Image.open(path) as handle:
+            pixels.draft(handle, IMAGE_SIZE)  # before load(): a JPEG decodes at reduced scale
             handle.load()
-            colour = handle.mode not in ("1", "L", "LA", "I", "I;16", "F")
-            image = handle.convert("RGB" if colour else "L")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+            colour = pixels.is_colour(handle)
+            array = pixels.to_pixels(handle, in_channels=3 if colour else 1, size=IMAGE_SIZE)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(
             str(path), f"is not a readable image ({exc})", "remove or replace it"
         ) from exc
-    if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
     if colour:
-        return np.ascontiguousarray(array.transpose(2, 0, 1)), True
-    return np.repeat(array[None], 3, axis=0), False
+        return array, True
+    return np.repeat(array, 3, axis=0), False
