@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from registry.core.address import ADDRESS
+from registry.core.address import parse_address
 from registry.errors import ConfigurationError
 
 
@@ -134,10 +134,8 @@ class Settings(BaseSettings):
     @field_validator("trusted_registrants")
     @classmethod
     def _check_addresses(cls, value: list[str]) -> list[str]:
-        for address in value:
-            if not ADDRESS.fullmatch(address):
-                raise ValueError(f"{address!r} is not a 0x-prefixed 40-hex-digit address")
-        return [a.lower() for a in value]
+        # A mixed-case entry with a wrong EIP-55 checksum would trust an account nobody meant.
+        return [parse_address(a, "the address").lower() for a in value]
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -172,8 +170,8 @@ class Settings(BaseSettings):
     @field_validator("contract_address")
     @classmethod
     def _check_contract(cls, value: str | None) -> str | None:
-        if value is not None and not ADDRESS.fullmatch(value):
-            raise ValueError(f"{value!r} is not a 0x-prefixed 40-hex-digit address")
+        if value is not None:
+            parse_address(value, "the address")
         return value
 
     @field_validator("rpc_url")

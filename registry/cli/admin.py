@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from registry.cli.output import EXIT_FAILED, EXIT_OK, AddCommand, Output, client_for, settings_for
+from registry.core.address import parse_address
 from registry.core.records import Role
 from registry.errors import ConfigurationError, InvalidInput
 
@@ -55,6 +56,7 @@ def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
     from registry.chain.keys import load_account
 
     settings = settings_for(args)
+    admin = None if args.admin is None else parse_address(args.admin, "--admin")
     if settings.rpc_url == "memory":
         raise InvalidInput(
             "deploying to the in-process 'memory' chain is pointless: it ends with "
@@ -73,10 +75,10 @@ def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
         "confirmations": settings.confirmations,
         "tx_timeout_s": settings.tx_timeout_s,
     }
-    if args.grant_self and args.admin in (None, account.address):
+    if args.grant_self and admin in (None, account.address):
         _, deployment = deploy_and_grant_self(w3, account, **options)
     else:
-        _, deployment = deploy_contract(w3, account, admin=args.admin, **options)
+        _, deployment = deploy_contract(w3, account, admin=admin, **options)
     path = save_deployment(settings.data_dir, deployment)
     out.result(
         {**deployment.to_dict(), "record": str(path)},
@@ -97,20 +99,21 @@ def _add_deploy(add: AddCommand) -> None:
 
 
 def cmd_roles(args: argparse.Namespace, out: Output) -> int:
-    client = client_for(args)
     role = Role.parse(args.role)
+    account = parse_address(args.account, "account")
+    client = client_for(args)
     if args.action == "grant":
-        tx = client.grant_role(role, args.account)
+        tx = client.grant_role(role, account)
     elif args.action == "remove":
-        tx = client.remove_role(role, args.account)
+        tx = client.remove_role(role, account)
     else:
-        held = client.has_role(role, args.account)
+        held = client.has_role(role, account)
         out.result(
-            {"role": role.name.lower(), "account": args.account, "held": held},
-            f"{args.account} {'holds' if held else 'does not hold'} the {role.name.lower()} role",
+            {"role": role.name.lower(), "account": account, "held": held},
+            f"{account} {'holds' if held else 'does not hold'} the {role.name.lower()} role",
         )
         return EXIT_OK if held else EXIT_FAILED
-    out.result({"tx_hash": tx}, f"{args.action} {role.name.lower()} for {args.account}: {tx}")
+    out.result({"tx_hash": tx}, f"{args.action} {role.name.lower()} for {account}: {tx}")
     return EXIT_OK
 
 
@@ -122,20 +125,20 @@ def _add_roles(add: AddCommand) -> None:
 
 
 def cmd_admin(args: argparse.Namespace, out: Output) -> int:
-    client = client_for(args)
     if args.action == "transfer":
         if not args.account:
             raise InvalidInput("`registry admin transfer` needs the new admin's address")
-        tx = client.transfer_admin(args.account)
+        account = parse_address(args.account, "account")
+        tx = client_for(args).transfer_admin(account)
         out.result(
             {"tx_hash": tx},
-            f"proposed {args.account} as admin; it must run `registry admin accept`",
+            f"proposed {account} as admin; it must run `registry admin accept`",
         )
     elif args.action == "accept":
-        tx = client.accept_admin()
+        tx = client_for(args).accept_admin()
         out.result({"tx_hash": tx}, "admin role accepted")
     else:
-        admin, pending = client.admin()
+        admin, pending = client_for(args).admin()
         out.result(
             {"admin": admin, "pending_admin": pending},
             f"admin {admin}" + (f", pending {pending}" if pending else ""),

@@ -105,6 +105,7 @@ def _explain(verdict: Verdict, name: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+    from registry.core.address import parse_address
     from registry.core.policy import Policy
     from registry.verify import verify_digest
 
@@ -113,7 +114,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
         min_accuracy_bps=args.min_accuracy_bps
         if args.min_accuracy_bps is not None
         else settings.min_accuracy_bps,
-        trusted_registrants=frozenset(a.lower() for a in args.trusted)
+        trusted_registrants=frozenset(parse_address(a, "--trusted").lower() for a in args.trusted)
         if args.trusted
         else frozenset(settings.trusted_registrants),
     )

@@ -25,6 +25,8 @@ SHARES_PARENT_CODE: Mapping[str, str] = {
     "MalformedCheckpoint": "InvalidCheckpoint",
     # The same card refusal, raised by the trainer with the field at fault.
     "CardError": "InvalidModelCard",
+    # Bad input that is an address, with its source and EIP-55 form as fields.
+    "InvalidAddress": "InvalidInput",
     # Every decoded contract error has its own code; their common base is just "the contract
     # refused", as is a revert whose data no ABI error matches.
     "RegistryContractError": "ContractRevert",

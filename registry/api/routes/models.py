@@ -29,10 +29,10 @@ from registry.api.schemas import (
     RevokeIn,
 )
 from registry.api.uploads import file_bytes, read_form, text_field
-from registry.core.address import ADDRESS
+from registry.core.address import parse_address
 from registry.core.digest import Digest, digest_bytes
 from registry.core.records import ModelRecord
-from registry.errors import InvalidInput, NotFound
+from registry.errors import NotFound
 from registry.gate import refusal
 from registry.services import register_with_card, revoke
 
@@ -73,11 +73,8 @@ def list_models(
         bool | None, Query(description="true: only valid ones; false: only revoked ones")
     ] = None,
 ) -> Any:
-    if registrant is not None and not ADDRESS.fullmatch(registrant):
-        raise InvalidInput(
-            f"registrant {registrant[:60]!r} is not a 0x-prefixed 40-hex-digit address",
-            registrant=registrant[:60],
-        )
+    if registrant is not None:
+        registrant = parse_address(registrant, "registrant")
     records = services.client().list_models(registrant=registrant, valid=valid)
     models = [
         {**r.to_dict(), "stored": services.store.has(r.digest.hex, "checkpoint")} for r in records
