@@ -1,8 +1,8 @@
 """The parser and the entry point: the flags every command shares, and how errors become exit codes.
 
-The commands themselves live in records, admin and runtime; this module only assembles them
-(``registry --help`` lists the operator commands, then the record commands, then the runtime
-ones) and runs the chosen handler under the one error policy of the command line.
+The commands themselves live in records, admin, runtime and evaluate; this module only assembles
+them (``registry --help`` lists the operator commands, then the record commands, then the runtime
+ones, then evaluate) and runs the chosen handler under the one error policy of the command line.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from registry.cli import admin, records, runtime
+from registry.cli import admin, evaluate, records, runtime
 from registry.cli.output import EXIT_FAILED, EXIT_USAGE, Handler, Output
 from registry.errors import ConfigurationError, InvalidInput, RegistryError
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    for group in (admin, records, runtime):
+    for group in (admin, records, runtime, evaluate):
         group.add_commands(add)
     return parser
 
