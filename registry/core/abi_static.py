@@ -8,7 +8,8 @@ complement), ``address`` (left-padded) and ``bool``, each one 32-byte word. Dyna
 ``bytes32``.
 
 Values are checked strictly and normalised to one Python form each: ``bytes`` for ``bytesN``,
-``int`` for integers, lowercase ``0x`` text for addresses, ``bool`` for booleans. Where
+``int`` for integers, EIP-55 text for addresses (a mixed-case one must pass its checksum, as
+everywhere in the registry), ``bool`` for booleans. Where
 OpenZeppelin's encoder pads a short ``bytes32`` or address with zeros, this module refuses it: a
 truncated digest is a mistake, never a value to commit to.
 """
@@ -19,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from registry.core.address import ADDRESS
+from registry.core.address import parse_address, to_checksum_address
 from registry.errors import InvalidInput
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
     "shown",
 ]
 
-# One value, normalised: bytesN -> bytes, (u)intN -> int, address -> lowercase "0x" text.
+# One value, normalised: bytesN -> bytes, (u)intN -> int, address -> EIP-55 "0x" text.
 AbiValue = bytes | int | bool | str
 
 _WORD = 32
@@ -91,10 +92,10 @@ class AbiType:
         if self.kind == "bytes":
             return self._bytes(value)
         if self.kind == "address":
-            if isinstance(value, str) and ADDRESS.fullmatch(value):
-                return value.lower()
+            if isinstance(value, str):
+                return parse_address(value, f"{self.name} value")
             if isinstance(value, bytes | bytearray) and len(value) == 20:
-                return "0x" + bytes(value).hex()
+                return to_checksum_address("0x" + bytes(value).hex())
             raise self._misfit(value, "expected '0x' and 40 hex digits")
         # bool: true/false, or the strings OpenZeppelin's encoder also takes.
         if isinstance(value, bool):

@@ -61,7 +61,7 @@ FORMAT: Final = "standard-v1"
 # typed as ModelRegistry declares them, so a contract's `abi.encode(digest, accuracyBps)` matches.
 MODEL_LEAF_ENCODING: Final = ("bytes32", "uint16")
 
-# One value of a leaf, normalised: bytesN -> bytes, (u)intN -> int, address -> lowercase "0x" text.
+# One value of a leaf, normalised: bytesN -> bytes, (u)intN -> int, address -> EIP-55 "0x" text.
 LeafValue = AbiValue
 
 _NODE_BYTES = 32
@@ -425,7 +425,7 @@ class StandardMerkleTree:
 
     def dump(self) -> dict[str, Any]:
         """The ``standard-v1`` JSON object: hashes as ``0x`` hex, integers as decimal text,
-        bytes as ``0x`` hex, addresses lowercase, booleans as JSON booleans."""
+        bytes as ``0x`` hex, addresses in EIP-55 form, booleans as JSON booleans."""
         return {
             "format": FORMAT,
             "leafEncoding": list(self.leaf_encoding),
