@@ -21,6 +21,7 @@ from registry.api.auth import API_KEY_HEADER, ApiRole, Caller, KeyRing
 from registry.chain.client import RegistryClient
 from registry.config import Settings
 from registry.core.audit import AuditLog
+from registry.core.audit_key import key_path, load_key
 from registry.core.digest import Digest
 from registry.core.policy import Policy
 from registry.core.records import Verdict
@@ -43,8 +44,13 @@ class Services:
             settings.api_keys.get_secret_value() if settings.api_keys else None
         )
         self.store = FileStore(settings.data_dir / "store")
+        # The key that keys the log's chain: created on first start, refused if others can
+        # read it (ConfigurationError, so the service does not start).
+        audit_key = load_key(key_path(settings.audit_key_file, settings.data_dir), create=True)
         self.audit = AuditLog(
-            settings.data_dir / "audit.log", sync_interval_s=settings.audit_sync_interval_s
+            settings.data_dir / "audit.log",
+            audit_key,
+            sync_interval_s=settings.audit_sync_interval_s,
         )
         self.checked_headers = CheckedDigests()
         self._connect = connect

@@ -1,5 +1,5 @@
 """The commands around running models: train (the [train] extra), serve (the [serve] extra), and
-audit, which checks the hash-chained log the service writes.
+audit, which checks, anchors and rotates the keyed hash-chained log the service writes.
 
 train and serve import their stack only once they run, after ``_require_extra`` has checked that
 the install has it: the base install lists them in ``--help``, says which extra they lack, and
@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.cli.output import EXIT_OK, AddCommand, Output, client_for, settings_for
 from registry.core.digest import read_regular_file
 from registry.errors import ConfigurationError, InvalidInput
+
+if TYPE_CHECKING:
+    from registry.core.audit_chain import Seal
+    from registry.core.audit_key import AuditKey
 
 
 def _require_extra(extra: str, *modules: str) -> None:
@@ -110,35 +114,124 @@ def _add_serve(add: AddCommand) -> None:
 
 
 def cmd_audit(args: argparse.Namespace, out: Output) -> int:
-    from registry.core import audit
+    from registry.core import audit_chain, audit_key, audit_rotate
 
-    path: Path = args.file or settings_for(args).data_dir / "audit.log"
-    anchor = None
-    if args.anchor:
-        seq, _, digest = args.anchor.partition(":")
-        if not seq.isdigit() or len(digest) != 64:
-            raise InvalidInput(
-                f"--anchor {args.anchor!r} is not SEQ:HASH (an entry number and its 64-hex hash)"
-            )
-        anchor = (int(seq), digest.lower())
-    entries = audit.verify(path, anchor=anchor)
-    out.result(
-        {"file": str(path), "entries": entries, "intact": True},
-        f"audit log {path}: {entries} entries, hash chain intact",
-    )
+    settings = settings_for(args, audit_key_file=args.key_file)
+    path: Path = args.file or settings.data_dir / "audit.log"
+    # The service keeps its key beside its log unless REGISTRY_AUDIT_KEY_FILE says otherwise.
+    key_file = audit_key.key_path(settings.audit_key_file, path.parent)
+    if args.action == "rotate":
+        report, seal = audit_rotate.rotate(path, audit_key.load_key(key_file, create=True))
+        keyed = f"keyed with key id {report.key_id}" if report.key_id else "unkeyed"
+        out.result(
+            {"file": str(path), "sealed": {**seal.fields(), "entries": report.entries}},
+            f"sealed {path} ({report.entries} entries, {keyed}, chain intact) as "
+            f"{path.parent / seal.file}; {path} now starts a keyed log whose first line seals it",
+        )
+        return EXIT_OK
+    if args.unkeyed and args.action != "verify":
+        raise InvalidInput("--unkeyed checks an unkeyed log with `audit verify` only")
+    key = None if args.unkeyed else audit_key.load_key(key_file)
+    report = audit_chain.verify(path, key, anchor=_parse_anchor(args.anchor))
+    head = report.head
+    if args.action == "head":
+        out.result(
+            {
+                "file": str(path),
+                "seq": head.seq,
+                "hash": head.hash,
+                "time": head.time,
+                "key_id": head.key_id,
+                "anchor": head.anchor,
+            },
+            f"{head.anchor} {head.time} key {head.key_id}",
+        )
+        return EXIT_OK
+    data: dict[str, Any] = {
+        "file": str(path),
+        "entries": report.entries,
+        "intact": True,
+        "key_id": report.key_id,
+        "head": head.anchor,
+    }
+    human = f"audit log {path}: {report.entries} entries, hash chain intact"
+    if key is None:
+        human += (
+            "; UNKEYED (a log of the release before keyed chains): anyone can recompute such a "
+            "chain, so only a published head (--anchor) or the seal of the keyed log that "
+            "replaced it vouches for it"
+        )
+    else:
+        human += f", keyed (key id {report.key_id}); head {head.anchor}"
+    if report.seal is not None and key is not None:
+        data["sealed"], human = _check_sealed(path, report.seal, key, human)
+    out.result(data, human)
     return EXIT_OK
 
 
+def _parse_anchor(text: str | None) -> tuple[int, str] | None:
+    if not text:
+        return None
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise InvalidInput(
+            f"--anchor {text!r} is not SEQ:HASH (an entry number and its 64-hex hash, "
+            "as `registry audit head` prints them)"
+        )
+    return int(seq), digest.lower()
+
+
+def _check_sealed(path: Path, seal: Seal, key: AuditKey, human: str) -> tuple[dict[str, Any], str]:
+    """Check the log ``path``'s header seals, when it is beside it; say so when it is not."""
+    from registry.core.audit_rotate import check_sealed
+
+    found = (path.parent / seal.file).is_file()
+    if found:
+        check_sealed(path, seal, key)  # raises AuditLogCorrupt naming the sealed file's line
+        human += f"; the log it replaced, {seal.file} ({seal.entries} entries), matches its seal"
+    else:
+        command = f"registry audit verify {seal.file} --anchor {seal.entries}:{seal.head}"
+        human += (
+            f"; the log it replaced, {seal.file}, is not beside it: where it is kept, "
+            f"`{command}{'' if seal.key_id else ' --unkeyed'}` and its SHA-256 must be "
+            f"{seal.sha256}"
+        )
+    return {**seal.fields(), "found": found, "intact": True if found else None}, human
+
+
 def _add_audit(add: AddCommand) -> None:
-    p = add("audit", cmd_audit, "check the audit log's hash chain (exit 0 intact, 1 broken)")
-    p.add_argument("action", choices=["verify"])
+    p = add(
+        "audit",
+        cmd_audit,
+        "check the audit log's keyed hash chain (exit 0 intact, 1 broken), print its head for "
+        "anchoring elsewhere, or rotate it",
+    )
+    p.add_argument(
+        "action",
+        choices=["verify", "head", "rotate"],
+        help="verify: check every line (and the log it replaced, if beside it); head: check, "
+        "then print the last entry as SEQ:HASH; rotate: check, keep the file under a new name "
+        "and start a keyed log whose first line seals it (how an unkeyed log of the release "
+        "before keys is continued)",
+    )
     p.add_argument(
         "file", nargs="?", type=Path, help="the log (default: audit.log in the data directory)"
     )
     p.add_argument(
         "--anchor",
         metavar="SEQ:HASH",
-        help="an entry known from outside the file (detects lines cut from the end)",
+        help="an entry published earlier (`registry audit head`): detects lines cut from the end",
+    )
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        help="the key the log's chain is keyed with (default REGISTRY_AUDIT_KEY_FILE, else "
+        "audit.key beside the log)",
+    )
+    p.add_argument(
+        "--unkeyed",
+        action="store_true",
+        help="check an unkeyed log of the release before keyed chains (default: no)",
     )
 
 

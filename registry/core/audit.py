@@ -1,32 +1,27 @@
-"""Append-only, hash-chained audit log (one JSON object per line).
+"""Append-only audit log (one JSON object per line): the writer.
 
-A compliance officer must be able to ask "which model answered this request, on what evidence, and
-was it valid then?" long after the fact, and trust that nobody rewrote the answer. Each line
-therefore carries the SHA-256 of the line before it (``prev``) and the SHA-256 of its own canonical
-content (``hash``): editing, deleting, inserting or reordering any line breaks the chain at a line
-``verify`` can name. Removing lines from the *end* leaves a shorter chain that is still valid; only
-an outside witness of a later entry (``verify(path, anchor=(seq, hash))``, e.g. a head hash that was
-anchored on chain) can detect that, which is why ``AuditLog.head()`` exists.
-
-Format of line ``n`` (1-based; ``seq == n``), written as canonical JSON (sorted keys, no spaces,
-ASCII only) followed by ``\\n``::
-
-    {"event": "...", "hash": H, "prev": P, "seq": n, "time": "2025-01-01T00:00:00.000000Z", ...}
-
-    P = sha256(bytes of line n-1 without its newline), or 64 zeros for line 1
-    H = sha256(canonical JSON of the entry without "hash")
+Every register, revoke, verify, predict and download is recorded here, and so is every refused
+request (``audit_refusals``). The line format and its keyed hash chain are ``audit_chain``'s
+job, the key's file ``audit_key``'s; this module appends lines so that the chain stays valid
+whatever happens around it.
 
 Only identifiers go in: digests, addresses, block numbers, verdicts, reason codes, client ids.
 ``append`` refuses bytes, containers, floats and long strings, so image content or free text can
 never end up here (no patient data in logs).
 
+A new log starts with its header line (how the chain is keyed, and the key id). A log keyed with
+another key, or an unkeyed one of the release before keys, is refused when the log is opened:
+nothing is appended that its verifier could not check with one key.
+
 Several worker processes append to the same file: each write takes a lock within the process
 and ``flock`` across processes, re-reads the current last line under that lock and writes one line
-with one ``write``. ``append`` returns only once an fsync has covered its line (one fsync serves
-every append queued behind it, so concurrent requests share the cost). ``append_async`` writes the
-line on the event loop and leaves the fsync to a thread: before it returns, or within
-``sync_interval_s`` (a choice per log; see its docstring). A line torn by a crash makes the next
-append refuse (fail closed) rather than continue a chain from a line nobody can check.
+with one ``write``. If the file was replaced meanwhile (``registry audit rotate``), the writer
+follows the name to the new file. ``append`` returns only once an fsync has covered its line (one
+fsync serves every append queued behind it, so concurrent requests share the cost).
+``append_async`` writes the line on the event loop and leaves the fsync to a thread: before it
+returns, or within ``sync_interval_s`` (a choice per log; see its docstring). A line torn by a
+crash makes the next append refuse (fail closed) rather than continue a chain from a line nobody
+can check.
 """
 
 from __future__ import annotations
@@ -34,8 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
-import json
 import os
 import re
 import threading
@@ -43,22 +36,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-from registry.core.digest import HEX64
-from registry.core.times import now_iso_utc
-from registry.errors import AuditLogCorrupt, AuditLogUnavailable
+from registry.core.audit_chain import (
+    GENESIS_PREV,
+    HEADER_EVENT,
+    MAX_LINE_BYTES,
+    RESERVED,
+    canonical_json,
+    check_entry,
+    header_fields,
+    header_problem,
+    make_line,
+    parse_line,
+    sha256_hex,
+    verify,
+)
+from registry.core.audit_key import AuditKey
+from registry.errors import AuditLogCorrupt, AuditLogUnavailable, ConfigurationError
 
-GENESIS_PREV = "0" * 64
+__all__ = ["GENESIS_PREV", "AuditLog", "canonical_json", "verify"]
+
 MAX_VALUE_CHARS = 512  # a digest is 64, an address 42: 512 leaves room for ids, not for content
 MAX_FIELDS = 32
 _MAX_INT = 2**256  # uint256 block numbers, amounts, ids; also keeps int->str conversion cheap
-# Upper bound of one canonical line; anything longer in the file was not written by append().
-MAX_LINE_BYTES = 256 * 1024
 # The longest a service may leave an entry in the page cache before it is fsynced.
 MAX_SYNC_INTERVAL_S = 1.0
-_RESERVED = frozenset({"seq", "time", "event", "prev", "hash"})
 _EVENT_RE = re.compile(r"[a-z][a-z0-9_.\-]{0,63}")
 _FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 # One lock per log file within this process: flock excludes other processes (and other open file
 # descriptions), the thread lock keeps threads sharing this module from interleaving.
@@ -82,19 +85,8 @@ def _lock_for(key: str) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
-def canonical_json(obj: dict[str, Any]) -> bytes:
-    """The one serialisation that is hashed and written: sorted keys, no spaces, ASCII only."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
-
-
-def _sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _check_field(name: str, value: object) -> None:
-    if name in _RESERVED:
+    if name in RESERVED:
         raise ValueError(f"audit field {name!r} is reserved for the log itself; rename it")
     if _FIELD_RE.fullmatch(name) is None:
         raise ValueError(f"audit field name {name!r} must be an identifier of at most 64 chars")
@@ -132,70 +124,16 @@ def _settle(waiting: list[asyncio.Future[None]], error: BaseException | None) ->
             done.set_result(None)
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _parse_line(raw: bytes) -> dict[str, Any]:
-    """Parse one line as a flat JSON object; raise ``ValueError(problem)`` otherwise."""
-    # Entries are flat. Checking that before json.loads matters: the C decoder recurses per
-    # nesting level up to the recursion limit, which web3's dependencies raise to 100 000, so a
-    # forged line of 200 000 '[' would overflow the C stack and kill the verifier.
-    structure = _JSON_STRING.sub(b"", raw)
-    if not raw.startswith(b"{") or structure.count(b"{") != 1 or b"[" in structure:
-        raise ValueError(
-            "not a flat JSON object (an entry holds only strings, integers, booleans and null)"
-        )
-    try:
-        entry = json.loads(raw.decode("ascii"), object_pairs_hook=_reject_duplicate_keys)
-    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ValueError(f"not a JSON line ({exc})") from None
-    if not isinstance(entry, dict):
-        raise ValueError(f"not a JSON object but {type(entry).__name__}")
-    return entry
-
-
-def _check_entry(raw: bytes, lineno: int, prev_hash: str) -> dict[str, Any]:
-    """Return the parsed entry on line ``lineno``; raise ``ValueError(problem)`` if it is bad."""
-    entry = _parse_line(raw)
-    missing = sorted(_RESERVED - entry.keys())
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)}")
-    seq, claimed, prev = entry["seq"], entry["hash"], entry["prev"]
-    if not isinstance(claimed, str) or HEX64.fullmatch(claimed) is None:
-        raise ValueError(f"hash {claimed!r} is not 64 lowercase hex characters")
-    if not isinstance(prev, str) or HEX64.fullmatch(prev) is None:
-        raise ValueError(f"prev {prev!r} is not 64 lowercase hex characters")
-    try:
-        canonical = canonical_json(entry)
-    except ValueError as exc:
-        raise ValueError(f"not canonical JSON ({exc})") from None
-    if raw != canonical:
-        raise ValueError("line is not in canonical form (it was re-serialised or edited by hand)")
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    actual = _sha256_hex(canonical_json(body))
-    if actual != claimed:
-        raise ValueError(
-            f"content does not match its hash (recorded {claimed[:12]}…, computed {actual[:12]}…)"
-        )
-    if type(seq) is not int or seq != lineno:
-        raise ValueError(f"seq is {seq!r}, expected {lineno} (a line was removed, added or moved)")
-    if prev != prev_hash:
-        raise ValueError(
-            f"prev {prev[:12]}… does not match the line before it ({prev_hash[:12]}…): "
-            "a line was removed, inserted or moved here"
-        )
-    return entry
-
-
 def _count_lines(path: Path) -> int:
     with path.open("rb") as f:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def read_first_line(fd: int) -> bytes | None:
+    """The first line of the file (no newline), or None if it has no complete first line."""
+    head = os.pread(fd, MAX_LINE_BYTES + 1, 0)
+    end = head.find(b"\n")
+    return head[:end] if end >= 0 else None
 
 
 def _read_last_line(fd: int) -> tuple[bytes, str | None] | None:
@@ -214,62 +152,20 @@ def _read_last_line(fd: int) -> tuple[bytes, str | None] | None:
     return tail[start:-1], None
 
 
-def verify(path: str | os.PathLike[str], *, anchor: tuple[int, str] | None = None) -> int:
-    """Check the whole chain in ``path``; return the number of entries.
-
-    ``anchor=(seq, hash)`` is an entry known from outside the file (e.g. a head hash anchored on
-    chain); the log must still contain it, which detects lines cut from the end.
-    Raises ``AuditLogCorrupt(path, line, problem)`` at the first line where the chain does not hold
-    (line 0: the file as a whole).
-    """
-    p = Path(path)
-    prev_hash = GENESIS_PREV
-    lineno = 0
-    try:
-        f = p.open("rb")
-    except FileNotFoundError:
-        raise AuditLogCorrupt(str(p), 0, "the file does not exist") from None
-    with f:
-        while True:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                break
-            lineno += 1
-            if not raw.endswith(b"\n"):
-                problem = (
-                    f"line is longer than {MAX_LINE_BYTES} bytes"
-                    if len(raw) > MAX_LINE_BYTES
-                    else "last line is incomplete (no newline): a write was cut off or the file "
-                    "was truncated"
-                )
-                raise AuditLogCorrupt(str(p), lineno, problem)
-            line = raw[:-1]
-            try:
-                entry = _check_entry(line, lineno, prev_hash)
-            except ValueError as exc:
-                raise AuditLogCorrupt(str(p), lineno, str(exc)) from None
-            if anchor is not None and lineno == anchor[0] and entry["hash"] != anchor[1]:
-                raise AuditLogCorrupt(
-                    str(p),
-                    lineno,
-                    f"entry {lineno} has hash {entry['hash'][:12]}…, but the anchor says "
-                    f"{anchor[1][:12]}…",
-                )
-            prev_hash = _sha256_hex(line)
-    if anchor is not None and lineno < anchor[0]:
-        raise AuditLogCorrupt(
-            str(p),
-            lineno + 1,
-            f"the log ends after {lineno} entries, but entry {anchor[0]} was anchored: "
-            "lines were removed from the end",
-        )
-    return lineno
+_UNKEYED_ADVICE = (
+    "Nothing is appended to it. To keep it as evidence and go on with a keyed log, stop the "
+    "service and run `registry audit rotate` (it checks the old chain, keeps the file beside "
+    "the new log and seals its last entry into the new log's first line); a log keyed with "
+    "another key needs that key (REGISTRY_AUDIT_KEY_FILE)"
+)
 
 
 class AuditLog:
     """Appends hash-chained entries to one JSON-lines file; safe across threads and processes."""
 
-    def __init__(self, path: str | os.PathLike[str], *, sync_interval_s: float = 0.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], key: AuditKey, *, sync_interval_s: float = 0.0
+    ) -> None:
         if not 0 <= sync_interval_s <= MAX_SYNC_INTERVAL_S:
             raise ValueError(
                 f"sync_interval_s={sync_interval_s!r}: give 0 (fsync before an append returns) "
@@ -277,7 +173,8 @@ class AuditLog:
             )
         self.path = Path(path)
         self.sync_interval_s = sync_interval_s
-        self._key = os.path.realpath(self.path)  # one lock per file, however it is named
+        self._mac_key = key
+        self._lock_key = os.path.realpath(self.path)  # one lock per file, however it is named
         self._sync_lock = threading.Lock()
         self._sync_failure: str | None = None  # an fsync that failed: every later append refuses
         # The sync thread's work: appends waiting for an fsync (ticket, future), or a flush due
@@ -288,20 +185,30 @@ class AuditLog:
         self._syncer: threading.Thread | None = None
         self._written = 0  # appends written by this object (under the path's lock)
         self._synced = 0  # of those, how many are known to be on disk
+        self._file: tuple[int, int] | None = None  # (device, inode) whose header was checked
         self._end = -1  # file size right after our last append: the file's end if nobody else wrote
+        self._last_line_bytes = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Create the file now, and check that its last line can be chained to, so that a broken
-        # log is reported at start-up rather than on the first request.
-        with _lock_for(self._key):
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        # Create the file (with its header) now, and check its header and that its last line
+        # can be chained to, so that a log this key cannot continue is reported at start-up
+        # rather than on the first request.
+        with _lock_for(self._lock_key):
+            fd = self._open_locked(create=True)
             try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
+                self._adopt(fd, at_start=True)
                 self._seq, self._prev = self._tail_state(fd)
             finally:
                 os.close(fd)  # closing releases the flock
+        if self._seq == 1 and self._written:
+            self._sync(self._written)  # a new log's header is on disk before anything relies on it
 
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r})"
+
+    @property
+    def key_id(self) -> str:
+        """The id of the key this log's chain is keyed with (never the key)."""
+        return self._mac_key.id
 
     @property
     def sync_failure(self) -> str | None:
@@ -310,8 +217,9 @@ class AuditLog:
         return self._sync_failure
 
     def head(self) -> tuple[int, str]:
-        """(seq, hash) of the last entry, (0, 64 zeros) for an empty log: what to anchor outside."""
-        with _lock_for(self._key):
+        """(seq, hash) of the last entry: what to anchor outside (``registry audit head`` prints
+        it after checking the whole chain)."""
+        with _lock_for(self._lock_key):
             fd = os.open(self.path, os.O_RDONLY)
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH)
@@ -321,7 +229,7 @@ class AuditLog:
                 os.close(fd)
         if found is None:
             return 0, GENESIS_PREV
-        return seq, str(_parse_line(found[0])["hash"])
+        return seq, str(parse_line(found[0])["hash"])
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Write one entry and return it (with ``seq``, ``time``, ``prev`` and ``hash``) once it
@@ -402,16 +310,20 @@ class AuditLog:
             raise ValueError(
                 f"audit event {event!r} must be a lowercase code like 'verify' or 'gate.refused'"
             )
+        if event == HEADER_EVENT:
+            raise ValueError(f"audit event {event!r} is reserved for the log's first line")
         if len(fields) > MAX_FIELDS:
             raise ValueError(f"an audit entry takes at most {MAX_FIELDS} fields, got {len(fields)}")
         for name, value in fields.items():
             _check_field(name, value)
         self._refuse_after_failure()
 
-        with _lock_for(self._key):
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        with _lock_for(self._lock_key):
+            fd = self._open_locked(create=False)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                info = os.fstat(fd)
+                if (info.st_dev, info.st_ino) != self._file:
+                    self._adopt(fd, at_start=False)  # rotated: check the new file's header
                 # Another process may have appended since we last looked: chain to the file,
                 # not to what this object remembers. If the file still ends where our own last
                 # line ended, that line is the last one and re-reading it would tell nothing new.
@@ -420,32 +332,92 @@ class AuditLog:
                     seq, prev = self._seq, self._prev
                 else:
                     seq, prev = self._tail_state(fd)
-                entry: dict[str, Any] = {
-                    **fields,
-                    "seq": seq + 1,
-                    "time": now_iso_utc(),
-                    "event": event,
-                    "prev": prev,
-                }
-                entry["hash"] = _sha256_hex(canonical_json(entry))
-                line = canonical_json(entry) + b"\n"
-                # Unreachable with today's caps (32 x 512 chars, 12 bytes per escaped char at
-                # most); kept so that raising a cap can never produce a line verify() refuses.
-                if len(line) > MAX_LINE_BYTES:
-                    raise ValueError(f"audit entry would be {len(line)} bytes, over the limit")
-                view = memoryview(line)
-                try:
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
-                except OSError as exc:  # e.g. a full disk; a torn line also stops the next one
-                    raise AuditLogUnavailable(str(self.path), f"writing failed ({exc})") from exc
-                self._seq, self._prev = entry["seq"], _sha256_hex(line[:-1])
-                self._end = size + len(line)
-                self._written += 1
+                    if size < self._end:  # whole lines cut from the end of the file we wrote
+                        raise AuditLogCorrupt(
+                            str(self.path),
+                            seq + 1,
+                            f"the file shrank from {self._end} to {size} bytes while this "
+                            "service wrote to it: lines were removed from its end",
+                        )
+                entry = self._write_line(fd, event, fields, seq + 1, prev)
+                self._end = size + self._last_line_bytes
                 return entry, self._written
             finally:
                 os.close(fd)
+
+    def _write_line(
+        self, fd: int, event: str, fields: dict[str, Any], seq: int, prev: str
+    ) -> dict[str, Any]:
+        """Write entry ``seq`` after a line hashing to ``prev`` with one ``write`` (lock held)."""
+        entry, line = make_line(event, fields, seq, prev, self._mac_key)
+        view = memoryview(line)
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError as exc:  # e.g. a full disk; a torn line also stops the next one
+            raise AuditLogUnavailable(str(self.path), f"writing failed ({exc})") from exc
+        self._seq, self._prev = seq, sha256_hex(line[:-1])
+        self._last_line_bytes = len(line)
+        self._written += 1
+        return entry
+
+    def _open_locked(self, *, create: bool) -> int:
+        """The log file, open for appending and exclusively locked. A file replaced while this
+        waited for the lock (``registry audit rotate`` links the old one aside and renames the
+        new one in) is let go: what the name points at is the log."""
+        for _ in range(8):
+            flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+            try:
+                fd = os.open(self.path, flags, 0o640)
+            except FileNotFoundError:
+                raise AuditLogUnavailable(
+                    str(self.path),
+                    "the file is gone (moved or deleted while the service ran); nothing is "
+                    "recorded until it is back or the service is restarted",
+                ) from None
+            except OSError as exc:
+                raise AuditLogUnavailable(str(self.path), f"opening failed ({exc})") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                info = os.fstat(fd)
+                try:
+                    named = os.stat(self.path)
+                except FileNotFoundError:
+                    named = None
+            except BaseException:
+                os.close(fd)
+                raise
+            if named is not None and (named.st_dev, named.st_ino) == (info.st_dev, info.st_ino):
+                return fd
+            os.close(fd)
+        raise AuditLogUnavailable(str(self.path), "the file kept being replaced during a write")
+
+    def _adopt(self, fd: int, *, at_start: bool) -> None:
+        """Take the open file as this log's (lock held): write the header into an empty one,
+        else check that its header is keyed with this log's key."""
+        info = os.fstat(fd)
+        if info.st_size == 0:
+            self._write_line(fd, HEADER_EVENT, header_fields(self._mac_key), 1, GENESIS_PREV)
+        else:
+            first = read_first_line(fd)
+            problem = None
+            if first is not None:  # a torn first line is the tail check's to report
+                try:
+                    problem = header_problem(parse_line(first), self._mac_key)
+                except ValueError as exc:
+                    raise AuditLogCorrupt(str(self.path), 1, str(exc)) from None
+            if problem is not None and at_start:
+                raise ConfigurationError(
+                    f"audit log {self.path} cannot be continued with this key: {problem}. "
+                    + _UNKEYED_ADVICE,
+                    path=str(self.path),
+                    key_id=self._mac_key.id,
+                )
+            if problem is not None:
+                raise AuditLogUnavailable(str(self.path), f"the file was replaced: {problem}")
+        self._file = (info.st_dev, info.st_ino)
+        self._end = -1  # a file this object has not written to yet
 
     def _sync(self, ticket: int) -> None:
         """Return once the ``ticket``-th write of this object is on disk (group commit).
@@ -488,12 +460,12 @@ class AuditLog:
         try:
             if framing is not None:
                 raise ValueError(framing)
-            entry = _parse_line(last)
+            entry = parse_line(last)
             seq = entry.get("seq")
             if type(seq) is not int or seq < 1:
                 raise ValueError(f"seq is {seq!r}")
             # Its own hash and canonical form; the link to the line before is verify()'s job.
-            _check_entry(last, seq, str(entry.get("prev")))
+            check_entry(last, seq, str(entry.get("prev")), self._mac_key)
         except (UnicodeDecodeError, ValueError) as exc:
             # A complete last line is line number == count of newlines; a torn one is one more.
             lines = _count_lines(self.path) + (0 if framing is None else 1)
@@ -503,4 +475,4 @@ class AuditLog:
                 f"the last line cannot be chained to ({exc}); nothing more is appended until "
                 "the log is restored",
             ) from None
-        return seq, _sha256_hex(last)
+        return seq, sha256_hex(last)
