@@ -25,6 +25,7 @@ from registry.api.browser import BrowserHardeningMiddleware
 from registry.api.deps import Services
 from registry.api.hosts import AllowedHosts
 from registry.api.limits import BodyLimitMiddleware
+from registry.api.refusals import RefusalAuditMiddleware
 from registry.api.routes import health, models, predict, verify, web
 from registry.chain.client import RegistryClient
 from registry.config import Settings
@@ -77,14 +78,17 @@ class _ClinicApp(FastAPI):
     allowed_hosts: AllowedHosts
 
     def build_middleware_stack(self) -> ASGIApp:
-        return BrowserHardeningMiddleware(super().build_middleware_stack(), self.allowed_hosts)
+        hardened = BrowserHardeningMiddleware(super().build_middleware_stack(), self.allowed_hosts)
+        # Outside even the hardening: its refusals (wrong host, cross-site) are counted too.
+        return RefusalAuditMiddleware(hardened, self)
 
 
 def create_app(settings: Settings, *, client: RegistryClient | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await run_in_threadpool(_build_services, settings, client)
-        yield
+        async with app.state.services.refusals.flushing():  # the last window at shutdown
+            yield
         try:  # entries still inside their sync interval
             await run_in_threadpool(app.state.services.audit.flush)
         except AuditLogUnavailable as exc:

@@ -8,6 +8,7 @@ nothing remembers a failure, so the first request after the node returns connect
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -18,10 +19,12 @@ from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
 from registry.api.auth import API_KEY_HEADER, ApiRole, Caller, KeyRing
+from registry.api.refusals import note_audited, note_caller
 from registry.chain.client import RegistryClient
 from registry.config import Settings
 from registry.core.audit import AuditLog
 from registry.core.audit_key import key_path, load_key
+from registry.core.audit_refusals import RefusalCounter
 from registry.core.digest import Digest
 from registry.core.policy import Policy
 from registry.core.records import Verdict
@@ -52,6 +55,7 @@ class Services:
             audit_key,
             sync_interval_s=settings.audit_sync_interval_s,
         )
+        self.refusals = RefusalCounter(self.audit)
         self.checked_headers = CheckedDigests()
         self._connect = connect
         self._client = client
@@ -92,17 +96,21 @@ class Services:
         """Record one audit entry for the block: the fields it fills in, and how it ended.
 
         The block sets ``outcome`` (a verdict, ``registered``...) and whatever identifies the
-        operation (digest, block, tx); an error that leaves the block is recorded with its code
-        as the outcome, then re-raised. Identifiers only: the log itself refuses content.
+        operation (digest, block, tx). Whatever leaves the block instead is what happened: any
+        exception replaces the outcome the block may have set already (its code, or
+        ``internal_error`` for a bug, ``cancelled``), is recorded, then re-raised. Identifiers
+        only: the log itself refuses content.
         """
         entry = _audit_entry(fields)
         try:
             yield entry
-        except RegistryError as exc:
-            entry["outcome"] = exc.code
+        except BaseException as exc:
+            entry["outcome"] = outcome_of(exc)
             self.audit.append(event, who=caller.id, **entry)
+            note_audited()
             raise
         self.audit.append(event, who=caller.id, **entry)
+        note_audited()
 
     @contextlib.asynccontextmanager
     async def audited_async(
@@ -114,11 +122,24 @@ class Services:
         entry = _audit_entry(fields)
         try:
             yield entry
-        except RegistryError as exc:
-            entry["outcome"] = exc.code
+        except BaseException as exc:
+            entry["outcome"] = outcome_of(exc)
             await self.audit.append_async(event, who=caller.id, **entry)
+            note_audited()
             raise
         await self.audit.append_async(event, who=caller.id, **entry)
+        note_audited()
+
+
+def outcome_of(exc: BaseException) -> str:
+    """The audit outcome of an exception that ended an operation."""
+    if isinstance(exc, RegistryError):
+        return exc.code
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"  # the answer never went out (deadline, shutdown)
+    if not isinstance(exc, Exception):
+        return "interrupted"  # KeyboardInterrupt, SystemExit: the process is stopping
+    return "internal_error"  # a bug: the client got a 500, the log says so
 
 
 def _audit_entry(fields: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +188,7 @@ def _requiring(role: ApiRole | None) -> Callable[..., Awaitable[Caller]]:
     ) -> Caller:
         services: Services = request.app.state.services
         caller = services.keys.identify(key, request.client.host if request.client else None)
+        note_caller(caller.id)  # a refusal below is counted under the key, not the address
         if role is not None or services.settings.require_key_for_reads:
             services.keys.require(caller, role)
         return caller

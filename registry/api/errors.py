@@ -47,6 +47,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.api.disclosure import public_error
+from registry.api.refusals import note_outcome
 from registry.chain.reverts import (
     AlreadyRegistered,
     AlreadyRevoked,
@@ -174,7 +175,9 @@ def error_response(exc: BaseException) -> JSONResponse:
         headers["Retry-After"] = RETRY_AFTER_S
     if isinstance(exc, StarletteHTTPException) and exc.headers:
         headers.update(exc.headers)
-    return JSONResponse(jsonable_encoder(_body(exc, status)), status_code=status, headers=headers)
+    body = _body(exc, status)
+    note_outcome(body["error"]["code"])  # a refusal no route records is counted under it
+    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
 
 async def handle(request: Request, exc: Exception) -> JSONResponse:
