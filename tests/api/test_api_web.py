@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -13,23 +14,33 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from apikit import REGISTRAR, REVOKER, digest_of, make_card, make_checkpoint, png, settings_for
+from apikit import (
+    REGISTRAR,
+    REVOKER,
+    card_dict,
+    digest_of,
+    make_card,
+    make_checkpoint,
+    png,
+    settings_for,
+)
 
 from registry.api import create_app
 from registry.devnet import free_port
+from training.card import canonical_json
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(os.environ["API_SCREENSHOTS"]) if os.environ.get("API_SCREENSHOTS") else None
 
 
-@pytest.fixture
-def live(memory: Any, tmp_path: Path) -> Iterator[str]:
-    """The app served by uvicorn in a thread, on the session's eth-tester chain."""
-    settings = settings_for(tmp_path / "data", validity_ttl_s=0.2)
+@contextlib.contextmanager
+def serving(client: Any, data_dir: Path, **overrides: Any) -> Iterator[str]:
+    """The app served by uvicorn in a thread, on ``client``'s chain; its base URL."""
+    settings = settings_for(data_dir, validity_ttl_s=0.2, **overrides)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, client=memory.client),
+            create_app(settings, client=client),
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -46,6 +57,22 @@ def live(memory: Any, tmp_path: Path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture
+def live(memory: Any, tmp_path: Path) -> Iterator[str]:
+    """The service on the session's eth-tester chain, with the default (empty) policy."""
+    with serving(memory.client, tmp_path / "data") as base:
+        yield base
+
+
+@pytest.fixture
+def strict_live(memory: Any, tmp_path: Path) -> Iterator[str]:
+    """A clinic that wants 95 % and trusts only the chain's admin (who registers here)."""
+    with serving(
+        memory.client, tmp_path / "strict", min_accuracy_bps=9500, trusted_registrants=memory.admin
+    ) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +109,10 @@ def _verdict(driver: Any) -> str:
     return str(_wait(driver, settled))
 
 
-def _register(base: str, checkpoint: bytes) -> str:
+def _register(base: str, checkpoint: bytes, card: bytes | None = None) -> str:
     files = {
         "checkpoint": ("m", checkpoint),
-        "card": ("c", make_card(checkpoint, accuracy_bps=9731)),
+        "card": ("c", card or make_card(checkpoint, accuracy_bps=9731)),
     }
     response = httpx.post(f"{base}/models", files=files, headers=REGISTRAR, timeout=30)
     assert response.status_code == 201, response.text
@@ -109,8 +136,11 @@ def test_page_verifies_a_checkpoint_then_predicts_with_provenance(
     assert _verdict(browser) == "true"
     result = browser.find_element("id", "verify-result").text
     assert "VERIFIED" in result and "NOT VERIFIED" not in result
-    assert "97.31 %" in result
+    assert "97.31 % on the held-out test split of synthetic-test (100 images)" in result
     assert digest in result
+    # apikit's card names the model but not whether its data are medical: never shown as such.
+    assert "lenet5-synthetic-test" in result and "tests only" in result
+    assert "cannot be confirmed here: its model card does not say" in result
 
     browser.find_element("id", "image-input").send_keys(str(image_file))
     browser.find_element("id", "predict-button").click()
@@ -174,3 +204,124 @@ def test_page_refuses_a_pickle_without_opening_it(live: str, browser: Any, tmp_p
 
     assert _verdict(browser) == "false"
     assert "pickle" in browser.find_element("id", "verify-result").text
+
+
+# --- what a clinician needs to judge the model -----------------------------------------------
+
+DEMO_NAME = "sklearn-digits-28 (stand-in, not medical data)"
+
+
+def _card(checkpoint: bytes, accuracy_bps: int, **changes: Any) -> bytes:
+    card = card_dict(checkpoint, accuracy_bps)
+    card["dataset"] = {**card["dataset"], **changes.pop("dataset", {})}
+    card.update(changes)
+    return canonical_json(card)
+
+
+def _displayed(driver: Any, css: str) -> list[Any]:
+    return [e for e in driver.find_elements("css selector", css) if e.is_displayed()]
+
+
+def test_page_shows_name_use_stand_in_data_accuracy_basis_and_the_empty_policy(
+    live: str, browser: Any, tmp_path: Path
+) -> None:
+    checkpoint = make_checkpoint(seed=14)
+    card = _card(
+        checkpoint,
+        9731,
+        model_name="digits demo net",
+        intended_use="Demonstration only: must never be used on patient images.",
+        dataset={"name": DEMO_NAME, "is_stand_in": True},
+    )
+    _register(live, checkpoint, card)
+    model_file = tmp_path / "model.safetensors"
+    model_file.write_bytes(checkpoint)
+
+    browser.get(live + "/")
+    masthead = _wait(browser, lambda d: d.find_element("id", "clinic-policy").text or None)
+    browser.find_element("id", "checkpoint-input").send_keys(str(model_file))
+
+    assert _verdict(browser) == "true"
+    box = browser.find_element("id", "verify-result")
+    result = box.text
+    assert "digits demo net" in result
+    assert "Demonstration only: must never be used on patient images." in result
+    assert f"97.31 % on the held-out test split of {DEMO_NAME} (100 images)" in result
+    # The stand-in flag: a banner that is seen, and the box does not wear a clinical green.
+    assert box.get_attribute("data-stand-in") == "true"
+    [banner] = _displayed(browser, "#verify-result .stand-in")
+    assert banner.text.startswith("Demonstration model, not for patients.")
+    assert "not medical data" in banner.text
+    # The policy: no minimum, any registrar, and a warning that no floor is enforced.
+    assert "Minimum accuracy\nnone" in result and "Accepted registrants\nany registrar" in result
+    [warning] = _displayed(browser, "#verify-result .no-minimum")
+    assert warning.text == "This clinic enforces no minimum accuracy: a registered model is " + (
+        "accepted however low its accuracy. Check the accuracy yourself before relying on the model."
+    )
+    assert "no minimum accuracy; models from any registrar" in masthead
+    assert _displayed(browser, "#clinic-policy .no-minimum")
+    if SCREENSHOTS:
+        browser.set_window_size(1100, 1900)
+        browser.save_screenshot(str(SCREENSHOTS / "stand-in.png"))
+
+
+def test_page_shows_the_model_and_the_policy_that_refused_it(
+    strict_live: str, memory: Any, browser: Any, tmp_path: Path
+) -> None:
+    checkpoint = make_checkpoint(seed=15)
+    card = _card(
+        checkpoint,
+        9000,
+        model_name="chest triage v2",
+        intended_use="Research use: sorts chest images into two classes.",
+        dataset={"is_stand_in": False},
+    )
+    _register(strict_live, checkpoint, card)
+    model_file = tmp_path / "model.safetensors"
+    model_file.write_bytes(checkpoint)
+
+    browser.get(strict_live + "/")
+    browser.find_element("id", "checkpoint-input").send_keys(str(model_file))
+
+    assert _verdict(browser) == "false"
+    result = browser.find_element("id", "verify-result").text
+    assert "chest triage v2" in result
+    assert "Research use: sorts chest images into two classes." in result
+    assert "synthetic-test (not a stand-in, says its model card)" in result
+    assert "90.00 % is below the clinic's minimum of 95.00 %" in result
+    assert "Minimum accuracy\n95.00 %" in result
+    assert f"Accepted registrants\n{memory.admin.lower()}" in result
+    assert not browser.find_elements("css selector", "#verify-result .stand-in")
+    assert not browser.find_elements("css selector", ".no-minimum")  # a floor is enforced
+    masthead = browser.find_element("id", "clinic-policy").text
+    assert masthead == (
+        "This clinic's policy: minimum accuracy 95.00 %; models from 1 trusted registrant(s) only."
+    )
+
+
+def test_a_model_name_with_markup_is_shown_as_text_and_never_runs(
+    live: str, browser: Any, tmp_path: Path
+) -> None:
+    name = "<img src=x onerror=\"document.title='pwned'\">"
+    use = "<script>document.title='pwned'</script> <b>bold</b>"
+    checkpoint = make_checkpoint(seed=16)
+    _register(live, checkpoint, _card(checkpoint, 9731, model_name=name, intended_use=use))
+    model_file = tmp_path / "model.safetensors"
+    model_file.write_bytes(checkpoint)
+    image_file = tmp_path / "scan.png"
+    image_file.write_bytes(png())
+
+    browser.get(live + "/")
+    title = browser.title
+    browser.find_element("id", "checkpoint-input").send_keys(str(model_file))
+    assert _verdict(browser) == "true"
+    browser.find_element("id", "image-input").send_keys(str(image_file))
+    browser.find_element("id", "predict-button").click()
+    _wait(browser, lambda d: "Result:" in d.find_element("id", "predict-result").text)
+
+    assert name in browser.find_element("id", "verify-result").text
+    assert use in browser.find_element("id", "verify-result").text
+    assert name in browser.find_element("id", "provenance").text
+    for markup in ("img", "script", "b"):
+        assert not browser.find_elements("css selector", f"main {markup}")
+    assert browser.title == title

@@ -1,5 +1,6 @@
 // The clinic page: check a model file against the registry, then analyse an image with it.
-// Vanilla JS, no external resources. Server text is only ever inserted with textContent.
+// Vanilla JS, no external resources. Server text is only ever inserted with textContent: model
+// names and intended uses are written by registrants.
 "use strict";
 
 (() => {
@@ -97,8 +98,57 @@
   }
 
   function show(box, ...children) {
-    box.replaceChildren(...children);
+    box.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
     box.hidden = false;
+  }
+
+  // --- the clinic's policy --------------------------------------------------------------------
+
+  const NO_MINIMUM =
+    "This clinic enforces no minimum accuracy: a registered model is accepted however low its " +
+    "accuracy. Check the accuracy yourself before relying on the model.";
+
+  function noMinimumWarning(policy) {
+    return policy.min_accuracy_bps > 0 ? null : el("p", { class: "warning no-minimum", text: NO_MINIMUM });
+  }
+
+  function registrants(policy) {
+    const trusted = policy.trusted_registrants;
+    return trusted.length ? trusted.join(", ") : "any registrar";
+  }
+
+  function policySentence(policy) {
+    const minimum = policy.min_accuracy_bps > 0 ? "minimum accuracy " + percent(policy.min_accuracy_bps) : "no minimum accuracy";
+    const who = policy.trusted_registrants.length
+      ? "models from " + policy.trusted_registrants.length + " trusted registrant(s) only"
+      : "models from any registrar";
+    return "This clinic's policy: " + minimum + "; " + who + ".";
+  }
+
+  function policySection(policy) {
+    return el(
+      "section",
+      { class: "policy", "aria-label": "This clinic's policy" },
+      el("h3", { text: "This clinic's policy" }),
+      noMinimumWarning(policy),
+      facts([
+        ["Minimum accuracy", policy.min_accuracy_bps > 0 ? percent(policy.min_accuracy_bps) : "none"],
+        ["Accepted registrants", registrants(policy), policy.trusted_registrants.length > 0],
+        ["Confirmations needed", policy.confirmations],
+      ]),
+    );
+  }
+
+  function showPolicy(policy) {
+    show($("clinic-policy"), el("p", { class: "policy-line", text: policySentence(policy) }), noMinimumWarning(policy));
+  }
+
+  async function loadPolicy() {
+    try {
+      showPolicy(await call("/policy"));
+    } catch (e) {
+      $("clinic-policy").hidden = true; // a service that wants a key: each verdict states it
+    }
   }
 
   // --- service status ------------------------------------------------------------------------
@@ -117,6 +167,51 @@
 
   // --- step 1: verify ------------------------------------------------------------------------
 
+  function trainingData(model) {
+    const name = model.dataset || "a dataset this service cannot name";
+    if (model.stand_in === true) {
+      return /stand-in|not medical data/i.test(name) ? name : name + " (stand-in data, not medical data)";
+    }
+    if (model.stand_in === false) return name + " (not a stand-in, says its model card)";
+    return name + " (not known whether it is medical data)";
+  }
+
+  function measuredOn(model) {
+    if (!model.dataset) return " on the held-out test set named below";
+    const size = model.test_set_size ? " (" + model.test_set_size + " images)" : "";
+    return " on the held-out test split of " + model.dataset + size;
+  }
+
+  // A model trained on stand-in data must never look like a clinical one; one whose data this
+  // service cannot tell is not presented as validated either.
+  function dataWarning(model) {
+    if (model.stand_in === true) {
+      return el(
+        "p",
+        { class: "stand-in", role: "alert" },
+        el("strong", { text: "Demonstration model, not for patients. " }),
+        "It was trained and tested on stand-in data, not medical data: its accuracy says nothing about any clinical task.",
+      );
+    }
+    if (model.stand_in === null) {
+      const why = model.card_held
+        ? "its model card does not say whether it was trained on medical data"
+        : "this service does not hold its model card";
+      return el("p", { class: "warning data-unknown", text: "What this model was trained on cannot be confirmed here: " + why + ". Treat it as not clinically validated." });
+    }
+    return null;
+  }
+
+  function modelFacts(model) {
+    const unknown = model.card_held ? "not stated in its model card" : "not known (this service does not hold the model card)";
+    return facts([
+      ["Model name", model.name || unknown],
+      ["Intended use", model.intended_use || unknown],
+      ["Training data", trainingData(model)],
+      ["Classes", model.class_names ? model.class_names.join(", ") : null],
+    ]);
+  }
+
   function recordFacts(verdict) {
     const r = verdict.record;
     const rows = [["Model fingerprint", verdict.digest, true]];
@@ -124,7 +219,7 @@
       rows.push(
         ["Registered by", r.registrant, true],
         ["Registered on", when(r.registered_at)],
-        ["Accuracy", percent(r.accuracy_bps) + " on the held-out test set"],
+        ["Accuracy", percent(r.accuracy_bps) + measuredOn(verdict.model)],
         ["Test set", r.test_set_digest, true],
         ["Model card", r.card_digest, true],
         ["Previous version", r.parent || "none (first version)", Boolean(r.parent)],
@@ -156,17 +251,26 @@
         explain += " " + verdict.policy_failures.join("; ") + ".";
       }
     }
+    const registered = Boolean(verdict.record);
+    box.dataset.standIn = String(verdict.model.stand_in === true);
     show(
       box,
       el("p", { class: "verdict", text: verdict.verified ? "VERIFIED" : "NOT VERIFIED" }),
+      registered ? dataWarning(verdict.model) : null,
       el("p", { class: "explain", text: explain }),
+      registered ? el("h3", { text: "The model" }) : null,
+      registered ? modelFacts(verdict.model) : null,
+      el("h3", { text: "Registry record" }),
       recordFacts(verdict),
+      policySection(verdict.policy),
     );
+    showPolicy(verdict.policy);
   }
 
   function renderVerifyError(error) {
     const box = $("verify-result");
     box.dataset.verified = "false";
+    box.dataset.standIn = "";
     if (error.status === 422 || error.status === 400 || error.status === 413) {
       box.classList.remove("error");
       show(
@@ -204,6 +308,7 @@
     setPredictable(null, "Available once a model file has been checked and found verified.");
     const box = $("verify-result");
     box.dataset.verified = "";
+    box.dataset.standIn = "";
     box.classList.remove("error");
     show(box, el("p", { text: "Checking " + file.name + " against the registry…" }));
     try {
@@ -214,7 +319,8 @@
       });
       renderVerdict(verdict);
       if (verdict.verified && verdict.stored) {
-        setPredictable(verdict, "Using the verified model " + verdict.digest.slice(0, 19) + "…; choose an image to analyse.");
+        const demo = verdict.model.stand_in === true ? " demonstration model (not for patients)" : " model";
+        setPredictable(verdict, "Using the verified" + demo + " " + verdict.digest.slice(0, 19) + "…; choose an image to analyse.");
       } else if (verdict.verified) {
         setPredictable(
           null,
@@ -229,7 +335,7 @@
 
   // --- step 2: predict -----------------------------------------------------------------------
 
-  function renderPrediction(answer) {
+  function renderPrediction(answer, verdict) {
     const first = answer.predictions[0];
     const bars = el("ol", { class: "bars", "aria-label": "Probability of each class" });
     first.probabilities.forEach((p, i) => {
@@ -246,9 +352,13 @@
         ),
       );
     });
+    const model = verdict.model;
     show(
       $("predict-result"),
       el("p", { class: "answer" }, "Result: ", el("strong", { text: first.label })),
+      model.stand_in === true
+        ? el("p", { class: "stand-in", text: "Demonstration model trained on stand-in data: this is not a medical finding." })
+        : null,
       bars,
     );
 
@@ -262,7 +372,8 @@
         ["Registration transaction", p.registration_tx, true],
         ["Registration block", p.registration_block],
         ["Still valid at block", p.validity_confirmed_at_block],
-        ["Accuracy", percent(p.accuracy_bps) + " on the test set below"],
+        ["Model name", model.name],
+        ["Accuracy", percent(p.accuracy_bps) + measuredOn(model)],
         ["Test set", p.test_set_digest, true],
         ["Model card", p.card_digest, true],
         ["Chain", p.chain_id],
@@ -287,7 +398,8 @@
     button.disabled = true;
     show(box, el("p", { text: "Analysing…" }));
     try {
-      renderPrediction(await call("/models/" + encodeURIComponent(usable.digest) + "/predict", { method: "POST", body: form }));
+      const verdict = usable; // the model this answer is about, whatever is chosen meanwhile
+      renderPrediction(await call("/models/" + encodeURIComponent(verdict.digest) + "/predict", { method: "POST", body: form }), verdict);
     } catch (error) {
       box.classList.add("error");
       if (error.status === 403) {
@@ -313,5 +425,6 @@
     });
     $("predict-button").addEventListener("click", predict);
     checkHealth();
+    loadPolicy();
   });
 })();
