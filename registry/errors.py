@@ -25,6 +25,7 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     │   ├── PayloadTooLarge
     │   ├── RequestTimeout           a request body that does not arrive in time
     │   └── HostNotAllowed           a Host header this service does not answer to
+    ├── DeadlineExceeded             a request not processed within the service's deadline
     ├── ConfigurationError           settings, keys, artifacts, deployments
     ├── ChainError
     │   ├── ChainUnavailable         cannot tell: node down, timeout
@@ -96,15 +97,23 @@ class InvalidImage(InvalidInput):
 class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
-    def __init__(self, what: str, size: int, limit: int) -> None:
+    def __init__(
+        self,
+        what: str,
+        size: int,
+        limit: int,
+        *,
+        unit: str = "bytes",
+        advice: str = "send a smaller file or raise the limit in the settings",
+    ) -> None:
         super().__init__(
-            f"{what} is larger than the limit of {limit} bytes (got at least {size}); "
-            "send a smaller file or raise the limit in the settings",
+            f"{what} is larger than the limit of {limit} {unit} (got at least {size}); {advice}",
             what=what,
             size=size,
             limit=limit,
+            unit=unit,
         )
-        self.size, self.limit = size, limit
+        self.what, self.size, self.limit, self.unit = what, size, limit, unit
 
 
 class RequestTimeout(InvalidInput):
@@ -139,6 +148,28 @@ class HostNotAllowed(InvalidInput):
             host=host,
         )
         self.host = host
+
+
+# --- the service's own bounds ----------------------------------------------------------------
+
+
+class DeadlineExceeded(RegistryError):
+    """A request the service stopped working on after ``deadline_s`` seconds: not the caller's
+    fault (the same request may pass when the service is less busy), so no ``InvalidInput``.
+    ``stage`` names what was about to start (decoding image 3 of 10, inference)."""
+
+    code = "deadline_exceeded"
+
+    def __init__(self, stage: str, elapsed_s: float, deadline_s: float) -> None:
+        super().__init__(
+            f"the request was stopped before {stage}: {elapsed_s:.3g} s had passed, over the "
+            f"service's limit of {deadline_s:g} s per request (REGISTRY_REQUEST_DEADLINE_S); "
+            "retry after the time in Retry-After, or send fewer or smaller images",
+            stage=stage,
+            elapsed_s=round(elapsed_s, 3),
+            deadline_s=deadline_s,
+        )
+        self.stage, self.elapsed_s, self.deadline_s = stage, elapsed_s, deadline_s
 
 
 # --- configuration ---------------------------------------------------------------------------

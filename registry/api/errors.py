@@ -25,6 +25,8 @@ match wins, so a subclass listed before its base can get its own status.
     ChainUnavailable, WrongChain,
     ContractMismatch                       503  nothing can be verified: fail closed
     AuditLogCorrupt, AuditLogUnavailable   503  nothing is served that cannot be recorded
+    DeadlineExceeded                       503  a request over REGISTRY_REQUEST_DEADLINE_S;
+                                                Retry-After, like every 503
     other ChainError (TransactionFailed)   502
     ConfigurationError, StoreError         500  the service is misconfigured or its disk is bad
     RequestValidationError                 422  FastAPI's own parameter/body validation
@@ -65,6 +67,7 @@ from registry.errors import (
     ConfigurationError,
     ContractMismatch,
     ContractRevert,
+    DeadlineExceeded,
     Forbidden,
     InvalidCheckpoint,
     InvalidInput,
@@ -103,6 +106,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (ContractMismatch, 503),
     (AuditLogCorrupt, 503),
     (AuditLogUnavailable, 503),
+    (DeadlineExceeded, 503),
     (ChainError, 502),
     (ConfigurationError, 500),
     (StoreError, 500),
@@ -226,7 +230,9 @@ _DESCRIPTIONS = {
     500: "Misconfiguration, a corrupt store, or a bug (`internal_error`); never a traceback",
     502: "The chain answered unexpectedly (`transaction_failed`, `chain_error`)",
     503: "The chain cannot be asked, is the wrong chain or holds the wrong contract: nothing is "
-    "verified and no inference runs (`chain_unavailable`, `wrong_chain`, `contract_mismatch`)",
+    "verified and no inference runs (`chain_unavailable`, `wrong_chain`, `contract_mismatch`); "
+    "or the request was not processed within the service's deadline (`deadline_exceeded`). "
+    "Retry after the Retry-After header's seconds",
 }
 
 
