@@ -1,66 +1,93 @@
 """Turn uploaded images (PNG/JPEG bytes or JSON pixel arrays) into the network's uint8 input.
 
-The content type is decided from the bytes, never from a file name or a header a client chose.
-Sizes are bounded before decoding (bytes) and before pixels are allocated (width x height), so a
-decompression bomb is refused from its header. Images are never logged or stored.
+The work one request may cause is bounded before any decoder runs: each file is checked from its
+structure (``imageheaders``: bytes, pixels as its header states them, PNG chunks, JPEG scans)
+and the pixels of all a request's images together are held to ``max_request_pixels``. Decoding
+then asks only for what the model needs (a JPEG is decoded at a reduced DCT scale) and goes
+through ``modelformat.pixels``, the one transform training uses too, so a clinician's image
+reaches the network the way training images did. The content type is decided from the bytes,
+never from a file name or a header a client chose. Images are never logged or stored.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from modelformat import pixels as transform
+from registry.api.imageheaders import CheckedImage, ImageLimits, check_image, sniff
 from registry.errors import InvalidImage, PayloadTooLarge
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-JPEG_MAGIC = b"\xff\xd8\xff"
+__all__ = [
+    "CheckedImage",
+    "ImageLimits",
+    "check_image",
+    "check_request_pixels",
+    "decode",
+    "decode_image",
+    "pixels_from_json",
+    "sniff",
+]
 
 
-def sniff(data: bytes) -> str | None:
-    if data.startswith(PNG_MAGIC):
-        return "png"
-    if data.startswith(JPEG_MAGIC):
-        return "jpeg"
-    return None
+def check_request_pixels(images: Sequence[CheckedImage], max_request_pixels: int) -> None:
+    """All of a request's images together, from their headers, before any is decoded."""
+    total = sum(image.pixels for image in images)
+    if total > max_request_pixels:
+        raise PayloadTooLarge(
+            "the pixel count of the request's images together",
+            total,
+            max_request_pixels,
+            unit="pixels",
+            advice=f"{len(images)} images; send them in several requests, or smaller "
+            "(the model needs few pixels), or raise REGISTRY_MAX_REQUEST_PIXELS",
+        )
 
 
-def decode_image(
-    data: bytes, *, in_channels: int, size: int, max_bytes: int, max_pixels: int
-) -> np.ndarray:
-    """PNG or JPEG bytes -> uint8 array (C, size, size): converted to grayscale/RGB, resized."""
+def decode(image: CheckedImage, *, in_channels: int, size: int) -> np.ndarray:
+    """A checked image -> uint8 array (``in_channels``, ``size``, ``size``)."""
     from PIL import Image
 
-    if len(data) > max_bytes:
-        raise PayloadTooLarge("image", len(data), max_bytes)
-    kind = sniff(data)
-    if kind is None:
-        raise InvalidImage(
-            f"the upload is not a PNG or JPEG image (it starts with {data[:8]!r}); "
-            "send a PNG or JPEG file, or pixel arrays as JSON",
-            first_bytes=data[:8].hex(),
-        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[kind.upper()])
-            width, height = image.size
-            if width * height > max_pixels:
-                raise PayloadTooLarge("image pixel count", width * height, max_pixels)
-            image.load()
-    except PayloadTooLarge:
-        raise
+            opened = Image.open(io.BytesIO(image.data), formats=[image.kind.upper()])
+            if opened.size != (image.width, image.height):  # fail closed: budgets used these
+                raise InvalidImage(
+                    f"the {image.kind.upper()} decoder reads {opened.size[0]} x "
+                    f"{opened.size[1]} pixels where the header states {image.width} x "
+                    f"{image.height}; re-save the image"
+                )
+            transform.draft(opened, size)
+            opened.load()
+            return transform.to_pixels(opened, in_channels=in_channels, size=size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge("image pixel count", 0, max_pixels) from exc
+        # Only where the settings allow more than Pillow's own bound: it still holds.
+        limit = int(Image.MAX_IMAGE_PIXELS or 0)
+        raise PayloadTooLarge("image pixel count", image.pixels, limit, unit="pixels") from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InvalidImage(f"the {kind.upper()} image could not be decoded ({exc})") from exc
-    converted = image.convert("L" if in_channels == 1 else "RGB")
-    if converted.size != (size, size):
-        converted = converted.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(converted, dtype=np.uint8)
-    return array[None, :, :] if in_channels == 1 else array.transpose(2, 0, 1).copy()
+        raise InvalidImage(
+            f"the {image.kind.upper()} image could not be decoded ({exc})",
+            problem=str(exc)[:200],
+        ) from exc
+
+
+def decode_image(
+    data: bytes,
+    *,
+    in_channels: int,
+    size: int,
+    max_bytes: int,
+    max_pixels: int,
+    max_jpeg_scans: int = 16,
+) -> np.ndarray:
+    """PNG or JPEG bytes -> uint8 array (C, size, size): checked, then decoded (one image)."""
+    checked = check_image(data, ImageLimits(max_bytes, max_pixels, max_jpeg_scans))
+    return decode(checked, in_channels=in_channels, size=size)
 
 
 def pixels_from_json(value: Any, *, in_channels: int, size: int) -> np.ndarray:

@@ -4,27 +4,48 @@ The model's bytes come from the store and enter the network only through ``Gate.
 against the chain, header checked, loaded from the very bytes that were hashed). After that the
 gate re-reads the model's validity whenever the last check is older than ``validity_ttl_s``, so a
 revocation is refused within that bound in every worker process, each with its own gate.
+
+The work of one request is bounded: every image file is checked from its structure and the
+request's pixels from the images' headers before anything is decoded (``images``); decoding and
+inference run on ``decode_threads`` threads per worker process, never on the event loop nor on
+the shared thread pool, so a flood of image requests cannot starve verify, health or the page;
+and a request still unfinished after ``request_deadline_s`` (queueing for those threads
+included) is stopped between images or before inference with a 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import KEY_OPTIONAL, DigestPath, Reader, Services, ServicesDep
 from registry.api.errors import responses
-from registry.api.images import decode_image, pixels_from_json
+from registry.api.images import (
+    CheckedImage,
+    ImageLimits,
+    check_image,
+    check_request_pixels,
+    decode,
+    pixels_from_json,
+)
 from registry.api.routes.models import not_stored
 from registry.api.schemas import PredictionOut
 from registry.api.uploads import files_bytes, is_multipart, parse_json, read_form
 from registry.config import Settings
 from registry.core.digest import Digest
-from registry.errors import InvalidInput
+from registry.errors import DeadlineExceeded, InvalidInput
 from registry.gate import LoadedModel
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/models", tags=["inference"])
 
@@ -85,17 +106,63 @@ async def predict(
     its validity was last confirmed, and its accuracy with the test set it was measured on.
 
     404: unknown digest, or this service does not hold the checkpoint. 403: revoked, unknown to
-    the chain, or outside the clinic's policy (`details.reason`). 503: the chain cannot answer."""
+    the chain, or outside the clinic's policy (`details.reason`). 413: an image, or the request's
+    images together, over the pixel limits, or a JPEG with too many scans. 503: the chain cannot
+    answer, or the request was not processed within the service's deadline
+    (`deadline_exceeded`, with Retry-After)."""
     wanted = Digest.parse(digest)
     images = await _read_images(request, services.settings)
+    deadline = Deadline(services.settings.request_deadline_s)
     async with services.audited_async(
         "predict", caller, digest=str(wanted), images=len(images)
     ) as entry:
-        result = await run_in_threadpool(_predict, services, wanted, images)
+        result = await _in_decode_pool(
+            services.settings.decode_threads, _predict, services, wanted, images, deadline
+        )
+        # Rendered here (allow_nan=False) and only then "predicted": a failure to predict or to
+        # serialise is recorded as that failure. A ready JSONResponse, because the route's
+        # response_model documents the shape and validating our own dict again costs time.
+        response = JSONResponse(result)
         entry.update(block=result["provenance"]["validity_confirmed_at_block"], outcome="predicted")
-    # Returned as a ready JSONResponse: the route's response_model documents the shape, and
-    # validating our own dict again on every request would only cost time.
-    return JSONResponse(result)
+    return response
+
+
+class Deadline:
+    """The request's processing clock, started once its body has arrived."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.monotonic()
+
+    def check(self, stage: str) -> None:
+        """Raise ``DeadlineExceeded`` if the time is up before ``stage`` starts."""
+        elapsed = time.monotonic() - self.started
+        if elapsed >= self.seconds:
+            raise DeadlineExceeded(stage, elapsed, self.seconds)
+
+
+# One executor per worker process (per thread count: settings do not change in a process, but
+# tests build apps with several), created on first use.
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _decode_pool(threads: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = ThreadPoolExecutor(
+                threads, thread_name_prefix=f"image-decode-{threads}"
+            )
+        return pool
+
+
+async def _in_decode_pool(threads: int, function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` on the bounded decode threads, in the caller's context (contextvars),
+    as Starlette's run_in_threadpool does for its own pool."""
+    context = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_decode_pool(threads), context.run, function, *args)
 
 
 async def _read_images(request: Request, settings: Settings) -> list[Any]:
@@ -145,9 +212,23 @@ def _json_images(body: bytes) -> list[Any]:
     return images
 
 
-def _predict(services: Services, digest: Digest, items: list[Any]) -> dict[str, Any]:
+def _predict(
+    services: Services, digest: Digest, items: list[Any], deadline: Deadline
+) -> dict[str, Any]:
+    settings = services.settings
+    deadline.check("checking the images")  # the time spent queueing for a decode thread counts
+    limits = ImageLimits.from_settings(settings)
+    checked = [check_image(item, limits) if isinstance(item, bytes) else item for item in items]
+    check_request_pixels(
+        [item for item in checked if isinstance(item, CheckedImage)], settings.max_request_pixels
+    )
     model = _admitted(services, digest)
-    pixels = np.stack([_pixels(services.settings, model, item) for item in items])
+    arrays = []
+    for number, item in enumerate(checked, start=1):
+        deadline.check(f"decoding image {number} of {len(checked)}")
+        arrays.append(_pixels(model, item))
+    deadline.check("inference")
+    pixels = np.stack(arrays)
     gate = services.gate()
     try:
         prediction = gate.predict(digest, pixels)
@@ -171,14 +252,8 @@ def _admitted(services: Services, digest: Digest) -> LoadedModel:
     return gate.admit(services.store.get(digest.hex, "checkpoint"))
 
 
-def _pixels(settings: Settings, model: LoadedModel, item: Any) -> np.ndarray:
+def _pixels(model: LoadedModel, item: Any) -> np.ndarray:
     spec = model.spec
-    if isinstance(item, bytes):
-        return decode_image(
-            item,
-            in_channels=spec.in_channels,
-            size=spec.input_size,
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-        )
+    if isinstance(item, CheckedImage):
+        return decode(item, in_channels=spec.in_channels, size=spec.input_size)
     return pixels_from_json(item, in_channels=spec.in_channels, size=spec.input_size)
