@@ -9,6 +9,7 @@ on the command line (they would show in the process list): use REGISTRY_PRIVATE_
     records   hash, register, verify, revoke, show, history, list
     admin     chain, deploy, roles, admin
     runtime   train, serve, audit (the commands that need an extra, and the audit log check)
+    evaluate  evaluate: re-run an anchored accuracy claim on test data (the [train] extra)
     main      build_parser (the shared flags) and main (errors -> exit codes)
 """
 
