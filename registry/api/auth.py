@@ -72,6 +72,15 @@ class KeyRing:
                     f"REGISTRY_API_KEYS entry {position} is not 'key:role[+role]'; "
                     "e.g. 's3cret-key-for-ml-team:registrar+revoker'"
                 )
+            unusable = next((i for i, c in enumerate(key, 1) if not " " <= c <= "~"), None)
+            if unusable is not None:
+                # HTTP carries header values as ASCII (latin-1 at best): such a key never matches.
+                raise ConfigurationError(
+                    f"REGISTRY_API_KEYS entry {position}: character {unusable} of the key is not "
+                    "printable ASCII, and an X-API-Key header carries only that, so the key could "
+                    "never match; use a long random key "
+                    "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
             if len(key) < MIN_KEY_LENGTH:
                 raise ConfigurationError(
                     f"REGISTRY_API_KEYS entry {position} ({key_id(key)}) is shorter than "
