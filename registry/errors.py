@@ -11,6 +11,7 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     RegistryError                    (modelformat.errors)
     ├── InvalidInput                 bad user input; nothing was changed (modelformat.errors)
     │   ├── InvalidDigest
+    │   ├── InvalidAddress           = parent's code; no address, or a bad EIP-55 checksum (core.address)
     │   ├── InvalidCheckpoint        refused before any deserialiser saw it (modelformat.errors)
     │   │   ├── PickleRejected       a pickle or zip (torch.save), never opened
     │   │   ├── MalformedCheckpoint  = parent's code; ``problem`` names the broken rule

@@ -205,7 +205,8 @@ def test_load_checks_the_header_itself_unless_handed_the_check_of_these_bytes(
 
 
 def test_a_check_holds_for_other_weights_under_the_same_header() -> None:
-    # The check never interprets tensor bytes: same header, same length, same verdict.
+    # Tensor bytes are only checked for NaN and infinities: same header, same length, finite
+    # weights, same verdict.
     spec = make_spec()
     checked = inspect_checkpoint(checkpoint_bytes(seeded_model(spec), spec))
     model, _ = load_checkpoint_bytes(checkpoint_bytes(seeded_model(spec, seed=1), spec), checked)
