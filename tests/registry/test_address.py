@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import eth_utils
 import pytest
 from apikit import Api, assert_error
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from registry.cli import EXIT_USAGE, main
 from registry.config import get_settings
@@ -39,6 +42,14 @@ def test_the_eip55_vectors_are_their_own_checksum_and_parse(vector: str) -> None
     assert to_checksum_address(vector.lower()) == vector
     assert to_checksum_address(vector.upper().replace("0X", "0x")) == vector
     assert parse_address(vector) == vector
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=20, max_size=20))
+def test_the_checksum_agrees_with_eth_utils_on_any_address(raw: bytes) -> None:
+    expected = eth_utils.to_checksum_address("0x" + raw.hex())
+    assert to_checksum_address("0x" + raw.hex()) == expected
+    assert parse_address(expected) == expected
 
 
 @pytest.mark.parametrize("vector", EIP55_VECTORS)
