@@ -6,19 +6,21 @@ both decode image files with Pillow, and both bring them to the network through 
 (after ``draft``, which lets a JPEG decoder skip the detail the network will not see), so an
 image reaches a served model exactly the way training images reached it:
 
-1. **Depth and alpha.** 16-bit grayscale (``I;16`` modes, and ``I``, taken as 0..65535) is scaled
+1. **Size first.** An image far larger than the network's input is box-averaged by an integer
+   factor ``k`` on both axes (Pillow's ``reduce``, which weights colour by alpha) so that its
+   longer side stays at least ``REDUCING_GAP`` times ``size``: the result is indistinguishable
+   from resampling the whole image, and every later step works on few pixels. Palette and
+   1-bit images are expanded to RGB(A) or gray first, 16-bit gray to 32-bit integers.
+2. **Depth and alpha.** 16-bit grayscale (``I;16`` modes, and ``I``, taken as 0..65535) is scaled
    to 8 bits by 255/65535 with rounding, never clipped. Transparency (an alpha channel, or a PNG
    ``tRNS`` colour) is composited onto **black**, the background of MNIST-style images:
-   ``c * alpha / 255``, rounded. Palette, 1-bit, CMYK (Pillow's conversion, no colour
-   management), YCbCr and the other Pillow colour modes become 8-bit RGB or grayscale.
-2. **Channels.** A grayscale model gets ITU-R 601-2 luma (Pillow's ``convert("L")``); an RGB
+   ``c * alpha / 255``, rounded. CMYK (Pillow's conversion, no colour management), YCbCr and the
+   other Pillow colour modes become 8-bit RGB.
+3. **Channels.** A grayscale model gets ITU-R 601-2 luma (Pillow's ``convert("L")``); an RGB
    model gets RGB, a gray image replicated to three channels.
-3. **Aspect ratio.** The image is padded to a square with the same black, centred (an odd
-   remainder goes right or below), then resized to ``size`` x ``size`` with Pillow's
-   bilinear filter (antialiased: its support widens with the scale factor). An image far
-   larger than the network's input is first box-averaged by an integer factor ``k`` on both
-   axes (Pillow's ``reduce``) so that its longer side stays at least ``REDUCING_GAP`` times
-   ``size``: the result is indistinguishable from resampling the whole image, and padding a
+4. **Aspect ratio.** The image is padded to a square with the same black, centred (an odd
+   remainder goes right or below), then resized to ``size`` x ``size`` with Pillow's bilinear
+   filter (antialiased: its support widens with the scale factor). Because of step 1, padding a
    long thin image never costs more than its own pixels.
 
 EXIF orientation is not applied and ICC profiles are ignored, on both sides alike. numpy and
@@ -29,7 +31,7 @@ Pillow are imported inside the functions, so a base install without them still i
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,13 +85,17 @@ def to_pixels(image: Image, *, in_channels: int, size: int) -> npt.NDArray[np.ui
         raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), not {in_channels}")
     if size < 1:
         raise ValueError(f"size must be at least 1, not {size}")
-    flat = _flatten(image)
-    flat = flat.convert("L" if in_channels == 1 else "RGB")
-    width, height = flat.size
-    factor = max(width, height) // (REDUCING_GAP * size)
+    if image.mode == "F":
+        raise ValueError(
+            "a floating-point ('F' mode) image has no defined pixel range; save it as an "
+            "8- or 16-bit PNG"
+        )
+    flat = _reducible(image)
+    factor = max(flat.size) // (REDUCING_GAP * size)
     if factor >= 2:
         flat = flat.reduce(factor)
-        width, height = flat.size
+    flat = _flatten(flat).convert("L" if in_channels == 1 else "RGB")
+    width, height = flat.size
     side = max(width, height)
     if width != height:
         fill = BACKGROUND if in_channels == 1 else (BACKGROUND,) * 3
@@ -104,42 +110,54 @@ def to_pixels(image: Image, *, in_channels: int, size: int) -> npt.NDArray[np.ui
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
+def _reducible(image: Image) -> Image:
+    """The image in a mode Pillow's ``reduce`` averages meaningfully: transparency made an alpha
+    channel, palettes expanded, 1-bit as gray, 16-bit gray as 32-bit ``I`` (its ``tRNS`` gray
+    value, if any, set to the background first: averaging would lose it)."""
+    mode = image.mode
+    transparent = "transparency" in image.info
+    if mode in _SIXTEEN_BIT:
+        if not transparent and mode == "I":
+            return image
+        if not transparent:
+            return image.convert("I")
+        import numpy as np
+        from PIL import Image as PILImage
+
+        raw = np.asarray(image).astype(np.int32)
+        raw[raw == image.info["transparency"]] = BACKGROUND
+        return PILImage.fromarray(raw)  # mode "I"
+    if mode == "1":
+        return image.convert("L")
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if transparent or mode == "PA" else "RGB")
+    if transparent and mode in ("L", "RGB"):
+        return image.convert("LA" if mode == "L" else "RGBA")
+    return image
+
+
 def _flatten(image: Image) -> Image:
-    """8-bit "L" or "RGB", alpha and transparency composited onto the background."""
+    """8-bit "L" or "RGB": 32-bit gray scaled, alpha composited onto the background."""
     from PIL import Image as PILImage
 
     mode = image.mode
-    if mode in _SIXTEEN_BIT:
-        return _eight_bit(image)
-    if mode == "F":
-        raise ValueError(
-            "a floating-point ('F' mode) image has no defined pixel range; save it as an "
-            "8- or 16-bit PNG"
-        )
-    transparent = "transparency" in image.info
-    if mode in ("L", "RGB") and not transparent:
+    if mode in ("L", "RGB"):
         return image
-    if mode == "1":
-        return image.convert("L")
-    if mode in ("LA", "La") or (mode == "L" and transparent):
-        premultiplied = image if mode == "La" else image.convert("LA").convert("La")
+    if mode == "I":
+        return _eight_bit(image)
+    if mode in ("LA", "La"):
+        premultiplied = image if mode == "La" else image.convert("La")
         return premultiplied.getchannel(0)
-    if mode in ("RGBA", "RGBa", "PA") or (mode in ("P", "RGB") and transparent):
-        premultiplied = image if mode == "RGBa" else image.convert("RGBA").convert("RGBa")
+    if mode in ("RGBA", "RGBa"):
+        premultiplied = image if mode == "RGBa" else image.convert("RGBa")
         return PILImage.merge("RGB", premultiplied.split()[:3])
     return image.convert("RGB")
 
 
 def _eight_bit(image: Image) -> Image:
-    """A 16-bit (or 32-bit ``I``) gray image scaled by 255/65535 with rounding; its ``tRNS``
-    gray value, if any, becomes the background."""
+    """A 32-bit ``I`` image holding 16-bit gray, scaled by 255/65535 with rounding."""
     import numpy as np
     from PIL import Image as PILImage
 
-    raw = np.asarray(image)
-    values = np.clip(raw, 0, 65535).astype(np.uint32)
-    scaled = ((values * 255 + 32767) // 65535).astype(np.uint8)
-    transparent: Any = image.info.get("transparency")
-    if isinstance(transparent, int):
-        scaled[raw == transparent] = BACKGROUND
-    return PILImage.fromarray(scaled)
+    values = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
+    return PILImage.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))

@@ -40,6 +40,22 @@ def test_an_8_bit_image_and_its_16_bit_twin_give_the_same_pixels() -> None:
     assert np.array_equal(a, b)
 
 
+def test_a_large_16_bit_image_is_averaged_first_and_matches_its_8_bit_twin_within_a_level() -> None:
+    eight = np.tile(_gradient(40, 30), (10, 10))  # 400 x 300: box-averaged before resizing
+    a = to_pixels(Image.fromarray(eight), in_channels=1, size=28)
+    b = to_pixels(Image.fromarray(eight.astype(np.uint16) * 257), in_channels=1, size=28)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_a_16_bit_transparent_gray_value_becomes_black() -> None:
+    values = np.full((28, 28), 40000, np.uint16)
+    values[:, :14] = 1234
+    image = Image.fromarray(values)
+    image.info["transparency"] = 1234
+    out = to_pixels(image, in_channels=1, size=28)[0]
+    assert (out[:, :14] == 0).all() and (out[:, 14:] == round(40000 * 255 / 65535)).all()
+
+
 def test_alpha_is_composited_onto_black() -> None:
     rgba = Image.new("RGBA", (28, 28), (200, 100, 50, 128))
     rgb = to_pixels(rgba, in_channels=3, size=28)
@@ -48,6 +64,12 @@ def test_alpha_is_composited_onto_black() -> None:
     assert gray[0, 0, 0] == round(0.299 * 100 + 0.587 * 50 + 0.114 * 25)
     transparent = to_pixels(Image.new("LA", (28, 28), (255, 0)), in_channels=1, size=28)
     assert not transparent.any()
+    # Large enough to be box-averaged first: still composited, not averaged with hidden colour.
+    half = Image.new("RGBA", (400, 400), (0, 255, 0, 0))
+    half.paste((255, 0, 0, 255), (0, 0, 400, 200))
+    out = to_pixels(half, in_channels=3, size=28)
+    assert out[:, 5, 14].tolist() == [255, 0, 0] and out[:, 22, 14].tolist() == [0, 0, 0]
+    assert out[1].max() == 0  # the green under the transparent half never shows
 
 
 def test_a_transparent_palette_entry_becomes_black() -> None:
