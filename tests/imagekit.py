@@ -34,10 +34,10 @@ ADAM7 = (
 
 def gradient(width: int, height: int, channels: int = 1) -> npt.NDArray[np.uint8]:
     """A smooth test picture (compresses well, so large images stay small files)."""
-    plane = (np.add.outer(np.arange(height) * 3, np.arange(width) * 5) // 4 % 256).astype(np.uint8)
+    plane = (np.add.outer(np.arange(height), np.arange(width) * 3) % 256).astype(np.uint8)
     if channels == 1:
         return plane
-    return np.stack([plane, plane[::-1], 255 - plane, plane][:channels], axis=-1)
+    return np.stack([plane, plane + 85, 255 - plane, plane][:channels], axis=-1)
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -121,14 +121,16 @@ def jpeg(
     *,
     progressive: bool = False,
     quality: int = 90,
-    **options: object,
+    mode: str | None = None,
 ) -> bytes:
+    """A JPEG of ``pixels`` (H, W) or (H, W, 3), converted to ``mode`` (e.g. CMYK) first."""
     from PIL import Image
 
+    image = Image.fromarray(pixels)
+    if mode is not None:
+        image = image.convert(mode)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(
-        buffer, "JPEG", quality=quality, progressive=progressive, **options
-    )
+    image.save(buffer, "JPEG", quality=quality, progressive=progressive)
     return buffer.getvalue()
 
 
@@ -158,17 +160,20 @@ def scan_count(data: bytes) -> int:
     return sum(1 for marker, _ in jpeg_segments(data) if marker == 0xDA)
 
 
-def with_scans(progressive_jpeg: bytes, scans: int) -> bytes:
-    """The JPEG with its first scan repeated until it has ``scans`` scans (libjpeg decodes a
-    repeated scan again, with a warning: each one is another pass over the whole image)."""
+def with_scans(progressive_jpeg: bytes, scans: int, repeat: str = "first") -> bytes:
+    """The JPEG with one scan (its ``first``, or its ``largest``) repeated until it has
+    ``scans`` scans: libjpeg decodes a repeated scan again, with a warning, so each is another
+    pass over the whole image."""
     segments = jpeg_segments(progressive_jpeg)
-    first = next(i for i, (marker, _) in enumerate(segments) if marker == 0xDA)
-    have = scan_count(progressive_jpeg)
+    indices = [i for i, (marker, _) in enumerate(segments) if marker == 0xDA]
+    largest = max(indices, key=lambda i: len(segments[i][1]))
+    chosen = indices[0] if repeat == "first" else largest
+    have = len(indices)
     if scans < have:
         raise ValueError(f"the JPEG already has {have} scans")
     parts = [body for _, body in segments]
-    repeated = [parts[first]] * (scans - have + 1)
-    return b"\xff\xd8" + b"".join([*parts[:first], *repeated, *parts[first + 1 :]])
+    repeated = [parts[chosen]] * (scans - have + 1)
+    return b"\xff\xd8" + b"".join([*parts[:chosen], *repeated, *parts[chosen + 1 :]])
 
 
 def with_segments(data: bytes, extra: Sequence[bytes]) -> bytes:

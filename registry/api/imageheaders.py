@@ -4,7 +4,8 @@ A decoder's cost is set by an image's structure, not by its size in bytes: a 100
 JPEG whose scans repeat, or a PNG whose header claims 100 000 x 100 000 pixels, costs seconds of
 CPU. So every upload is walked here first, in Python at the cost of reading its bytes once, and
 refused from its structure (413 for what is over a limit, 400 for what is malformed) before any
-decoder runs; the pixel counts it returns are what the request's budget is charged.
+decoder runs (pixels, sides, and the shapes below); the pixel counts it returns are what the
+request's budget is charged.
 
 - **PNG**: the chunks are walked (order, CRCs, the critical ones), the compressed pixel data is
   bounded by what its pixels can need, and the decoder gets the image rebuilt from its critical
@@ -31,6 +32,10 @@ from registry.errors import InvalidImage, PayloadTooLarge
 PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC: Final = b"\xff\xd8\xff"
 
+# Decoders and Pillow's conversions work row by row: a 1 x 16 777 216 PNG is within the pixel
+# limit but costs 60 times a 4096 x 4096 one. No side may be longer than four times that of the
+# largest square image the default pixel limit allows.
+MAX_IMAGE_SIDE: Final = 16384
 # libpng writes 8 KiB IDAT chunks, so a 4 MiB PNG has about 512; a Python walk of 4096 chunks
 # costs about a millisecond, of the 350 000 that 4 MiB of empty chunks could hold, a second.
 MAX_PNG_CHUNKS: Final = 4096
@@ -149,6 +154,14 @@ def _check_pixels(width: int, height: int, limits: ImageLimits) -> None:
             unit="pixels",
             advice=f"the header states {width} x {height}; send a smaller image (the model "
             "needs few pixels) or raise REGISTRY_MAX_IMAGE_PIXELS",
+        )
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise PayloadTooLarge(
+            "image side",
+            max(width, height),
+            MAX_IMAGE_SIDE,
+            unit="pixels",
+            advice=f"the header states {width} x {height}; crop or scale the image down",
         )
 
 

@@ -2,7 +2,8 @@
 
 The work one request may cause is bounded before any decoder runs: each file is checked from its
 structure (``imageheaders``: bytes, pixels as its header states them, PNG chunks, JPEG scans)
-and the pixels of all a request's images together are held to ``max_request_pixels``. Decoding
+and the pixels of all a request's images together are held to ``max_request_pixels``, each
+image counting at least ``MIN_IMAGE_CHARGE``. Decoding
 then asks only for what the model needs (a JPEG is decoded at a reduced DCT scale) and goes
 through ``modelformat.pixels``, the one transform training uses too, so a clinician's image
 reaches the network the way training images did. The content type is decided from the bytes,
@@ -23,6 +24,7 @@ from registry.api.imageheaders import CheckedImage, ImageLimits, check_image, sn
 from registry.errors import InvalidImage, PayloadTooLarge
 
 __all__ = [
+    "MIN_IMAGE_CHARGE",
     "CheckedImage",
     "ImageLimits",
     "check_image",
@@ -34,17 +36,30 @@ __all__ = [
 ]
 
 
-def check_request_pixels(images: Sequence[CheckedImage], max_request_pixels: int) -> None:
-    """All of a request's images together, from their headers, before any is decoded."""
-    total = sum(image.pixels for image in images)
+# Below this many pixels an image's fixed costs (its multipart part or JSON array, opening,
+# converting) outweigh its pixels: 256 small images cost 10 to 15 times one (measured by
+# scripts/bench_api.py). So every
+# image counts at least this much against the request's budget (or the whole budget, if that is
+# smaller); the defaults (16 Mi pixels, 256 images) agree.
+MIN_IMAGE_CHARGE = 256 * 256
+
+
+def check_request_pixels(images: Sequence[CheckedImage | Any], max_request_pixels: int) -> None:
+    """All of a request's images together (checked files by their headers' pixels, JSON pixel
+    arrays by the minimum charge), before any is decoded."""
+    floor = min(MIN_IMAGE_CHARGE, max_request_pixels)
+    total = sum(
+        max(image.pixels if isinstance(image, CheckedImage) else 0, floor) for image in images
+    )
     if total > max_request_pixels:
         raise PayloadTooLarge(
             "the pixel count of the request's images together",
             total,
             max_request_pixels,
             unit="pixels",
-            advice=f"{len(images)} images; send them in several requests, or smaller "
-            "(the model needs few pixels), or raise REGISTRY_MAX_REQUEST_PIXELS",
+            advice=f"{len(images)} images, each counted as at least {floor} pixels; send them "
+            "in several requests, or smaller (the model needs few pixels), or raise "
+            "REGISTRY_MAX_REQUEST_PIXELS",
         )
 
 

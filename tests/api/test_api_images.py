@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from apikit import Api, assert_error, png
 
-from registry.api.imageheaders import MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS
-from registry.api.images import ImageLimits, check_image, decode, decode_image
+from registry.api.imageheaders import MAX_IMAGE_SIDE, MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS
+from registry.api.images import MIN_IMAGE_CHARGE, ImageLimits, check_image, decode, decode_image
 from registry.errors import InvalidImage, PayloadTooLarge
 
 LIMITS = ImageLimits(max_bytes=4 << 20, max_pixels=4096 * 4096, max_jpeg_scans=16)
@@ -83,6 +83,22 @@ def test_an_image_whose_header_claims_huge_dimensions_is_a_413(
     assert error["details"]["what"] == "image pixel count"
     assert error["details"]["size"] == 60_000 * 60_000
     assert error["details"]["unit"] == "pixels"
+
+
+def test_an_image_with_a_side_longer_than_any_decoder_row_loop_should_run_is_a_413(
+    make_api: Callable[..., Api],
+) -> None:
+    api, digest = _model(make_api)
+    tall = imagekit.png_claiming(1, MAX_IMAGE_SIDE + 1)  # few pixels, many rows
+    error = assert_error(_predict(api, digest, tall), 413, "payload_too_large")
+    assert error["details"] == {
+        "what": "image side",
+        "size": MAX_IMAGE_SIDE + 1,
+        "limit": MAX_IMAGE_SIDE,
+        "unit": "pixels",
+    }
+    at_limit = imagekit.png(imagekit.gradient(2, MAX_IMAGE_SIDE))
+    assert _predict(api, digest, at_limit).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -248,11 +264,11 @@ def test_a_malformed_png_is_a_400_naming_the_problem(
 def test_the_pixels_of_all_images_together_are_bounded_from_their_headers(
     make_api: Callable[..., Api],
 ) -> None:
-    api, digest = _model(make_api, max_image_pixels=64 * 64, max_request_pixels=4 * 64 * 64)
-    image = png(64)
+    api, digest = _model(make_api, max_image_pixels=300 * 300, max_request_pixels=4 * 300 * 300)
+    image = png(300)
     # Well-formed chunks around a stream that no decoder could inflate: refused for its size
     # before any image of the request is decoded (decoding it would be a 400).
-    undecodable = imagekit.png(imagekit.gradient(64, 64), stream=b"\x78\x9c" + b"\xff" * 200)
+    undecodable = imagekit.png(imagekit.gradient(300, 300), stream=b"\x78\x9c" + b"\xff" * 200)
 
     four = _predict(api, digest, *[image] * 4)
     five = _predict(api, digest, *[image] * 4, undecodable)
@@ -260,10 +276,36 @@ def test_the_pixels_of_all_images_together_are_bounded_from_their_headers(
 
     assert four.status_code == 200 and len(four.json()["predictions"]) == 4
     error = assert_error(five, 413, "payload_too_large")
-    assert error["details"]["size"] == 5 * 64 * 64
-    assert error["details"]["limit"] == 4 * 64 * 64
+    assert error["details"]["size"] == 5 * 300 * 300
+    assert error["details"]["limit"] == 4 * 300 * 300
     assert error["details"]["unit"] == "pixels"
     assert_error(alone, 400, "invalid_image")
+
+
+def test_every_image_counts_at_least_the_minimum_charge_files_and_arrays_alike(
+    make_api: Callable[..., Api],
+) -> None:
+    api, digest = _model(make_api, max_request_pixels=3 * MIN_IMAGE_CHARGE)
+    route = f"/models/{digest}/predict"
+    pixels = [[0] * 28] * 28
+
+    three = _predict(api, digest, *[png()] * 3)
+    four = _predict(api, digest, *[png()] * 4)
+    three_arrays = api.http.post(route, json={"images": [pixels] * 3})
+    four_arrays = api.http.post(route, json={"images": [pixels] * 4})
+
+    assert three.status_code == 200 and three_arrays.status_code == 200
+    for response in (four, four_arrays):
+        error = assert_error(response, 413, "payload_too_large")
+        assert error["details"]["size"] == 4 * MIN_IMAGE_CHARGE
+
+
+def test_one_image_within_a_budget_below_the_minimum_charge_still_passes(
+    make_api: Callable[..., Api],
+) -> None:
+    api, digest = _model(make_api, max_request_pixels=64 * 64, max_image_pixels=64 * 64)
+    assert _predict(api, digest, png(64)).status_code == 200
+    assert_error(_predict(api, digest, png(), png()), 413, "payload_too_large")
 
 
 def test_a_request_over_its_deadline_is_a_503_with_retry_after_and_is_audited(
@@ -332,7 +374,8 @@ def test_an_8_and_a_16_bit_png_reach_the_network_as_the_same_pixels_as_in_traini
     from training.data import load_folder
 
     eight = imagekit.gradient(70, 50)  # not square, not 28: padded and resized on both paths
-    sixteen = eight.astype(np.uint16) * 257 + 100  # not exactly representable in 8 bits
+    # Not exactly representable in 8 bits: 100/65535 above each 8-bit value (but 255 stays 255).
+    sixteen = np.minimum(eight.astype(np.uint32) * 257 + 100, 65535).astype(np.uint16)
     png8, png16 = imagekit.png(eight), imagekit.png(sixteen)
     _write_folder(tmp_path / "eight", {"a": png8, "b": png(30, fill=10)})
     _write_folder(tmp_path / "sixteen", {"a": png16, "b": png(30, fill=10)})

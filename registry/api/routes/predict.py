@@ -219,9 +219,7 @@ def _predict(
     deadline.check("checking the images")  # the time spent queueing for a decode thread counts
     limits = ImageLimits.from_settings(settings)
     checked = [check_image(item, limits) if isinstance(item, bytes) else item for item in items]
-    check_request_pixels(
-        [item for item in checked if isinstance(item, CheckedImage)], settings.max_request_pixels
-    )
+    check_request_pixels(checked, settings.max_request_pixels)
     model = _admitted(services, digest)
     arrays = []
     for number, item in enumerate(checked, start=1):
