@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.core.audit_key import AuditKey
-from registry.core.digest import HEX64
+from registry.core.digest import HEX64, unreadable
 from registry.core.times import now_iso_utc
 from registry.errors import AuditLogCorrupt
 
@@ -257,9 +257,14 @@ def verify(
         f = p.open("rb")
     except FileNotFoundError:
         raise AuditLogCorrupt(str(p), 0, "the file does not exist") from None
+    except OSError as exc:  # a directory, no permission
+        raise unreadable(p, exc) from None
     with f:
         while True:
-            raw = f.readline(MAX_LINE_BYTES + 1)
+            try:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+            except OSError as exc:  # EIO from a failing disk: say so, not a traceback
+                raise unreadable(p, exc) from None
             if not raw:
                 break
             lineno += 1

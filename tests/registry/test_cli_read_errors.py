@@ -1,6 +1,6 @@
 """A file that cannot be read is bad input: one line naming the path and what the system said.
 
-``registry hash``, ``verify`` and ``register`` read the files a user names. Whatever goes wrong
+``registry hash``, ``verify``, ``register`` and ``audit verify`` read the files a user names. Whatever goes wrong
 there (EIO from a failing disk, EACCES, ENOENT, a directory) must end with ``error: ...`` on
 stderr, exit 2 like any other bad input, and the error object on stdout with ``--json``; never a
 traceback. The EIO is real: reading ``/proc/self/mem`` at offset 0 (the unmapped first page of the
@@ -49,15 +49,19 @@ def eio_file() -> Path:
 def _commands(path: Path, tmp_path: Path) -> dict[str, list[str]]:
     checkpoint = tmp_path / "model.safetensors"
     checkpoint.write_bytes(make_checkpoint(seed=3))
+    key = tmp_path / "audit.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
     return {
         "hash": ["hash", str(path)],
         "verify": ["verify", str(path), *MEMORY],
         "register": ["register", str(path), *EVIDENCE, *MEMORY],
         "register-card": ["register", str(checkpoint), "--card", str(path), *MEMORY],
+        "audit-verify": ["audit", "verify", str(path), "--key-file", str(key)],
     }
 
 
-COMMANDS = ["hash", "verify", "register", "register-card"]
+COMMANDS = ["hash", "verify", "register", "register-card", "audit-verify"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
