@@ -44,9 +44,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelformat.header import inspect_checkpoint
 from registry.cli.output import EXIT_FAILED, EXIT_OK, AddCommand, Output, client_for
+from registry.cli.runtime import require_extra
 from registry.core.digest import Digest, digest_bytes, errno_name, read_regular_file
 from registry.core.records import MAX_ACCURACY_BPS, ModelRecord
-from registry.errors import ConfigurationError, InvalidInput
+from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
     import torch
@@ -184,20 +185,6 @@ def _bps(value: int) -> str:
     return f"{value / 100:.2f} % ({value} bps)"
 
 
-def _require_stack() -> None:
-    """Refuse to run on an install without the trainer's stack, naming the extra to add."""
-    import importlib.util
-
-    missing = [name for name in _STACK if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ConfigurationError(
-            f"`registry evaluate` needs {', '.join(missing)}, which this install lacks; "
-            "install `medical-model-registry[train]` (or [dev])",
-            extra="train",
-            missing=missing,
-        )
-
-
 def _check_tolerance(value: int | None) -> None:
     if value is not None and not 0 <= value <= MAX_ACCURACY_BPS:
         raise InvalidInput(
@@ -285,7 +272,7 @@ def strict_float32(device: torch.device) -> Iterator[None]:
 
 def reevaluate(args: argparse.Namespace) -> Reevaluation:
     """Check ``args.file``'s anchored claim against ``args.data`` (see the module docstring)."""
-    _require_stack()
+    require_extra("train", *_STACK, command="evaluate")
     _check_tolerance(args.tolerance_bps)
     from training.loop import resolve_device
 

@@ -1,7 +1,7 @@
 """The commands around running models: train (the [train] extra), serve (the [serve] extra), and
 audit, which checks, anchors and rotates the keyed hash-chained log the service writes.
 
-train and serve import their stack only once they run, after ``_require_extra`` has checked that
+train and serve import their stack only once they run, after ``require_extra`` has checked that
 the install has it: the base install lists them in ``--help``, says which extra they lack, and
 never imports torch, numpy or FastAPI for the other commands.
 """
@@ -21,18 +21,19 @@ if TYPE_CHECKING:
     from registry.core.audit_key import AuditKey
 
 
-def _require_extra(extra: str, *modules: str) -> None:
+def require_extra(extra: str, *modules: str, command: str | None = None) -> None:
     """Refuse a command whose optional dependencies this install left out, naming the extra.
 
     The base install (hash, verify, register, inspect) has no torch or web framework; without
     this check ``registry train`` on it would end in a ModuleNotFoundError traceback.
+    ``command`` is the command's name where it is not the extra's (``evaluate`` needs ``train``).
     """
     import importlib.util
 
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         raise ConfigurationError(
-            f"`registry {extra}` needs {', '.join(missing)}, which this install lacks; "
+            f"`registry {command or extra}` needs {', '.join(missing)}, which this install lacks; "
             f"install `medical-model-registry[{extra}]` (or [dev])",
             extra=extra,
             missing=missing,
@@ -40,7 +41,7 @@ def _require_extra(extra: str, *modules: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace, out: Output) -> int:
-    _require_extra("train", "torch", "torchvision", "numpy", "safetensors", "tqdm", "sklearn")
+    require_extra("train", "torch", "torchvision", "numpy", "safetensors", "tqdm", "sklearn")
     from training.cli import run_train
 
     # Training errors are InvalidInput already (one tree): they reach the user with their code.
@@ -93,7 +94,7 @@ def _add_train(add: AddCommand) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
-    _require_extra("serve", "fastapi", "uvicorn", "numpy", "safetensors", "torch", "PIL")
+    require_extra("serve", "fastapi", "uvicorn", "numpy", "safetensors", "torch", "PIL")
     from registry.api.server import run
 
     run(settings_for(args, host=args.host, port=args.port, workers=args.workers))
