@@ -15,7 +15,7 @@ request's budget is charged.
 - **JPEG**: the marker segments are walked (entropy-coded data skipped with one C-level search
   per scan); scans (SOS) are counted and more than ``max_jpeg_scans`` refused; only 8-bit
   baseline, extended and progressive Huffman coding, in one frame of 1, 3 or 4 components, is
-  accepted (what Pillow decodes and what cameras, scanners and PACS exports write).
+  accepted (what Pillow decodes, and what cameras, scanners and image tools write).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC: Final = b"\xff\xd8\xff"
 
 # Decoders and Pillow's conversions work row by row: a 1 x 16 777 216 PNG is within the pixel
-# limit but costs 60 times a 4096 x 4096 one. No side may be longer than four times that of the
+# limit but costs 60 times a 4096 x 4096 gray one (measured). No side may be longer than four times that of the
 # largest square image the default pixel limit allows.
 MAX_IMAGE_SIDE: Final = 16384
 # libpng writes 8 KiB IDAT chunks, so a 4 MiB PNG has about 512; a Python walk of 4096 chunks
