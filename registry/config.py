@@ -78,23 +78,27 @@ class Settings(BaseSettings):
         "otherwise), so a client that trickles one in cannot hold a connection forever",
     )
     max_image_bytes: int = Field(default=4 << 20, gt=0)
+    # The model needs 28x28: 1 Mi pixels per request bounds the decoding work an anonymous
+    # request can cause to about 5x a normal one (scripts/bench_api.py, phase 4); a clinic sends
+    # bigger images downscaled. 16 images, each charged at least 256x256 pixels, fill it.
     max_image_pixels: int = Field(
-        default=4096 * 4096,
+        default=1024 * 1024,
         gt=0,
         description="width x height of one image as its header states it, before any decoding",
     )
     max_request_pixels: int = Field(
-        default=16 << 20,
+        default=1024 * 1024,
         gt=0,
         description="pixels that may be decoded for one request, all its images together",
     )
     max_jpeg_scans: int = Field(
-        default=16,
+        default=10,
         ge=1,
         le=1000,
-        description="a (progressive) JPEG with more scans than this is refused from its markers",
+        description="a (progressive) JPEG with more scans than this is refused from its markers "
+        "(libjpeg's progressive script has 10 for colour, 6 for grayscale)",
     )
-    max_images_per_request: int = Field(default=256, gt=0)
+    max_images_per_request: int = Field(default=16, gt=0)
     request_deadline_s: float = Field(
         default=10.0,
         gt=0,

@@ -40,7 +40,7 @@ __all__ = [
 # converting) outweigh its pixels: 256 small images cost 10 to 15 times one (measured by
 # scripts/bench_api.py). So every
 # image counts at least this much against the request's budget (or the whole budget, if that is
-# smaller); the defaults (16 Mi pixels, 256 images) agree.
+# smaller); the defaults (1 Mi pixels, 16 images) agree.
 MIN_IMAGE_CHARGE = 256 * 256
 
 
