@@ -306,6 +306,21 @@ def test_flat_image_folder_is_split_per_class_deterministically(tmp_path: Path) 
     assert all(img[0].numpy().tobytes() in pool for img in ds.test.images)
 
 
+def test_class_folders_named_in_nfd_become_nfc_labels(tmp_path: Path) -> None:
+    # macOS hands back file names decomposed: "e" + U+0301 for "é". The labels are text people
+    # read, and the checkpoint's format check takes NFC only.
+    import unicodedata
+
+    images, labels = pattern_images(30, 2)
+    names = [unicodedata.normalize("NFD", n) for n in ("pneumonie sévère", "poumon sain")]
+    write_png_folder(tmp_path / "imgs", images, labels, names)
+
+    ds = load_dataset(tmp_path / "imgs", seed=5)
+
+    assert ds.class_names == ("pneumonie s\u00e9v\u00e8re", "poumon sain")
+    assert (len(ds.train) + len(ds.val) + len(ds.test)) == 30
+
+
 def test_folder_with_split_subfolders_uses_them_and_resizes_rgb(tmp_path: Path) -> None:
     for split, n, seed in (("train", 20, 0), ("test", 8, 1)):
         images, labels = pattern_images(n, 2, size=40, channels=3, seed=seed)

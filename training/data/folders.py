@@ -8,6 +8,7 @@ class is split with a seeded permutation, so every class reaches every split.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -87,9 +88,11 @@ def load_folder(path: Path, *, seed: int = 0, val_fraction: float = 0.1) -> Data
     elif not has_splits:
         val_origin = f"split per class from the folder ({val_fraction:.0%}, seed {seed})"
     return make_dataset(
-        name=path.name or str(path),
+        name=unicodedata.normalize("NFC", path.name or str(path)),
         fmt="folder",
-        class_names=tuple(class_names),
+        # macOS file systems hand back names in NFD; the checkpoint's labels are text people
+        # read, which the format check takes in NFC only (modelformat.text).
+        class_names=tuple(unicodedata.normalize("NFC", name) for name in class_names),
         splits=splits,
         val_origin=val_origin,
     )
