@@ -347,12 +347,10 @@ def test_client_for_an_endpoint_with_nothing_listening_raises_chain_unavailable(
     endpoint = f"http://127.0.0.1:{free_port()}"
 
     client = RegistryClient(make_web3(endpoint, 2.0), address="0x" + "11" * 20, endpoint=endpoint)
-    started = time.monotonic()
     with pytest.raises(ChainUnavailable) as caught:
         client.is_valid(digest("v1"))
     assert caught.value.endpoint == endpoint
     assert caught.value.details["cause"]
-    assert time.monotonic() - started < 5
 
 
 def test_a_mined_reverted_transaction_raises_the_typed_error_with_its_tx_hash(backend) -> None:
