@@ -113,6 +113,29 @@ class Settings(BaseSettings):
         description="comma-separated host names (or IPs) this service answers to in the Host "
         "header; empty = the bind host, localhost, 127.0.0.1 and ::1",
     )
+    # --- where checkpoints come from and live ---------------------------------------------
+    store_url: str | None = Field(
+        default=None,
+        description="unset: the folder <data_dir>/store; s3://bucket/prefix: an S3-compatible "
+        "object store shared by several services (credentials the boto3 way: AWS_* variables)",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="the S3 API's URL for a store other than AWS (MinIO, Ceph...)"
+    )
+    mirrors: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated sources, tried in order, that a predict for a verified model "
+        "not stored here pulls it from (another registry service, an http(s) folder, s3://, a "
+        "path); the bytes are checked against the digest, so no mirror is trusted",
+    )
+    pull_timeout_s: float = Field(
+        default=60.0, gt=0, description="one pull from one source, connection to last byte"
+    )
+    index_poll_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often the service's index of the chain's events catches up",
+    )
     audit_key_file: Path | None = Field(
         default=None,
         description="the secret that keys the audit log's hash chain (created 0600 if missing); "
@@ -128,7 +151,9 @@ class Settings(BaseSettings):
         "and X-Forwarded-Proto are believed; empty = none: the peer address is the caller",
     )
 
-    @field_validator("trusted_registrants", "trusted_proxies", "allowed_hosts", mode="before")
+    @field_validator(
+        "trusted_registrants", "trusted_proxies", "allowed_hosts", "mirrors", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
