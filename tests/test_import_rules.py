@@ -32,6 +32,7 @@ ABOVE_THE_CHAIN = (
     "registry.api",
     "registry.devnet",
     "registry.gate",
+    "registry.index",
     "registry.services",
     "registry.verify",
     "registry.cli",
