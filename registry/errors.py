@@ -43,6 +43,7 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     │   └── Forbidden
     │       └── CrossSiteRequest     a browser request another site's page started, keyless
     ├── NotFound
+    ├── PullFailed                   no source gave a registered checkpoint's bytes (registry.pull)
     ├── StoreError
     ├── AuditLogCorrupt
     └── AuditLogUnavailable          an entry could not be written or flushed to disk
@@ -295,6 +296,23 @@ class CrossSiteRequest(Forbidden):
 
 class NotFound(RegistryError):
     code = "not_found"
+
+
+class PullFailed(RegistryError):
+    """No source gave the bytes of ``digest``: ``attempts`` holds, per source tried in order, the
+    source (without credentials), a ``problem`` code and a sentence. Nothing was stored."""
+
+    code = "pull_failed"
+
+    def __init__(self, digest: str, attempts: list[dict[str, Any]]) -> None:
+        tried = "; ".join(f"{a['source']}: {a['message']}" for a in attempts)
+        super().__init__(
+            f"could not pull sha256:{digest[:12]}… from any of {len(attempts)} source(s) ({tried}); "
+            "nothing was stored: name another source, or fix the one that failed",
+            digest=digest,
+            attempts=attempts,
+        )
+        self.digest, self.attempts = digest, attempts
 
 
 class StoreError(RegistryError):

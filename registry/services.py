@@ -1,4 +1,4 @@
-"""The one path the CLI and the HTTP API share to register and to revoke a checkpoint.
+"""The one path the CLI and the HTTP API share to register, revoke and import a checkpoint.
 
 ``registry register``, ``registry train --register`` and ``POST /models`` all go through
 ``register_with_card``, so what one front end refuses the other refuses too, and nothing is
@@ -11,6 +11,12 @@ anchored that a gate would refuse or that the checkpoint's own card contradicts:
   record that contradicted its own card would be evidence against itself;
 * with only a card's digest (a card kept elsewhere) nothing can be read from the card, so the
   accuracy and the test-set digest must be given explicitly.
+
+``import_checkpoint`` is the other way in, for a checkpoint registered elsewhere: it needs no
+registrar key, because it anchors nothing. It keeps bytes only when their digest is registered,
+valid under the clinic's policy, and they pass the same format check, so what a service stores is
+bounded by what is anchored on chain (``registry pull``, ``POST /models/{digest}/import``,
+``POST /verify?store=true`` and the pull-through of ``registry.pull`` all use it).
 
 Every check runs before the chain is reached (``connect`` is called last), so refused input needs
 no node and costs no gas. Messages name the CLI's flags where only the CLI can give the value
@@ -31,15 +37,18 @@ from registry.core.records import (
     RegisterRequest,
     RegistrationResult,
     RevocationReason,
+    Verdict,
     check_accuracy_bps,
 )
-from registry.errors import InvalidInput, InvalidModelCard
+from registry.errors import InvalidInput, InvalidModelCard, NotFound, NotVerified
 
 if TYPE_CHECKING:
     from registry.chain.client import RegistryClient
     from registry.core.store import CheckpointStore
 
 Connect = Callable[[], "RegistryClient"]
+# A digest's verdict under the clinic's policy: the gate's (``Gate.verdict``) or a fresh one.
+VerdictOf = Callable[[Digest], Verdict]
 
 
 def check_registration(
@@ -119,6 +128,100 @@ def revoke(
     why = RevocationReason.parse(reason)
     instead = parse_optional(replacement)
     return connect().revoke(wanted, why, instead)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import did: ``imported`` is False when the checkpoint was already stored (then
+    nothing changed); ``card_stored`` whether the service now holds the model card too."""
+
+    verdict: Verdict
+    imported: bool
+    card_stored: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "digest": str(self.verdict.digest),
+            "imported": self.imported,
+            "stored": True,
+            "card_stored": self.card_stored,
+            "verdict": self.verdict.to_dict(),
+        }
+
+
+def importable(digest: Digest, verdict_of: VerdictOf) -> Verdict:
+    """The verdict of ``digest`` if a service may keep its bytes; ``NotFound`` when it is not
+    registered, ``NotVerified`` (revoked, policy, unconfirmed) otherwise."""
+    verdict = verdict_of(digest)
+    if verdict.reason == "unknown":
+        raise NotFound(
+            f"no checkpoint {digest} is registered on this chain, so it cannot be imported: only "
+            "bytes whose digest is anchored are kept; check the file (`registry hash FILE`)",
+            digest=str(digest),
+        )
+    if not verdict.verified:
+        raise NotVerified(
+            f"checkpoint {digest.short} may not be imported: {verdict.reason}: {verdict.detail}",
+            verdict,
+        )
+    return verdict
+
+
+def import_checkpoint(
+    data: bytes,
+    verdict_of: VerdictOf,
+    store: CheckpointStore,
+    *,
+    card: bytes | None = None,
+    expected: object = None,
+) -> ImportResult:
+    """Keep ``data`` (and ``card``) in ``store`` if the checkpoint may be used here.
+
+    In order, nothing stored on any refusal: ``expected`` (a digest, when the caller named one)
+    must be the bytes' own (``InvalidInput``); the bytes pass the format check
+    (``InvalidCheckpoint``); the digest is registered and valid under the policy (``importable``);
+    the card, if given, is the anchored one in canonical form and names this checkpoint
+    (``InvalidModelCard``). Importing a stored checkpoint again changes nothing.
+    """
+    wanted = None if expected is None else Digest.parse(expected)
+    digest = digest_bytes(data)
+    if wanted is not None and wanted != digest:
+        raise InvalidInput(
+            f"the bytes sent hash to {digest}, not to {wanted}, the checkpoint named; send the "
+            "file of that checkpoint, or name the digest of this one",
+            expected=str(wanted),
+            actual=str(digest),
+        )
+    inspect_checkpoint(data)
+    verdict = importable(digest, verdict_of)
+    record = verdict.record
+    assert record is not None  # a verified verdict carries its record
+    if card is not None:
+        _check_imported_card(card, digest, record.card_digest)
+    imported = not store.has(digest.hex, "checkpoint")
+    if imported:
+        store.put(data, "checkpoint")
+    if card is not None:
+        store.put(card, "card")  # the same bytes twice: a no-op
+    return ImportResult(verdict, imported, store.has(record.card_digest.hex, "card"))
+
+
+def _check_imported_card(card: bytes, digest: Digest, anchored: Digest) -> None:
+    actual = digest_bytes(card)
+    if actual != anchored:
+        raise InvalidModelCard(
+            f"the model card sent hashes to {actual}, but the card anchored with {digest.short} "
+            f"is {anchored}; send that card, or import the checkpoint without one",
+            card_digest=str(actual),
+            anchored_card_digest=str(anchored),
+        )
+    facts = card_facts(parse_card(card))  # canonical form, size, schema
+    if facts.checkpoint != digest:
+        raise InvalidModelCard(
+            f"the model card describes the checkpoint {facts.checkpoint}, not {digest}",
+            card_checkpoint=str(facts.checkpoint),
+            checkpoint=str(digest),
+        )
 
 
 # --- the two ways to name the evidence ------------------------------------------------------

@@ -27,6 +27,7 @@ match wins, so a subclass listed before its base can get its own status.
     AuditLogCorrupt, AuditLogUnavailable   503  nothing is served that cannot be recorded
     DeadlineExceeded                       503  a request over REGISTRY_REQUEST_DEADLINE_S;
                                                 Retry-After, like every 503
+    PullFailed                             502  no source gave the checkpoint's bytes
     other ChainError (TransactionFailed)   502
     ConfigurationError, StoreError         500  the service is misconfigured or its disk is bad
     RequestValidationError                 422  FastAPI's own parameter/body validation
@@ -74,6 +75,7 @@ from registry.errors import (
     NotFound,
     NotVerified,
     PayloadTooLarge,
+    PullFailed,
     RegistryError,
     RequestTimeout,
     SpecError,
@@ -107,6 +109,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (AuditLogCorrupt, 503),
     (AuditLogUnavailable, 503),
     (DeadlineExceeded, 503),
+    (PullFailed, 502),
     (ChainError, 502),
     (ConfigurationError, 500),
     (StoreError, 500),
