@@ -26,10 +26,11 @@ from registry.api.deps import Services
 from registry.api.hosts import AllowedHosts
 from registry.api.limits import BodyLimitMiddleware
 from registry.api.refusals import RefusalAuditMiddleware
-from registry.api.routes import health, models, predict, verify, web
+from registry.api.routes import health, imports, models, predict, verify, web
 from registry.chain.client import RegistryClient
 from registry.config import Settings
 from registry.errors import AuditLogUnavailable, ChainUnavailable
+from registry.index import Poller
 
 log = logging.getLogger("registry.api")
 
@@ -87,8 +88,13 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await run_in_threadpool(_build_services, settings, client)
-        async with app.state.services.refusals.flushing():  # the last window at shutdown
-            yield
+        # One poller per worker; SQLite lets one of them write at a time, the others skip.
+        poller = Poller(app.state.services.index, settings.index_poll_interval_s).start()
+        try:
+            async with app.state.services.refusals.flushing():  # the last window at shutdown
+                yield
+        finally:
+            await run_in_threadpool(poller.stop)
         try:  # entries still inside their sync interval
             await run_in_threadpool(app.state.services.audit.flush)
         except AuditLogUnavailable as exc:
@@ -111,7 +117,7 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
         max_bytes=settings.max_upload_bytes,
         timeout_s=settings.body_timeout_s,
     )
-    for module in (health, verify, models, predict, web):
+    for module in (health, verify, models, imports, predict, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     if settings.require_key_for_reads:

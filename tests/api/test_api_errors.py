@@ -116,6 +116,8 @@ ENDPOINTS = {
     ("get", "/models/{digest}/checkpoint"): (400, 401, 403, 404, 503),
     ("post", "/models/{digest}/revoke"): (400, 401, 403, 404, 409, 422, 503),
     ("post", "/models/{digest}/predict"): (400, 401, 403, 404, 413, 422, 503),
+    ("post", "/models/{digest}/import"): (400, 401, 403, 404, 413, 422, 503),
+    ("post", "/models/{digest}/pull"): (400, 401, 403, 404, 422, 502, 503),
 }
 
 

@@ -325,3 +325,42 @@ def test_a_model_name_with_markup_is_shown_as_text_and_never_runs(
     for markup in ("img", "script", "b"):
         assert not browser.find_elements("css selector", f"main {markup}")
     assert browser.title == title
+
+
+def test_a_model_registered_elsewhere_is_kept_when_verified_and_then_analyses_an_image(
+    live: str, memory: Any, browser: Any, tmp_path: Path
+) -> None:
+    # Registered on the chain directly, never uploaded to this service: the page's check keeps
+    # the verified file (an import), so step 2 works at once.
+    from registry.core.digest import Digest, digest_bytes
+    from registry.core.records import RegisterRequest
+
+    checkpoint = make_checkpoint(seed=17)
+    card = make_card(checkpoint, accuracy_bps=9731)
+    memory.client.register(
+        RegisterRequest(
+            digest=digest_bytes(checkpoint),
+            accuracy_bps=9731,
+            test_set_digest=Digest.parse(card_dict(checkpoint)["evaluation"]["test_set_sha256"]),
+            card_digest=digest_bytes(card),
+            parent=None,
+        )
+    )
+    digest = digest_of(checkpoint)
+    before = httpx.get(f"{live}/models/{digest}", timeout=30).json()
+    assert before["stored"] is False
+    model_file = tmp_path / "model.safetensors"
+    model_file.write_bytes(checkpoint)
+    image_file = tmp_path / "scan.png"
+    image_file.write_bytes(png())
+
+    browser.get(live + "/")
+    browser.find_element("id", "checkpoint-input").send_keys(str(model_file))
+    assert _verdict(browser) == "true"
+    assert browser.find_element("id", "image-input").is_enabled()
+    assert "choose an image to analyse" in browser.find_element("id", "predict-hint").text
+    browser.find_element("id", "image-input").send_keys(str(image_file))
+    browser.find_element("id", "predict-button").click()
+    _wait(browser, lambda d: "Result:" in d.find_element("id", "predict-result").text)
+    assert digest in browser.find_element("id", "provenance").text
+    assert httpx.get(f"{live}/models/{digest}", timeout=30).json()["stored"] is True

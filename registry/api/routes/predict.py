@@ -1,7 +1,9 @@
 """``POST /models/{digest}/predict``: inference through the gate, with provenance in every answer.
 
 The model's bytes come from the store and enter the network only through ``Gate.admit`` (verified
-against the chain, header checked, loaded from the very bytes that were hashed). After that the
+against the chain, header checked, loaded from the very bytes that were hashed). With
+``REGISTRY_MIRRORS`` set, a verified model not stored yet is first pulled from the mirrors
+(``registry.pull``: once per digest, however many requests ask for it meanwhile). After that the
 gate re-reads the model's validity whenever the last check is older than ``validity_ttl_s``, so a
 revocation is refused within that bound in every worker process, each with its own gate.
 
@@ -26,7 +28,9 @@ from typing import Any, TypeVar
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from registry.api.auth import Caller
 from registry.api.deps import KEY_OPTIONAL, DigestPath, Reader, Services, ServicesDep
 from registry.api.errors import responses
 from registry.api.images import (
@@ -37,6 +41,7 @@ from registry.api.images import (
     decode,
     pixels_from_json,
 )
+from registry.api.routes.imports import pull_bytes
 from registry.api.routes.models import not_stored
 from registry.api.schemas import PredictionOut
 from registry.api.uploads import files_bytes, is_multipart, parse_json, read_form
@@ -105,17 +110,22 @@ async def predict(
     answered: its digest, chain, contract, registration transaction and block, the block at which
     its validity was last confirmed, and its accuracy with the test set it was measured on.
 
-    404: unknown digest, or this service does not hold the checkpoint. 403: revoked, unknown to
+    404: unknown digest, or this service does not hold the checkpoint (with mirrors
+    configured, it is pulled from them first: 502 `pull_failed` when none gives its bytes). 403: revoked, unknown to
     the chain, or outside the clinic's policy (`details.reason`). 413: an image, or the request's
     images together, over the pixel limits, or a JPEG with too many scans. 503: the chain cannot
     answer, or the request was not processed within the service's deadline
     (`deadline_exceeded`, with Retry-After)."""
     wanted = Digest.parse(digest)
     images = await _read_images(request, services.settings)
-    deadline = Deadline(services.settings.request_deadline_s)
     async with services.audited_async(
         "predict", caller, digest=str(wanted), images=len(images)
     ) as entry:
+        if services.settings.mirrors:
+            # Pull-through, before the clock starts: bounded by REGISTRY_PULL_TIMEOUT_S per
+            # mirror, and on the shared pool, so the decode threads keep working meanwhile.
+            await run_in_threadpool(_pull_through, services, caller, wanted)
+        deadline = Deadline(services.settings.request_deadline_s)
         result = await _in_decode_pool(
             services.settings.decode_threads, _predict, services, wanted, images, deadline
         )
@@ -234,6 +244,12 @@ def _predict(
         _admitted(services, digest)
         prediction = gate.predict(digest, pixels)
     return {**prediction.to_dict(), "class_names": list(model.spec.class_names)}
+
+
+def _pull_through(services: Services, caller: Caller, digest: Digest) -> None:
+    """A verified model not stored here comes from the first mirror with the right bytes."""
+    if not services.gate().loaded(digest) and not services.store.has(digest.hex, "checkpoint"):
+        pull_bytes(services, caller, digest, [], via="pull-through")
 
 
 def _admitted(services: Services, digest: Digest) -> LoadedModel:

@@ -3,15 +3,16 @@ And ``GET /policy``: what "accepts" means here, for a page or script before any 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import KEY_OPTIONAL, Reader, Services, ServicesDep
 from registry.api.errors import responses
 from registry.api.modelfacts import CARDS, model_facts, policy_facts
+from registry.api.routes.imports import import_bytes
 from registry.api.schemas import PolicyOut, VerdictOut
 from registry.api.uploads import body_or_file
 from registry.core.digest import Digest, digest_bytes
@@ -48,13 +49,25 @@ CHECKPOINT_BODY: dict[str, Any] = {
     responses=responses(400, 401, 413, 422, 503),
     openapi_extra={**CHECKPOINT_BODY, **KEY_OPTIONAL},
 )
-async def verify(request: Request, services: ServicesDep, caller: Reader) -> Any:
+async def verify(
+    request: Request,
+    services: ServicesDep,
+    caller: Reader,
+    store: Annotated[
+        bool,
+        Query(
+            description="true: when the file is verified and not held yet, keep it, so that "
+            "/predict can use it at once (an import: read rights suffice, nothing is anchored)"
+        ),
+    ] = False,
+) -> Any:
     """The verdict for the uploaded bytes: `verified`, or why not (`unknown`, `revoked`, `policy`,
     `unconfirmed`). A "no" is a 200 with `verified: false`; only a chain that cannot answer is an
     error (503). The file's header is checked first and a pickle, a `torch.save` archive or a
     malformed safetensors file is refused (422) without ever being deserialised. Beside the
     verdict: what the model's card and header say (`model`: name, intended use, whether it was
-    trained on stand-in data) and the clinic's `policy` the verdict applied."""
+    trained on stand-in data) and the clinic's `policy` the verdict applied. With `store=true`
+    a verified file is kept (audited as an `import`); any other file never is."""
     data = await body_or_file(request, "file")
     digest = (
         digest_bytes(data)
@@ -68,12 +81,16 @@ async def verify(request: Request, services: ServicesDep, caller: Reader) -> Any
         if verdict is None or services.checked_headers.passed(digest) is None:
             verdict = await run_in_threadpool(_verdict, services, data, digest)
         entry.update(block=verdict.checked_block, outcome=verdict.reason)
+    stored = services.store.has(digest.hex, "checkpoint")
+    if store and verdict.verified and not stored:
+        await run_in_threadpool(import_bytes, services, caller, data, via="verify")
+        stored = True
     # Returned as a ready JSONResponse: the route's response_model documents the shape, and
     # validating our own dict again on every request would only cost time.
     return JSONResponse(
         {
             **verdict.to_dict(),
-            "stored": services.store.has(digest.hex, "checkpoint"),
+            "stored": stored,
             "model": _model(services, verdict),  # the card's summary is cached: no disk read
             "policy": policy_facts(services.policy, services.settings.confirmations),
         }

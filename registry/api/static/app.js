@@ -312,7 +312,9 @@
     box.classList.remove("error");
     show(box, el("p", { text: "Checking " + file.name + " against the registry…" }));
     try {
-      const verdict = await call("/verify", {
+      // store=true: a verified file is kept (an import, read rights only), so step 2 can use
+      // it at once; a file that is not verified is never kept.
+      const verdict = await call("/verify?store=true", {
         method: "POST",
         headers: { "Content-Type": "application/octet-stream" },
         body: file,
@@ -324,8 +326,8 @@
       } else if (verdict.verified) {
         setPredictable(
           null,
-          "This model is verified, but this service does not hold a copy of it, so it cannot analyse " +
-            "images with it. Ask your administrator to upload it to the registry service.",
+          "This model is verified, but this service could not keep a copy of it, so it cannot analyse " +
+            "images with it. Check the model file again, or ask your administrator.",
         );
       }
     } catch (error) {
