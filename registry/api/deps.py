@@ -19,6 +19,7 @@ from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
 from registry.api.auth import API_KEY_HEADER, ApiRole, Caller, KeyRing
+from registry.api.modelfacts import CARDS
 from registry.api.refusals import note_audited, note_caller
 from registry.chain.client import RegistryClient
 from registry.config import Settings
@@ -31,6 +32,7 @@ from registry.core.records import Verdict
 from registry.core.store import FileStore
 from registry.errors import RegistryError
 from registry.gate import CheckedDigests, Gate
+from registry.index import ChainIndex, index_path
 
 
 class Services:
@@ -61,6 +63,18 @@ class Services:
         self._client = client
         self._gate: Gate | None = None
         self._lock = threading.Lock()
+        # The catalogue's event index (GET /models): opened here (no chain I/O), caught up by
+        # the lifespan's poller and before each list. Never asked for a verdict.
+        self.index = ChainIndex(
+            index_path(settings.data_dir),
+            self.client,
+            confirmations=settings.confirmations,
+            card_name=self._card_name,
+        )
+
+    def _card_name(self, card: Digest) -> str | None:
+        summary = CARDS.get(self.store, card)
+        return summary.name if summary is not None else None
 
     @property
     def known_client(self) -> RegistryClient | None:

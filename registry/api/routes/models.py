@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.auth import Caller
@@ -32,11 +33,15 @@ from registry.api.uploads import file_bytes, read_form, text_field
 from registry.core.address import parse_address
 from registry.core.digest import Digest, digest_bytes
 from registry.core.records import ModelRecord
-from registry.errors import NotFound
+from registry.errors import ChainUnavailable, InvalidInput, NotFound
 from registry.gate import refusal
+from registry.index import DEFAULT_LIMIT, MAX_LIMIT, Filters, PageQuery
 from registry.services import register_with_card, revoke
 
 router = APIRouter(prefix="/models", tags=["models"])
+
+LIST_CATCH_UP_S = 1.0  # a list waits at most this for the index to read new blocks
+MAX_NAME_FILTER = 200
 
 
 def not_registered(digest: Digest) -> NotFound:
@@ -56,14 +61,28 @@ def not_stored(digest: Digest) -> NotFound:
     )
 
 
+class ModelPageOut(ModelListOut):
+    """One page of the catalogue (``count``: records on this page)."""
+
+    next: str | None = Field(
+        default=None, description="the next page's link; absent on the last page"
+    )
+    indexed_to_block: int | None = Field(
+        description="the newest block the answer knows of: how fresh it is when the chain "
+        "could not be asked (null: nothing indexed yet)"
+    )
+
+
 @router.get(
     "",
-    response_model=ModelListOut,
-    summary="List registered checkpoints",
+    response_model=ModelPageOut,
+    response_model_exclude_unset=True,
+    summary="List registered checkpoints, a page at a time",
     responses=responses(400, 401, 422, 502, 503),
     openapi_extra=KEY_OPTIONAL,
 )
 def list_models(
+    request: Request,
     services: ServicesDep,
     caller: Reader,
     registrant: Annotated[
@@ -72,14 +91,73 @@ def list_models(
     valid: Annotated[
         bool | None, Query(description="true: only valid ones; false: only revoked ones")
     ] = None,
+    parent: Annotated[
+        str | None, Query(description="only versions derived from this digest")
+    ] = None,
+    min_accuracy_bps: Annotated[
+        int | None, Query(description="only those anchored with at least this accuracy")
+    ] = None,
+    name: Annotated[
+        str | None,
+        Query(
+            description="only those whose model card (held by this service when it was "
+            "indexed) has a name containing this, in any case"
+        ),
+    ] = None,
+    limit: Annotated[int, Query(description=f"records per page, 1 to {MAX_LIMIT}")] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(description="from the `next` link of the page before")
+    ] = None,
 ) -> Any:
-    if registrant is not None:
-        registrant = parse_address(registrant, "registrant")
-    records = services.client().list_models(registrant=registrant, valid=valid)
-    models = [
-        {**r.to_dict(), "stored": services.store.has(r.digest.hex, "checkpoint")} for r in records
-    ]
-    return {"count": len(models), "models": models}
+    """Read from the service's index of the chain's events, in registration order (block, then
+    log index), after a catch-up of at most a second. If the chain cannot be asked the index
+    answers as it is; ``indexed_to_block`` says how fresh that is. A verdict never comes from
+    here: /verify and predict read the chain."""
+    filters = Filters(
+        registrant=parse_address(registrant, "registrant") if registrant is not None else None,
+        valid=valid,
+        parent=Digest.parse(parent) if parent is not None else None,
+        min_accuracy_bps=_accuracy(min_accuracy_bps),
+        name=_name(name),
+    )
+    query = PageQuery.parse(filters, limit, cursor)
+    try:
+        services.index.catch_up(budget_s=LIST_CATCH_UP_S)
+    except ChainUnavailable:
+        if services.index.indexed_to is None:
+            raise  # nothing indexed yet: no answer at all
+    page = services.index.page(query)
+    body: dict[str, Any] = {
+        "count": len(page.records),
+        "models": [
+            {**r.to_dict(), "stored": services.store.has(r.digest.hex, "checkpoint")}
+            for r in page.records
+        ],
+        "indexed_to_block": page.indexed_to_block,
+    }
+    if page.next_cursor is not None:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        body["next"] = f"{request.url.path}?{urlencode([*params, ('cursor', page.next_cursor)])}"
+    return body
+
+
+def _accuracy(value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= 10_000:
+        raise InvalidInput(
+            f"min_accuracy_bps {value} is out of range: basis points run from 0 to 10000 "
+            "(9731 = 97.31 %)",
+            min_accuracy_bps=value,
+        )
+    return value
+
+
+def _name(value: str | None) -> str | None:
+    if value is not None and not 1 <= len(value) <= MAX_NAME_FILTER:
+        raise InvalidInput(
+            f"name filter of {len(value)} characters: give 1 to {MAX_NAME_FILTER}",
+            name=value[:MAX_NAME_FILTER],
+        )
+    return value
 
 
 @router.get(
