@@ -27,6 +27,7 @@ from typing import Any
 from registry.chain.abi import RegisteredEvent, RevokedEvent, to_bytes
 from registry.chain.client import RegistryClient
 from registry.core.digest import Digest
+from registry.core.endpoint import MEMORY
 from registry.errors import ChainError, RegistryError
 from registry.index.database import SCHEMA_VERSION, IndexBusy, IndexDatabase
 from registry.index.pages import Page, PageQuery
@@ -159,7 +160,8 @@ def _block_hash(client: RegistryClient, number: int) -> bytes | None:
     A raw request: web3's block formatting costs more than the request, and its "no such
     block" exception would be one more web3 error to translate outside ``registry.chain.rpc``.
     """
-    params: Any = [hex(number), False]
+    # eth-tester's provider takes the number as it is; a node, as JSON-RPC's hex quantity.
+    params: Any = [number if client.endpoint == MEMORY else hex(number), False]
     response = client.rpc.run(
         lambda: client.w3.provider.make_request("eth_getBlockByNumber", params)  # type: ignore[arg-type]
     )
