@@ -45,6 +45,7 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     ├── NotFound
     ├── PullFailed                   no source gave a registered checkpoint's bytes (registry.pull)
     ├── StoreError
+    │   └── StoreUnavailable         cannot tell: bucket unreachable, access denied (core.store_s3)
     ├── AuditLogCorrupt
     └── AuditLogUnavailable          an entry could not be written or flushed to disk
 """
@@ -317,6 +318,40 @@ class PullFailed(RegistryError):
 
 class StoreError(RegistryError):
     code = "store_error"
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be asked (unreachable, timed out, access denied, no such bucket).
+
+    Like ``ChainUnavailable``, "can't tell", not "no": nothing is read from or written to the store
+    until it answers. ``endpoint`` is shown as ``redact_endpoint`` shows it, never with
+    credentials; ``digest`` and ``kind`` name the object asked for, where there was one.
+    """
+
+    code = "store_unavailable"
+
+    def __init__(
+        self,
+        store: str,
+        endpoint: str,
+        problem: str,
+        *,
+        advice: str,
+        digest: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        what = f"{kind} sha256:{digest[:12]}… in " if digest and kind else ""
+        super().__init__(
+            f"could not reach {what}the store {store} at {endpoint} ({problem}); nothing is read "
+            f"from or written to it until it answers. {advice}",
+            store=store,
+            endpoint=endpoint,
+            problem=problem,
+            digest=digest,
+            kind=kind,
+        )
+        self.store, self.endpoint, self.problem = store, endpoint, problem
+        self.digest, self.kind = digest, kind
 
 
 class AuditLogCorrupt(RegistryError):

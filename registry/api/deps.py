@@ -29,7 +29,7 @@ from registry.core.audit_refusals import RefusalCounter
 from registry.core.digest import Digest
 from registry.core.policy import Policy
 from registry.core.records import Verdict
-from registry.core.store import FileStore
+from registry.core.stores import open_store
 from registry.errors import RegistryError
 from registry.gate import CheckedDigests, Gate
 from registry.index import ChainIndex, index_path
@@ -48,7 +48,7 @@ class Services:
         self.keys = KeyRing.parse(
             settings.api_keys.get_secret_value() if settings.api_keys else None
         )
-        self.store = FileStore(settings.data_dir / "store")
+        self.store = open_store(settings)  # the folder, or an s3:// bucket (no I/O yet)
         # The key that keys the log's chain: created on first start, refused if others can
         # read it (ConfigurationError, so the service does not start).
         audit_key = load_key(key_path(settings.audit_key_file, settings.data_dir), create=True)

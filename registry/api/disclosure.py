@@ -20,6 +20,7 @@ from registry.errors import (
     NotFound,
     RegistryError,
     StoreError,
+    StoreUnavailable,
 )
 
 log = logging.getLogger("registry.api")
@@ -41,6 +42,7 @@ def public_error(exc: RegistryError) -> dict[str, Any]:
 # Per class, the fields that identify the client's object and hold nothing of the server's.
 _PUBLIC_DETAILS: dict[type[RegistryError], tuple[str, ...]] = {
     StoreError: ("digest", "kind", "actual"),
+    StoreUnavailable: ("digest", "kind", "endpoint"),
     NotFound: ("digest", "kind", "stored"),
     AuditLogCorrupt: ("line",),
     AuditLogUnavailable: (),
@@ -51,6 +53,12 @@ _PUBLIC_DETAILS: dict[type[RegistryError], tuple[str, ...]] = {
 def _public_message(exc: RegistryError) -> str | None:
     """The client's message for an error whose own message may name server paths; else None."""
     details = exc.details
+    if isinstance(exc, StoreUnavailable):
+        # The endpoint as a chain error shows its node (scheme://host:port); not the bucket.
+        return (
+            f"this service cannot reach its checkpoint store at {exc.endpoint} right now, so it "
+            f"cannot load the {exc.kind or 'object'}; {_SEE_LOG}. Try again later"
+        )
     if isinstance(exc, StoreError):
         kind, digest = details.get("kind", "object"), str(details.get("digest", ""))
         if "actual" in details:

@@ -27,6 +27,7 @@ match wins, so a subclass listed before its base can get its own status.
     AuditLogCorrupt, AuditLogUnavailable   503  nothing is served that cannot be recorded
     DeadlineExceeded                       503  a request over REGISTRY_REQUEST_DEADLINE_S;
                                                 Retry-After, like every 503
+    StoreUnavailable                       503  the S3 store is unreachable or refuses access
     PullFailed                             502  no source gave the checkpoint's bytes
     other ChainError (TransactionFailed)   502
     ConfigurationError, StoreError         500  the service is misconfigured or its disk is bad
@@ -80,6 +81,7 @@ from registry.errors import (
     RequestTimeout,
     SpecError,
     StoreError,
+    StoreUnavailable,
     Unauthenticated,
     WrongChain,
 )
@@ -109,6 +111,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (AuditLogCorrupt, 503),
     (AuditLogUnavailable, 503),
     (DeadlineExceeded, 503),
+    (StoreUnavailable, 503),
     (PullFailed, 502),
     (ChainError, 502),
     (ConfigurationError, 500),
@@ -234,7 +237,8 @@ _DESCRIPTIONS = {
     502: "The chain answered unexpectedly (`transaction_failed`, `chain_error`)",
     503: "The chain cannot be asked, is the wrong chain or holds the wrong contract: nothing is "
     "verified and no inference runs (`chain_unavailable`, `wrong_chain`, `contract_mismatch`); "
-    "or the request was not processed within the service's deadline (`deadline_exceeded`). "
+    "or the request was not processed within the service's deadline (`deadline_exceeded`); "
+    "or the checkpoint store cannot be reached (`store_unavailable`). "
     "Retry after the Retry-After header's seconds",
 }
 

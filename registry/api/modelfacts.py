@@ -103,9 +103,9 @@ class CardSummaries:
             if known is not None:
                 self._known.move_to_end(card.hex)
                 return known
-        if not store.has(card.hex, "card"):
-            return None
         try:
+            if not store.has(card.hex, "card"):
+                return None
             summary = summarise_card(json.loads(store.get(card.hex, "card")))
         except NotFound:
             return None  # removed since has(): as if never held

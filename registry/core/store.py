@@ -7,7 +7,8 @@ hex digits fan the directory out), are written atomically, made read-only, and n
 Every read re-hashes the bytes, so bit rot or tampering on disk surfaces as ``StoreError`` instead
 of flowing into the inference gate.
 
-``CheckpointStore`` is the seam: an S3 or IPFS backend only has to provide the same three methods.
+``CheckpointStore`` is the seam: ``store_s3.S3Store`` keeps the same contract in a bucket several
+services share, and ``stores.open_store`` picks the one the settings name.
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ class CheckpointStore(Protocol):
         ...
 
 
-def _check_kind(kind: str) -> None:
+def check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown object kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
-def _check_digest(digest_hex: object) -> None:
+def check_digest(digest_hex: object) -> None:
     # Exactly what put() returns; anything else (upper case, prefixes, "..", separators) is
     # refused before it comes anywhere near a path.
     if not isinstance(digest_hex, str) or HEX64.fullmatch(digest_hex) is None:
@@ -57,7 +58,7 @@ def _check_digest(digest_hex: object) -> None:
         )
 
 
-def _sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -71,15 +72,15 @@ class FileStore:
         return f"FileStore({str(self._root)!r})"
 
     def _path(self, digest_hex: str, kind: str) -> Path:
-        _check_kind(kind)
-        _check_digest(digest_hex)
+        check_kind(kind)
+        check_digest(digest_hex)
         return self._root / kind / digest_hex[:2] / digest_hex[2:]
 
     def put(self, data: bytes, kind: Kind) -> str:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"put() stores bytes, not {type(data).__name__}")
         data = bytes(data)
-        digest = _sha256_hex(data)
+        digest = sha256_hex(data)
         target = self._path(digest, kind)
         if target.exists():
             self._check_existing(target, digest, kind)
@@ -117,7 +118,7 @@ class FileStore:
                 digest=digest_hex,
                 kind=kind,
             ) from exc
-        actual = _sha256_hex(data)
+        actual = sha256_hex(data)
         if actual != digest_hex:
             raise _corrupted(kind, digest_hex, actual, path)
         return data
@@ -127,7 +128,7 @@ class FileStore:
 
     def _check_existing(self, path: Path, digest: str, kind: str) -> None:
         try:
-            actual = _sha256_hex(path.read_bytes())
+            actual = sha256_hex(path.read_bytes())
         except OSError as exc:
             raise StoreError(
                 f"{kind} sha256:{digest[:12]}… exists at {path} but cannot be read: {exc}",

@@ -3,6 +3,7 @@ And ``GET /policy``: what "accepts" means here, for a page or script before any 
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,7 +18,10 @@ from registry.api.schemas import PolicyOut, VerdictOut
 from registry.api.uploads import body_or_file
 from registry.core.digest import Digest, digest_bytes
 from registry.core.records import Verdict
+from registry.core.store import FileStore
+from registry.errors import StoreUnavailable
 
+log = logging.getLogger("registry.api")
 router = APIRouter(tags=["verification"])
 
 # Hashing blocks whatever thread runs it: up to this size (a LeNet checkpoint is ~180 KB, about
@@ -81,7 +85,12 @@ async def verify(
         if verdict is None or services.checked_headers.passed(digest) is None:
             verdict = await run_in_threadpool(_verdict, services, data, digest)
         entry.update(block=verdict.checked_block, outcome=verdict.reason)
-    stored = services.store.has(digest.hex, "checkpoint")
+    # A folder store answers with a stat, on the loop; a bucket's answer is a request, off it.
+    stored = (
+        _stored(services, digest)
+        if isinstance(services.store, FileStore)
+        else await run_in_threadpool(_stored, services, digest)
+    )
     if store and verdict.verified and not stored:
         await run_in_threadpool(import_bytes, services, caller, data, via="verify")
         stored = True
@@ -116,6 +125,16 @@ def _verdict(services: Services, data: bytes, digest: Digest) -> Verdict:
     verdict = services.gate().verdict(digest)
     _model(services, verdict)  # reads the card here, off the event loop, once per card
     return verdict
+
+
+def _stored(services: Services, digest: Digest) -> bool:
+    # A verdict is a chain read: a store that cannot be reached costs the answer its "stored"
+    # (false: /predict could not load the bytes now), never the answer itself.
+    try:
+        return services.store.has(digest.hex, "checkpoint")
+    except StoreUnavailable as exc:
+        log.warning("verify answers stored=false: %s", exc.message)
+        return False
 
 
 def _model(services: Services, verdict: Verdict) -> dict[str, Any]:
