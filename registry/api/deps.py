@@ -67,7 +67,7 @@ class Services:
         # the lifespan's poller and before each list. Never asked for a verdict.
         self.index = ChainIndex(
             index_path(settings.data_dir),
-            self.client,
+            lambda: self.client(),  # looked up per call, as a route does
             confirmations=settings.confirmations,
             card_name=self._card_name,
         )
