@@ -23,6 +23,8 @@ from registry.core.digest import Digest, digest_file, read_regular_file
 from registry.core.records import RevocationReason, Verdict
 from registry.errors import InvalidInput
 
+LIST_CATCH_UP_S = 60.0  # `registry list` lets the index read this long before answering
+
 
 def cmd_hash(args: argparse.Namespace, out: Output) -> int:
     digest = digest_file(args.file)
@@ -214,22 +216,82 @@ def _add_history(add: AddCommand) -> None:
 
 
 def cmd_list(args: argparse.Namespace, out: Output) -> int:
-    valid = True if args.valid else False if args.revoked else None
-    records = client_for(args).list_models(registrant=args.registrant, valid=valid)
+    """From the service's event index when ``<data_dir>/index.sqlite3`` exists (caught up
+    first), else straight from the chain, a page at a time; every page unless --limit or
+    --cursor asks for one."""
+    from registry.core.address import parse_address
+    from registry.index import (
+        MAX_LIMIT,
+        ChainIndex,
+        Filters,
+        Page,
+        PageQuery,
+        chain_page,
+        index_path,
+    )
+
+    settings = settings_for(args)
+    client = client_for(args)
+    filters = Filters(
+        registrant=parse_address(args.registrant, "--registrant") if args.registrant else None,
+        valid=True if args.valid else False if args.revoked else None,
+        parent=Digest.parse(args.parent) if args.parent else None,
+        min_accuracy_bps=args.min_accuracy_bps,
+    )
+    one_page = args.limit is not None or args.cursor is not None
+    query = PageQuery.parse(filters, args.limit or MAX_LIMIT, args.cursor)
+    path = index_path(settings.data_dir)
+
+    def read(q: PageQuery) -> Page:
+        return index.page(q) if index is not None else chain_page(client, q)
+
+    index = None
+    if path.exists():
+        index = ChainIndex(path, lambda: client, confirmations=settings.confirmations)
+        index.catch_up(budget_s=LIST_CATCH_UP_S)
+    page = read(query)
+    records = list(page.records)
+    while not one_page and page.next_cursor is not None:
+        page = read(PageQuery.parse(filters, MAX_LIMIT, page.next_cursor))
+        records.extend(page.records)
     lines = [
         f"{r.digest}  {'valid  ' if r.valid else 'revoked'}  {r.accuracy_percent:6.2f} %  {r.registrant}"
         for r in records
     ]
-    out.result([r.to_dict() for r in records], "\n".join(lines) or "no models")
+    if not one_page:
+        out.result([r.to_dict() for r in records], "\n".join(lines) or "no models")
+        return EXIT_OK
+    if page.next_cursor is not None:
+        lines.append(f"more: registry list --cursor {page.next_cursor} (same filters)")
+    data = {
+        "models": [r.to_dict() for r in records],
+        "next_cursor": page.next_cursor,
+        "indexed_to_block": page.indexed_to_block,
+    }
+    out.result(data, "\n".join(lines) or "no models")
     return EXIT_OK
 
 
 def _add_list(add: AddCommand) -> None:
-    p = add("list", cmd_list, "list registered checkpoints")
+    p = add(
+        "list",
+        cmd_list,
+        "list registered checkpoints, in registration order (from the service's event index "
+        "in the data dir when there is one)",
+    )
     p.add_argument("--registrant", help="only those registered by this address")
     state = p.add_mutually_exclusive_group()
     state.add_argument("--valid", action="store_true", help="only valid ones")
     state.add_argument("--revoked", action="store_true", help="only revoked ones")
+    p.add_argument("--parent", help="only versions derived from this digest")
+    p.add_argument("--min-accuracy-bps", type=int, help="only those with at least this accuracy")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="one page of at most this many (1-500; default: every record, page by page); "
+        "--json then gives {models, next_cursor, indexed_to_block}",
+    )
+    p.add_argument("--cursor", help="the page after the one that printed this cursor")
 
 
 def add_commands(add: AddCommand) -> None:

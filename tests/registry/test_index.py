@@ -6,6 +6,7 @@ chain's own storage holds (``list_models``: one lookup per record), field for fi
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -308,3 +309,47 @@ def test_a_second_writer_waits_or_gives_up_without_reading(anvil: Backend, tmp_p
         holder.close()
     assert index.catch_up(budget_s=30) == anvil.client.head()
     assert len(other.page(Filters(), None, 10)) == 1
+
+
+def test_registry_list_pages_from_the_index_or_the_chain_alike(
+    anvil: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from registry.cli.main import main
+
+    monkeypatch.setenv("REGISTRY_RPC_URL", anvil.endpoint)
+    monkeypatch.setenv("REGISTRY_CONTRACT_ADDRESS", anvil.client.address)
+    monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path))
+    for n in range(5):
+        anvil.client.register(request(f"listed {n}"))
+    anvil.client.revoke(digest("listed 3"), RevocationReason.OTHER)
+
+    def pages(*extra: str) -> list[str]:
+        seen: list[str] = []
+        cursor: list[str] = []
+        while True:
+            assert main(["--json", "list", "--limit", "2", *cursor, *extra]) == 0
+            page = json.loads(capsys.readouterr().out)
+            assert len(page["models"]) <= 2
+            seen.extend(m["digest"] for m in page["models"])
+            if page["next_cursor"] is None:
+                return seen
+            cursor = ["--cursor", page["next_cursor"]]
+
+    def everything(*extra: str) -> list[str]:
+        assert main(["--json", "list", *extra]) == 0
+        return [m["digest"] for m in json.loads(capsys.readouterr().out)]
+
+    truth = [r["digest"] for r in chain_truth(anvil)]
+    valid = [d for d in truth if d != str(digest("listed 3"))]
+    from_chain = (pages(), pages("--valid"), everything(), everything("--revoked"))
+    assert from_chain == (truth, valid, truth, [str(digest("listed 3"))])
+    assert not (tmp_path / "index.sqlite3").exists()  # the chain path creates no index
+
+    make_index(anvil, tmp_path).catch_up(budget_s=30)  # what a service on this data dir does
+    anvil.client.register(request("after the service stopped"))
+    truth.append(str(digest("after the service stopped")))
+    valid.append(truth[-1])
+    from_index = (pages(), pages("--valid"), everything(), everything("--revoked"))
+    assert from_index == (truth, valid, truth, [str(digest("listed 3"))])
+    assert main(["list", "--limit", "501"]) == 2
+    assert "501" in capsys.readouterr().err
