@@ -30,6 +30,7 @@ from registry.core.digest import Digest
 from registry.core.endpoint import MEMORY
 from registry.errors import ChainError, RegistryError
 from registry.index.database import SCHEMA_VERSION, IndexBusy, IndexDatabase
+from registry.index.logs import Decoder, read_logs
 from registry.index.pages import Page, PageQuery
 
 log = logging.getLogger("registry.index")
@@ -113,13 +114,12 @@ class ChainIndex:
             return True
         start, end = indexed_to + 1, min(indexed_to + RANGE_BLOCKS, target)
         before = _block_hash(client, end)
-        logs = client.events.logs(
-            [[client.abi.registered_topic, client.abi.revoked_topic]], start, end
-        )
+        logs = read_logs(client, start, end)
+        decoder = Decoder(client)
         events: list[tuple[RegisteredEvent | RevokedEvent, str | None]] = []
         hashes: dict[int, bytes] = {}
-        for entry in sorted(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"]))):
-            event = client.abi.decode_event(entry)
+        for entry in logs:
+            event = decoder.decode(entry)
             if event is None:
                 continue
             hashes[event.block_number] = to_bytes(entry["blockHash"])
@@ -127,6 +127,7 @@ class ChainIndex:
             if isinstance(event, RegisteredEvent) and self.card_name is not None:
                 name = self.card_name(event.card_digest)
             events.append((event, name))
+        events.sort(key=lambda pair: (pair[0].block_number, pair[0].log_index))  # chain order
         # Last: the range is kept only if its last block is the same after all the reading.
         after = _block_hash(client, end)
         if before is None or before != after:

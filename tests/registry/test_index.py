@@ -353,3 +353,17 @@ def test_registry_list_pages_from_the_index_or_the_chain_alike(
     assert from_index == (truth, valid, truth, [str(digest("listed 3"))])
     assert main(["list", "--limit", "501"]) == 2
     assert "501" in capsys.readouterr().err
+
+
+def test_the_fast_decoder_gives_what_the_abi_decoder_gives(anvil: Backend) -> None:
+    from registry.index.logs import Decoder, read_logs
+
+    anvil.client.register(request("decoded"))
+    anvil.client.register(request("decoded child", parent=digest("decoded")))
+    anvil.client.revoke(digest("decoded"), RevocationReason.SUPERSEDED, digest("decoded child"))
+    reader = anvil.reader()
+    raw = read_logs(reader, 0, reader.head())
+    formatted = reader.events.logs([[reader.abi.registered_topic, reader.abi.revoked_topic]], 0)
+    fast = [Decoder(reader).decode(entry) for entry in raw]
+    assert len(fast) == len(formatted) >= 3
+    assert fast == [reader.abi.decode_event(entry) for entry in formatted]
