@@ -43,6 +43,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             "REGISTRY_API_KEYS": API_KEYS,
             "REGISTRY_VALIDITY_TTL_S": "1.0",
             "REGISTRY_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            # A worker's first predict loads torch and the model: on a loaded machine that can
+            # outlast the default deadline, which this module does not test.
+            "REGISTRY_REQUEST_DEADLINE_S": "120",
         }
         log_path = root / "server.log"
         with devnet.start_service(env, workers=WORKERS, log_path=log_path) as service:
@@ -57,7 +60,8 @@ def _audit(path: Path) -> list[dict[str, Any]]:
 
 def _predict(base: str, digest: str) -> int:
     # A fresh connection each time, so the kernel may hand it to either worker.
-    with httpx.Client(timeout=10, headers={"Connection": "close"}) as http:
+    # The timeout guards against a hang, not a slow machine.
+    with httpx.Client(timeout=120, headers={"Connection": "close"}) as http:
         files = [("images", ("x.png", png()))]
         return http.post(f"{base}/models/{digest}/predict", files=files).status_code
 
