@@ -18,13 +18,22 @@ What a source string means:
 * an http(s) URL whose path ends with ``/``: a folder; the file is ``<url><hex>.safetensors``.
 * any other http(s) URL: the checkpoint file itself.
 * a local path: the file itself, or a folder holding ``<hex>.safetensors``.
-* ``s3://``: not read by this module (a store backend's job); refused with a sentence.
+* ``s3://bucket/key``: the object itself; ``s3://bucket/prefix/`` (ending with ``/``) a folder
+  holding ``<hex>.safetensors``. Read through boto3 as ``registry.core.store_s3`` reaches a
+  bucket: ``REGISTRY_S3_ENDPOINT_URL`` (checked the same way), credentials the boto3 way
+  (``AWS_*`` variables or the AWS config files), explicit connect and read timeouts within
+  ``pull_timeout_s``, the size cap checked before and while reading. Errors name the bucket, the
+  key and the endpoint without credentials.
 
 Server-side request forgery: the HTTP API lets callers name sources, so there a ``HostGuard``
 refuses every address that is not global (loopback, private, link-local, shared, reserved), by
 what the host name resolves to and again at every redirect, unless the source's scheme, host and
 port are those of a mirror the operator configured (``REGISTRY_MIRRORS``); local paths and
-non-http schemes are refused there too. The check resolves the name before the connection does,
+other schemes are refused there too. An ``s3://`` source is read with the service's own
+credentials, which may reach buckets the caller could never read: a caller naming any bucket would
+turn the service into a reader of them (and tell by the answer whether a key exists), so a caller
+may name only an ``s3://`` source inside a configured ``s3://`` mirror (same bucket, under its
+prefix). The check resolves the name before the connection does,
 so a DNS server that answers differently the second time could still steer one request; the
 bytes would still have to hash to an anchored digest to be kept.
 
@@ -52,6 +61,7 @@ import urllib3.exceptions
 from registry.core.digest import Digest
 from registry.core.store import CheckpointStore
 from registry.errors import InvalidInput, PullFailed
+from registry.pull_s3 import S3ReadFailed, read_s3
 from registry.services import ImportResult, VerdictOf, import_checkpoint, importable
 
 MAX_REDIRECTS = 5
@@ -108,15 +118,38 @@ class HostGuard:
     refused outright: a caller of the HTTP API must not make the server read its own files."""
 
     def __init__(self, mirrors: Iterable[str] = ()) -> None:
+        mirrors = list(mirrors)
         self.allowed = {_origin(m) for m in mirrors if _is_http(m)}
+        self.buckets = [_s3_parts(m) for m in mirrors if _is_s3(m)]
 
     def check_source(self, source: str) -> None:
+        if _is_s3(source):
+            if not self._inside_s3_mirror(source):
+                raise InvalidInput(
+                    f"the source {shown(source)!r} is an s3:// location outside the configured "
+                    "mirrors; this service reads buckets with its own credentials, so callers may "
+                    "name only s3:// sources inside an s3:// mirror of REGISTRY_MIRRORS",
+                    source=shown(source),
+                )
+            return
         if not _is_http(source):
             raise InvalidInput(
                 f"the source {shown(source)!r} is not an http(s) URL; this service fetches only "
                 "http(s) sources for callers (paths and other schemes are for `registry pull`)",
                 source=shown(source),
             )
+
+    def _inside_s3_mirror(self, source: str) -> bool:
+        bucket, key = _s3_parts(source)
+        if any(part in (".", "..") for part in key.split("/")):
+            return False  # some S3-compatible servers resolve dot segments: never let one climb
+        for mirror_bucket, prefix in self.buckets:
+            if bucket != mirror_bucket:
+                continue
+            folder = prefix.rstrip("/")
+            if not folder or key == folder or key.startswith(folder + "/"):
+                return True
+        return False
 
     def check_url(self, url: str) -> None:
         """Raise ``_SourceFailed('address_refused')`` for a URL this service must not reach."""
@@ -148,6 +181,16 @@ def _is_http(source: str) -> bool:
     return urlsplit(source).scheme.lower().removeprefix(REGISTRY_PREFIX) in HTTP_SCHEMES
 
 
+def _is_s3(source: str) -> bool:
+    return urlsplit(source).scheme.lower() == "s3"
+
+
+def _s3_parts(source: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key), the key without its leading slash."""
+    parts = urlsplit(source)
+    return parts.netloc, parts.path.removeprefix("/")
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower().removeprefix(REGISTRY_PREFIX)
@@ -171,14 +214,11 @@ def location(source: str, digest: Digest) -> str:
     if scheme in HTTP_SCHEMES:
         return source + f"{digest.hex}.safetensors" if parts.path.endswith("/") else source
     if scheme == "s3":
-        raise _SourceFailed(
-            "unsupported",
-            "s3:// sources are not read by `registry pull` yet; copy the object to a folder or "
-            "an http(s) URL",
-        )
+        return source + f"{digest.hex}.safetensors" if source.endswith("/") else source
     if len(scheme) > 1 and "://" in source:
         raise _SourceFailed(
-            "unsupported", f"the scheme {scheme!r} is not one this registry reads (http, https)"
+            "unsupported",
+            f"the scheme {scheme!r} is not one this registry reads (http, https, s3)",
         )
     path = Path(source).expanduser()
     return str(path / f"{digest.hex}.safetensors") if path.is_dir() else str(path)
@@ -195,14 +235,21 @@ def fetch(
     timeout_s: float,
     guard: HostGuard | None = None,
     session: requests.Session | None = None,
+    s3_endpoint_url: str | None = None,
 ) -> bytes:
-    """The bytes ``source`` holds for ``digest``, checked against it; ``_SourceFailed`` else."""
+    """The bytes ``source`` holds for ``digest``, checked against it; ``_SourceFailed`` else.
+    ``s3_endpoint_url``: the S3 API that ``s3://`` sources are read from (None: AWS)."""
     if guard is not None:
         guard.check_source(source)
     where = location(source, digest)
     deadline = time.monotonic() + timeout_s
     if _is_http(where):
         data = _fetch_http(where, max_bytes, timeout_s, deadline, guard, session)
+    elif _is_s3(where):
+        try:
+            data = read_s3(where, max_bytes, timeout_s, s3_endpoint_url)
+        except S3ReadFailed as failure:
+            raise _SourceFailed(failure.problem, failure.message, **failure.details) from None
     else:
         data = _read_path(Path(where), max_bytes)
     actual = hashlib.sha256(data).hexdigest()
@@ -363,6 +410,7 @@ def pull(
     max_bytes: int,
     timeout_s: float,
     guard: HostGuard | None = None,
+    s3_endpoint_url: str | None = None,
 ) -> PullResult:
     """Fetch ``digest`` from the first of ``sources`` that gives its bytes, and import them.
 
@@ -393,7 +441,14 @@ def pull(
     attempts: list[dict[str, Any]] = []
     for source in sources:
         try:
-            data = fetch(wanted, source, max_bytes=max_bytes, timeout_s=timeout_s, guard=guard)
+            data = fetch(
+                wanted,
+                source,
+                max_bytes=max_bytes,
+                timeout_s=timeout_s,
+                guard=guard,
+                s3_endpoint_url=s3_endpoint_url,
+            )
         except _SourceFailed as failure:
             attempts.append(
                 {
@@ -455,6 +510,7 @@ def pull_through(
     max_bytes: int,
     timeout_s: float,
     locks: DigestLocks = PULL_THROUGH_LOCKS,
+    s3_endpoint_url: str | None = None,
 ) -> PullResult | None:
     """Pull ``digest`` from ``mirrors`` unless it is stored; None when it already was (or got
     stored by a concurrent caller while this one waited). Configured mirrors are the operator's
@@ -470,6 +526,7 @@ def pull_through(
             store=store,
             max_bytes=max_bytes,
             timeout_s=timeout_s,
+            s3_endpoint_url=s3_endpoint_url,
         )
 
     if store.has(digest.hex, "checkpoint"):

@@ -5,7 +5,7 @@ its bytes from any copy: each source is read with the service's size cap and tim
 are kept in the local store the service uses (``<data_dir>/store``) only when they hash to the
 digest, which is registered and valid under the clinic's policy, and pass the format check. On
 the command line every source kind is accepted (another registry service, an http(s) folder or
-file, a local file or folder; ``registry.pull`` says how each is read): the operator names them.
+file, an s3:// object or folder, a local file or folder; ``registry.pull`` says how each is read): the operator names them.
 Base install only: no torch, no web framework.
 """
 
@@ -35,6 +35,7 @@ def cmd_pull(args: argparse.Namespace, out: Output) -> int:
         store=FileStore(settings.data_dir / "store"),
         max_bytes=settings.max_upload_bytes,
         timeout_s=settings.pull_timeout_s,
+        s3_endpoint_url=settings.s3_endpoint_url,
     )
     if result.source is None:
         human = f"{wanted} is already in the store; nothing was fetched"
@@ -59,7 +60,8 @@ def add_commands(add: AddCommand) -> None:
         action="append",
         default=[],
         metavar="SOURCE",
-        help="a registry service's base URL (https://host/), an http(s) folder ending in / "
-        "(holding <hex>.safetensors), a file URL, or a local file or folder; repeat to try "
+        help="a registry service's base URL (https://host/), an http(s) or s3:// folder ending "
+        "in / (holding <hex>.safetensors), a file URL, s3://bucket/key, or a local file or "
+        "folder; repeat to try "
         "several in order (default: REGISTRY_MIRRORS)",
     )

@@ -230,3 +230,140 @@ def test_cli_pull_stores_into_the_service_store_from_the_first_right_source(
     )
     assert code == 1
     assert "is registered on this chain" in capsys.readouterr().err
+
+
+# --- s3:// sources, against a real S3 API on loopback (moto's server mode) ---------------------
+
+S3_SECRET = "s3cr3t-never-shown-in-a-pull-message"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Any:
+    pytest.importorskip("boto3", reason="s3:// sources need the [s3] extra")
+    moto_server = pytest.importorskip("moto.server", reason="needs moto[server] ([dev])")
+    from registry.devnet import free_port
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """A fresh bucket on the loopback server, dummy credentials and no user's AWS files."""
+    import uuid
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-access-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    raw = boto3.session.Session().client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    raw.create_bucket(Bucket=name)
+    return name, raw
+
+
+def test_an_s3_object_or_folder_is_a_source_read_through_the_configured_endpoint(
+    memory: Any, tmp_path: Path, checkpoint: bytes, s3_endpoint: str, s3_bucket: Any
+) -> None:
+    digest = _register(memory, checkpoint)
+    bucket, raw = s3_bucket
+    raw.put_object(Bucket=bucket, Key="hub/lenet.safetensors", Body=checkpoint)
+    raw.put_object(Bucket=bucket, Key=f"site/{digest.hex}.safetensors", Body=checkpoint)
+    source = f"s3://{bucket}/hub/lenet.safetensors"
+    result = _pull(memory, tmp_path / "a", digest, [source], s3_endpoint_url=s3_endpoint)
+    assert result.source == source and result.import_result.imported
+    assert FileStore(tmp_path / "a").get(digest.hex, "checkpoint") == checkpoint
+    folder = f"s3://{bucket}/site/"
+    result = _pull(memory, tmp_path / "b", digest, [folder], s3_endpoint_url=s3_endpoint)
+    assert result.source == folder
+    assert FileStore(tmp_path / "b").get(digest.hex, "checkpoint") == checkpoint
+
+
+@pytest.mark.parametrize(
+    ("case", "problem", "words"),
+    [
+        ("wrong", "wrong_digest", "hash to sha256:"),
+        ("missing", "not_found", "NoSuchKey"),
+        ("no-bucket", "not_found", "NoSuchBucket"),
+        ("too-large", "too_large", f"limit of {CAP} bytes"),
+        ("unreachable", "unreachable", "could not be reached"),
+    ],
+)
+def test_a_failing_s3_source_is_named_without_credentials_and_the_next_is_tried(
+    memory: Any,
+    tmp_path: Path,
+    checkpoint: bytes,
+    s3_endpoint: str,
+    s3_bucket: Any,
+    case: str,
+    problem: str,
+    words: str,
+) -> None:
+    from registry.devnet import free_port
+
+    digest = _register(memory, checkpoint)
+    bucket, raw = s3_bucket
+    raw.put_object(Bucket=bucket, Key="wrong", Body=b"not the checkpoint")
+    raw.put_object(Bucket=bucket, Key="too-large", Body=bytes(CAP + 1))
+    raw.put_object(Bucket=bucket, Key="good", Body=checkpoint)
+    endpoint = s3_endpoint
+    source = f"s3://{bucket}/{case}"
+    if case == "no-bucket":
+        source = f"s3://{bucket}-gone/good"
+    elif case == "unreachable":
+        endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    store = tmp_path / "store"
+    with pytest.raises(PullFailed) as failed:
+        _pull(memory, store, digest, [source], s3_endpoint_url=endpoint)
+    [attempt] = failed.value.attempts
+    assert attempt["source"] == source
+    assert attempt["problem"] == problem, attempt
+    assert words in attempt["message"]
+    if case != "wrong":
+        assert source.removeprefix("s3://").split("/")[0] in attempt["message"]
+    assert S3_SECRET not in str(failed.value.attempts) and "testing-access-key" not in str(
+        failed.value.attempts
+    )
+    assert stored_files(store) == []
+    if case == "unreachable":
+        return  # one endpoint per pull: the next source would be unreachable too
+    good = f"s3://{bucket}/good"
+    result = _pull(memory, store, digest, [source, good], s3_endpoint_url=endpoint)
+    assert result.source == good
+    assert [a["problem"] for a in result.attempts] == [problem]
+    assert FileStore(store).get(digest.hex, "checkpoint") == checkpoint
+
+
+def test_the_guard_takes_s3_sources_only_inside_a_configured_s3_mirror(
+    memory: Any, tmp_path: Path, checkpoint: bytes, s3_endpoint: str, s3_bucket: Any
+) -> None:
+    digest = _register(memory, checkpoint)
+    bucket, raw = s3_bucket
+    raw.put_object(Bucket=bucket, Key="shared/model", Body=checkpoint)
+    raw.put_object(Bucket=bucket, Key="private/model", Body=checkpoint)
+    guard = HostGuard([f"s3://{bucket}/shared/"])
+    refused = [
+        f"s3://{bucket}/private/model",  # the mirror's bucket, outside its prefix
+        f"s3://{bucket}/shared-not/model",  # a prefix that only starts alike
+        f"s3://{bucket}/shared/../private/model",  # climbing out of it
+        f"s3://{bucket}-other/shared/model",  # another bucket
+    ]
+    for source in refused:
+        with pytest.raises(InvalidInput) as error:
+            _pull(memory, tmp_path / "s", digest, [source], guard=guard)
+        assert "outside the configured mirrors" in error.value.message
+    with pytest.raises(InvalidInput):  # no s3 mirror: no caller-named bucket at all
+        _pull(memory, tmp_path / "s", digest, [f"s3://{bucket}/shared/model"], guard=HostGuard())
+    assert stored_files(tmp_path / "s") == []
+    source = f"s3://{bucket}/shared/model"
+    result = _pull(
+        memory, tmp_path / "s", digest, [source], guard=guard, s3_endpoint_url=s3_endpoint
+    )
+    assert result.source == source and result.import_result.imported

@@ -49,7 +49,8 @@ class PullIn(BaseModel):
         default_factory=list,
         max_length=MAX_SOURCES,
         description="http(s) URLs tried in order: a registry service's base URL, a folder "
-        "(ending in /, holding <hex>.safetensors) or the file; empty = the configured mirrors",
+        "(ending in /, holding <hex>.safetensors) or the file; s3:// only inside an s3:// mirror "
+        "(the service's credentials are not the caller's); empty = the configured mirrors",
     )
 
 
@@ -98,6 +99,7 @@ def pull_bytes(
                 max_bytes=settings.max_upload_bytes,
                 timeout_s=settings.pull_timeout_s,
                 guard=HostGuard(settings.mirrors) if sources else None,
+                s3_endpoint_url=settings.s3_endpoint_url,
             )
         else:
             result = pull_through(
@@ -107,6 +109,7 @@ def pull_bytes(
                 store=services.store,
                 max_bytes=settings.max_upload_bytes,
                 timeout_s=settings.pull_timeout_s,
+                s3_endpoint_url=settings.s3_endpoint_url,
             )
         imported = result is not None and result.import_result.imported
         entry.update(
