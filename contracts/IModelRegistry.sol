@@ -33,6 +33,28 @@ interface IModelRegistry {
         bytes32 replacement; // 0 = no replacement named
     }
 
+    /// @notice A batch as kept in storage: one slot. `registrant == address(0)` means "no such
+    /// batch" and `revocationReason == 0` means "not revoked". The leaf count and the manifest's
+    /// digest are in the `BatchRegistered` event, found through `registeredBlock`: no on-chain
+    /// check needs them, and a second slot would cost 22 100 gas per batch.
+    struct Batch {
+        address registrant;
+        uint40 registeredAt; // block timestamp of the registration
+        uint40 registeredBlock; // block holding the BatchRegistered event
+        uint8 revocationReason; // 0 = not revoked; codes documented at `revoke`
+    }
+
+    /// @notice One checkpoint of a batch: a leaf of its Merkle tree, hashed as OpenZeppelin's
+    /// StandardMerkleTree hashes `abi.encode(digest, accuracyBps, testSetDigest, cardDigest,
+    /// parent)`: keccak256(bytes.concat(keccak256(abi.encode(...)))). Fields as in `register`.
+    struct Leaf {
+        bytes32 digest;
+        uint16 accuracyBps;
+        bytes32 testSetDigest;
+        bytes32 cardDigest;
+        bytes32 parent; // 0 = first version; not checked on chain for a batched leaf
+    }
+
     // ----------------------------------------------------------------------------------------
     // Events
     // ----------------------------------------------------------------------------------------
@@ -65,6 +87,33 @@ interface IModelRegistry {
         bytes32 indexed digest,
         address indexed revoker,
         bytes32 indexed replacement,
+        uint8 reason,
+        uint40 revokedAt
+    );
+
+    /// @notice A Merkle root anchoring `count` checkpoints was registered.
+    /// @param root The root of the batch's StandardMerkleTree (leaves: see `Leaf`).
+    /// @param registrant The registrar that anchored it.
+    /// @param count The number of leaves, as the registrant declared it.
+    /// @param manifestDigest SHA-256 of the tree's standard-v1 JSON dump (the manifest).
+    /// @param registeredAt Block timestamp.
+    event BatchRegistered(
+        bytes32 indexed root,
+        address indexed registrant,
+        uint32 count,
+        bytes32 manifestDigest,
+        uint40 registeredAt
+    );
+
+    /// @notice A whole batch was revoked (one-way): none of its leaves is valid through it.
+    event BatchRevoked(bytes32 indexed root, address indexed revoker, uint8 reason, uint40 revokedAt);
+
+    /// @notice One checkpoint of batch `root` was revoked (one-way, in every batch and for
+    /// `register`).
+    event BatchLeafRevoked(
+        bytes32 indexed root,
+        bytes32 indexed digest,
+        address indexed revoker,
         uint8 reason,
         uint40 revokedAt
     );
@@ -116,6 +165,20 @@ interface IModelRegistry {
     /// @notice `account` may not revoke `digest`: it is neither a revoker nor its registrant.
     error ModelRegistryNotAllowedToRevoke(address account, bytes32 digest);
 
+    /// @notice A batch needs at least one leaf.
+    error ModelRegistryEmptyBatch();
+    /// @notice No batch with `root` is registered.
+    error ModelRegistryUnknownBatch(bytes32 root);
+    /// @notice A batch with `root` is already registered, by `registrant`.
+    error ModelRegistryBatchAlreadyRegistered(bytes32 root, address registrant);
+    /// @notice The proof does not show the leaf of `digest` under `root`.
+    error ModelRegistryInvalidProof(bytes32 root, bytes32 digest);
+    /// @notice Batch `root` was revoked, with reason code `reason`.
+    error ModelRegistryBatchRevoked(bytes32 root, uint8 reason);
+    /// @notice `account` may not revoke batch `root` or its leaves: it is neither a revoker nor
+    /// the batch's registrant.
+    error ModelRegistryNotAllowedToRevokeBatch(address account, bytes32 root);
+
     // ----------------------------------------------------------------------------------------
     // Writes
     // ----------------------------------------------------------------------------------------
@@ -140,6 +203,25 @@ interface IModelRegistry {
     /// 5 security compromise, 6 regulatory, 7 registered in error, 255 other. 0 is invalid.
     /// @param replacement A registered, unrevoked checkpoint to use instead; 0 = none.
     function revoke(bytes32 digest, uint8 reason, bytes32 replacement) external;
+
+    /// @notice Anchor a batch of checkpoints by the root of their Merkle tree. Registrar only.
+    /// A leaf is valid through the batch while the batch and the leaf's digest are unrevoked and
+    /// the digest has no single record: a single registration always wins over a batched leaf.
+    /// @param root Root of the StandardMerkleTree of the batch's leaves (non-zero, new).
+    /// @param count Number of leaves (non-zero); recorded in the event, not checked.
+    /// @param manifestDigest SHA-256 of the tree's standard-v1 dump (non-zero).
+    function registerBatch(bytes32 root, uint32 count, bytes32 manifestDigest) external;
+
+    /// @notice Revoke a whole batch, for good. A revoker or the batch's registrant only.
+    /// @param reason A revocation code as in `revoke`.
+    function revokeBatch(bytes32 root, uint8 reason) external;
+
+    /// @notice Revoke one checkpoint of a batch, for good: its digest is then valid in no batch
+    /// and can never be registered on its own. A revoker or the batch's registrant only; a
+    /// digest with a single record is revoked with `revoke` instead.
+    /// @param reason A revocation code as in `revoke`.
+    function revokeLeaf(bytes32 root, Leaf calldata leaf, bytes32[] calldata proof, uint8 reason)
+        external;
 
     /// @notice Give `account` a role. Admin only; granting a role already held is a no-op.
     function grantRole(Role role, address account) external;
@@ -184,6 +266,21 @@ interface IModelRegistry {
 
     /// @notice Whether `digest` is registered and not revoked.
     function isValid(bytes32 digest) external view returns (bool);
+
+    /// @notice The stored batch of `root` (all fields zero if none), the number of the block
+    /// whose state answered and the chain id.
+    function lookupBatch(bytes32 root)
+        external
+        view
+        returns (Batch memory batch, uint256 blockNumber, uint256 chainId);
+
+    /// @notice Whether `leaf` is valid through batch `root`: the batch is registered and not
+    /// revoked, `proof` (sorted-pair siblings, leaf to root) shows the leaf under `root`, the
+    /// leaf's fields are in range, its digest is not revoked and has no single record.
+    function isValidInBatch(bytes32 root, Leaf calldata leaf, bytes32[] calldata proof)
+        external
+        view
+        returns (bool);
 
     /// @notice Whether `account` holds `role`.
     function hasRole(Role role, address account) external view returns (bool);

@@ -186,6 +186,35 @@ class RevokedEvent:
         )
 
 
+@dataclass(frozen=True)
+class BatchRegisteredEvent:
+    """A ``BatchRegistered`` log: the root, who anchored it, its count and manifest digest."""
+
+    root: bytes
+    registrant: str
+    count: int
+    manifest_digest: Digest
+    registered_at: int
+    tx_hash: str
+    block_number: int
+
+    @classmethod
+    def from_log(cls, log: Mapping[str, Any]) -> BatchRegisteredEvent:
+        count, manifest, registered_at = abi_decode(
+            ["uint32", "bytes32", "uint40"], to_bytes(log["data"])
+        )
+        topics = log["topics"]
+        return cls(
+            root=to_bytes(topics[1]),
+            registrant=_topic_address(topics[2]),
+            count=int(count),
+            manifest_digest=Digest.from_bytes(manifest),
+            registered_at=int(registered_at),
+            tx_hash=to_hex(log["transactionHash"]),
+            block_number=int(log["blockNumber"]),
+        )
+
+
 class ContractAbi:
     """Selectors, types and event topics of one contract build, read from its ABI once."""
 
@@ -205,6 +234,9 @@ class ContractAbi:
         events = {e["name"]: e for e in entries if e["type"] == "event"}
         self.registered_topic = to_hex(event_abi_to_log_topic(events["ModelRegistered"]))  # type: ignore[arg-type]
         self.revoked_topic = to_hex(event_abi_to_log_topic(events["ModelRevoked"]))  # type: ignore[arg-type]
+        self.batch_registered_topic = to_hex(
+            event_abi_to_log_topic(events["BatchRegistered"])  # type: ignore[arg-type]
+        )
 
     def function(self, name: str) -> Function:
         try:

@@ -19,13 +19,20 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address as checksum
 from web3 import Web3
 
-from registry.chain.abi import ContractAbi, RegisteredEvent, to_bytes, to_hex
+from registry.chain.abi import (
+    BatchRegisteredEvent,
+    ContractAbi,
+    RegisteredEvent,
+    to_bytes,
+    to_hex,
+)
 from registry.chain.artifacts import ContractArtifact, load_artifact
 from registry.chain.events import ContractEvents
 from registry.chain.identity import ChainIdentity, IdentityCheck
 from registry.chain.reverts import AlreadyRegistered, RevertDecoder, UnknownModel
 from registry.chain.rpc import Rpc
 from registry.chain.transactions import GAS_LIMITS, NonceCounter, Transactions
+from registry.core.batches import BatchRecord, ModelLeaf
 from registry.core.digest import ZERO, Digest
 from registry.core.endpoint import MEMORY
 from registry.core.records import (
@@ -358,3 +365,80 @@ class RegistryClient:
 
     def accept_admin(self) -> str:
         return to_hex(self.transact("acceptAdmin")["transactionHash"])
+
+    # ------------------------------------------------------------------------------------
+    # Batches: one Merkle root anchors many records (registry.core.batches)
+    # ------------------------------------------------------------------------------------
+
+    def register_batch(self, root: bytes, count: int, manifest_digest: Digest) -> BatchRecord:
+        """Anchor the root of a batch of ``count`` leaves and the digest of its manifest."""
+        receipt = self.transact("registerBatch", root, count, manifest_digest.raw)
+        event = next(
+            (
+                BatchRegisteredEvent.from_log(log)
+                for log in receipt["logs"]
+                if to_hex(log["topics"][0]) == self.abi.batch_registered_topic
+                and to_bytes(log["topics"][1]) == root
+            ),
+            None,
+        )
+        if event is None:
+            raise ChainError(f"batch 0x{root.hex()} mined without its event")
+        return self._batch_record(event, 0)
+
+    def batch(self, root: bytes) -> tuple[BatchRecord | None, int]:
+        """The batch of ``root`` (None if unknown) and the block whose state answered."""
+        stored, block, chain_id = self.call("lookupBatch", root)
+        identity = self.identity.last
+        expected = self.expected_chain_id or (identity.chain_id if identity else None)
+        if expected is not None and chain_id != expected:
+            self.identity.forget()
+            raise WrongChain(expected, int(chain_id), self.endpoint)
+        registrant, _registered_at, registered_block, reason = stored
+        if int(registrant, 16) == 0:
+            return None, int(block)
+        logs = self.events.logs(
+            [self.abi.batch_registered_topic, to_hex(root)],
+            int(registered_block),
+            int(registered_block),
+        )
+        if not logs:
+            # Storage names a block whose event the node does not have: fail closed.
+            raise ChainError(
+                f"batch 0x{root.hex()} is stored but block {registered_block} holds no "
+                "BatchRegistered event for it; the node may be pruned or reorganising"
+            )
+        return self._batch_record(BatchRegisteredEvent.from_log(logs[-1]), int(reason)), int(block)
+
+    @staticmethod
+    def _batch_record(event: BatchRegisteredEvent, reason: int) -> BatchRecord:
+        return BatchRecord(
+            root=event.root,
+            registrant=event.registrant,
+            registered_at=event.registered_at,
+            registered_block=event.block_number,
+            count=event.count,
+            manifest_digest=event.manifest_digest,
+            registration_tx=event.tx_hash,
+            revocation_reason=RevocationReason(reason) if reason else None,
+        )
+
+    def is_valid_in_batch(self, root: bytes, leaf: ModelLeaf, proof: Sequence[bytes]) -> bool:
+        """The contract's own answer: batch anchored and unrevoked, the proof right, the digest
+        neither revoked nor registered on its own."""
+        return bool(self.call("isValidInBatch", root, leaf, list(proof))[0])
+
+    def revoke_batch(self, root: bytes, reason: RevocationReason) -> str:
+        return to_hex(self.transact("revokeBatch", root, int(reason))["transactionHash"])
+
+    def revoke_leaf(
+        self, root: bytes, leaf: ModelLeaf, proof: Sequence[bytes], reason: RevocationReason
+    ) -> str:
+        receipt = self.transact("revokeLeaf", root, leaf, list(proof), int(reason))
+        return to_hex(receipt["transactionHash"])
+
+    def leaf_revocation(self, digest: Digest) -> tuple[RevocationReason, int] | None:
+        """(reason, time) when ``digest`` was revoked without a single record (a batch leaf)."""
+        stored, _block, _chain, _hash = self.call("lookup", digest.raw)
+        reason, revoked_at = int(stored[6]), int(stored[4])
+        return (RevocationReason(reason), revoked_at) if reason else None

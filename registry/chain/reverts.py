@@ -211,6 +211,84 @@ class NotAllowedToRevoke(RegistryContractError):
         )
 
 
+def _root_hex(root: bytes) -> str:
+    return "0x" + bytes(root).hex()
+
+
+class EmptyBatch(RegistryContractError):
+    code = "empty_batch"
+    solidity_name = "ModelRegistryEmptyBatch"
+
+    def __init__(self) -> None:
+        super().__init__("a batch of 0 checkpoints anchors nothing; give at least one checkpoint")
+
+
+class UnknownBatch(RegistryContractError):
+    code = "unknown_batch"
+    solidity_name = "ModelRegistryUnknownBatch"
+
+    def __init__(self, root: bytes) -> None:
+        self.root = _root_hex(root)
+        super().__init__(
+            f"no batch with root {self.root} is registered; check the manifest's root",
+            root=self.root,
+        )
+
+
+class BatchAlreadyRegistered(RegistryContractError):
+    code = "batch_already_registered"
+    solidity_name = "ModelRegistryBatchAlreadyRegistered"
+
+    def __init__(self, root: bytes, registrant: str) -> None:
+        self.root, self.registrant = _root_hex(root), registrant
+        super().__init__(
+            f"batch {self.root} is already registered by {registrant}; a batch is anchored once",
+            root=self.root,
+            registrant=registrant,
+        )
+
+
+class InvalidProof(RegistryContractError):
+    code = "invalid_proof"
+    solidity_name = "ModelRegistryInvalidProof"
+
+    def __init__(self, root: bytes, digest: bytes) -> None:
+        self.root, self.digest = _root_hex(root), Digest.from_bytes(digest)
+        super().__init__(
+            f"the proof does not show checkpoint {self.digest.short} under batch {self.root}; "
+            "take the proof and the leaf from that batch's manifest",
+            root=self.root,
+            digest=str(self.digest),
+        )
+
+
+class BatchRevoked(RegistryContractError):
+    code = "batch_revoked"
+    solidity_name = "ModelRegistryBatchRevoked"
+
+    def __init__(self, root: bytes, reason: int) -> None:
+        self.root, self.reason = _root_hex(root), reason
+        super().__init__(
+            f"batch {self.root} was already revoked (reason code {reason}); revocation is one-way",
+            root=self.root,
+            reason=reason,
+        )
+
+
+class NotAllowedToRevokeBatch(RegistryContractError):
+    code = "not_allowed_to_revoke_batch"
+    solidity_name = "ModelRegistryNotAllowedToRevokeBatch"
+
+    def __init__(self, account: str, root: bytes) -> None:
+        self.account, self.root = account, _root_hex(root)
+        super().__init__(
+            f"{account} may not revoke batch {self.root} or its checkpoints: only a revoker or "
+            "the batch's registrant may",
+            account=account,
+            root=self.root,
+        )
+
+
 class UndecodedRevert(ContractRevert):
     """A revert whose data matches no custom error of the contract (e.g. out of gas)."""
 

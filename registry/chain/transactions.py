@@ -34,13 +34,17 @@ from registry.errors import ChainError, ConfigurationError, ContractRevert, Tran
 GAS_LIMITS = {
     "register": 90_000,
     "revoke": 110_000,
+    "registerBatch": 80_000,
+    "revokeBatch": 60_000,
+    # A proof of a million-leaf batch is 20 siblings: about 1 000 gas of hashing and calldata each.
+    "revokeLeaf": 150_000,
     "grantRole": 80_000,
     "removeRole": 60_000,
     "renounceRole": 60_000,
     "transferAdmin": 60_000,
     "acceptAdmin": 60_000,
 }
-DEPLOY_GAS = 1_800_000
+DEPLOY_GAS = 2_600_000
 PRIORITY_FEE_WEI = 1_000_000_000
 FEE_CACHE_S = 2.0
 # How often a slow wait for a receipt asks whether the transaction is stuck behind a nonce gap.

@@ -1,7 +1,8 @@
 """OpenZeppelin's ``StandardMerkleTree``, reimplemented: one root anchors a batch of models.
 
 A batch of registrations costs one on-chain root instead of one transaction per model, as long as
-anyone can later prove that a (digest, accuracy) pair is in the batch. That proof only convinces
+anyone can later prove that a model's record (digest, accuracy, test set, card, parent) is in the
+batch. That proof only convinces
 others if they can check it with their own tools, so this module follows OpenZeppelin's
 ``@openzeppelin/merkle-tree`` (and its Solidity ``MerkleProof``) exactly, and its test checks every
 root, proof and dump against the JavaScript library itself:
@@ -57,9 +58,11 @@ __all__ = [
 ]
 
 FORMAT: Final = "standard-v1"
-# What a batch of models commits to: the checkpoint's SHA-256 and its accuracy in basis points,
-# typed as ModelRegistry declares them, so a contract's `abi.encode(digest, accuracyBps)` matches.
-MODEL_LEAF_ENCODING: Final = ("bytes32", "uint16")
+# What a batch of models commits to per checkpoint: the record `register` would anchor (digest,
+# accuracy in basis points, test-set digest, card digest, parent or zero), typed as ModelRegistry's
+# `Leaf` struct, so the contract's `abi.encode(digest, accuracyBps, testSetDigest, cardDigest,
+# parent)` hashes to the same leaf.
+MODEL_LEAF_ENCODING: Final = ("bytes32", "uint16", "bytes32", "bytes32", "bytes32")
 
 # One value of a leaf, normalised: bytesN -> bytes, (u)intN -> int, address -> EIP-55 "0x" text.
 LeafValue = AbiValue

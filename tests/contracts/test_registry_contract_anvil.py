@@ -149,3 +149,24 @@ def test_register_on_anvil_emits_model_registered_within_the_gas_ceiling(anvil) 
             },
         )
     ]
+
+
+def test_batch_errors_decode_from_a_node_with_their_fields(anvil) -> None:
+    from registry.core.batches import build_tree
+    from registry.core.digest import digest_bytes
+
+    tree = build_tree([request("b1"), request("b2"), request("b3")])
+    anvil.client.register_batch(tree.root, len(tree), digest_bytes(b"manifest"))
+    with pytest.raises(reverts.BatchAlreadyRegistered) as again:
+        anvil.client.register_batch(tree.root, len(tree), digest_bytes(b"manifest"))
+    assert again.value.registrant == anvil.admin
+    assert_mined_and_failed(anvil, again.value)
+    leaf, proof = tree.values[0], tree.proof(0)
+    assert anvil.client.is_valid_in_batch(tree.root, leaf, proof)
+    with pytest.raises(reverts.InvalidProof) as forged:
+        anvil.client.revoke_leaf(tree.root, leaf, tree.proof(1), RevocationReason.OTHER)
+    assert forged.value.digest == digest("b1")
+    with pytest.raises(reverts.UnknownBatch):
+        anvil.client.call("revokeBatch", digest("no batch").raw, 1)
+    anvil.client.revoke_leaf(tree.root, leaf, proof, RevocationReason.SAFETY_ISSUE)
+    assert not anvil.client.is_valid_in_batch(tree.root, leaf, proof)

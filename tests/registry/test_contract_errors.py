@@ -63,6 +63,17 @@ CASES: list[tuple[str, list[str], list[Any], ErrorClass, dict[str, Any]]] = [
      {"digest": Digest.from_bytes(D1), "replacement": Digest.from_bytes(D2)}),
     ("ModelRegistryNotAllowedToRevoke(address,bytes32)", ["address", "bytes32"], [ACCOUNT, D1],
      reverts.NotAllowedToRevoke, {"account": ACCOUNT, "digest": Digest.from_bytes(D1)}),
+    ("ModelRegistryEmptyBatch()", [], [], reverts.EmptyBatch, {}),
+    ("ModelRegistryUnknownBatch(bytes32)", ["bytes32"], [D1],
+     reverts.UnknownBatch, {"root": "0x" + D1.hex()}),
+    ("ModelRegistryBatchAlreadyRegistered(bytes32,address)", ["bytes32", "address"],
+     [D1, ACCOUNT], reverts.BatchAlreadyRegistered, {"root": "0x" + D1.hex(), "registrant": ACCOUNT}),
+    ("ModelRegistryInvalidProof(bytes32,bytes32)", ["bytes32", "bytes32"], [D1, D2],
+     reverts.InvalidProof, {"root": "0x" + D1.hex(), "digest": Digest.from_bytes(D2)}),
+    ("ModelRegistryBatchRevoked(bytes32,uint8)", ["bytes32", "uint8"], [D1, 2],
+     reverts.BatchRevoked, {"root": "0x" + D1.hex(), "reason": 2}),
+    ("ModelRegistryNotAllowedToRevokeBatch(address,bytes32)", ["address", "bytes32"],
+     [ACCOUNT, D1], reverts.NotAllowedToRevokeBatch, {"account": ACCOUNT, "root": "0x" + D1.hex()}),
 ]  # fmt: skip
 
 
@@ -96,7 +107,7 @@ def test_every_python_error_class_names_an_error_in_the_abi() -> None:
     abi_names = {e["name"] for e in load_artifact().abi if e["type"] == "error"}
     classes = {cls.solidity_name for cls in reverts.RegistryContractError.__subclasses__()}
     assert classes == abi_names
-    assert len(abi_names) == 15
+    assert len(abi_names) == 21
 
 
 def test_the_hand_written_signatures_cover_every_abi_error() -> None:

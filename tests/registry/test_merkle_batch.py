@@ -39,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 OZ_SCRIPT = ROOT / "tests" / "merkle_oz.mjs"
 OZ_PACKAGE = ROOT / "node_modules" / "@openzeppelin" / "merkle-tree" / "package.json"
 
+# A two-field leaf keeps the generic tree tests short; the model's own five-field leaf
+# (MODEL_LEAF_ENCODING) is cross-checked in BUILT below.
+PAIR = ("bytes32", "uint16")
 MIXED_ENCODING = ("address", "uint256", "bool", "bytes4", "int64")
 
 
@@ -48,6 +51,21 @@ def digest(i: int) -> bytes:
 
 def model_leaves(n: int) -> list[tuple[bytes, int]]:
     return [(digest(i), (i * 37) % 10_001) for i in range(n)]
+
+
+def model_records(n: int) -> list[tuple[bytes, int, bytes, bytes, bytes]]:
+    """Leaves as a batch of models has them: digest, accuracy, test set, card, parent."""
+    test_set = hashlib.sha256(b"test split").digest()
+    return [
+        (
+            digest(i),
+            (i * 37) % 10_001,
+            test_set,
+            digest(1000 + i),
+            digest(i - 1) if i else bytes(32),
+        )
+        for i in range(n)
+    ]
 
 
 def hexed(nodes: Sequence[bytes]) -> list[str]:
@@ -72,25 +90,28 @@ DUPLICATE = (digest(1), 9000)
 # Leaf sets built by both sides: (name, encoding, leaves, multiproofs: each a list of value
 # indices or values, as OpenZeppelin's getMultiProof takes them).
 BUILT: list[tuple[str, tuple[str, ...], list[Any], list[list[Any]]]] = [
-    ("one", MODEL_LEAF_ENCODING, model_leaves(1), [[0], []]),
-    ("two", MODEL_LEAF_ENCODING, model_leaves(2), [[0, 1], [1]]),
-    ("three", MODEL_LEAF_ENCODING, model_leaves(3), [[0, 2], [2, 1, 0]]),
-    ("seven", MODEL_LEAF_ENCODING, model_leaves(7), [[0, 3, 5], [], list(range(7))]),
-    ("hundred-twenty-eight", MODEL_LEAF_ENCODING, model_leaves(128), [[1, 64, 127, 5], [0]]),
+    ("one", PAIR, model_leaves(1), [[0], []]),
+    ("two", PAIR, model_leaves(2), [[0, 1], [1]]),
+    ("three", PAIR, model_leaves(3), [[0, 2], [2, 1, 0]]),
+    ("seven", PAIR, model_leaves(7), [[0, 3, 5], [], list(range(7))]),
+    ("hundred-twenty-eight", PAIR, model_leaves(128), [[1, 64, 127, 5], [0]]),
     # The same leaf twice: OpenZeppelin keeps both, and a lookup by value finds the last one.
     # Proving one value twice names one leaf twice: OpenZeppelin refuses that multiproof.
     (
         "duplicate-pair",
-        MODEL_LEAF_ENCODING,
+        PAIR,
         [DUPLICATE] * 2,
         [[0], [0, 1], [as_json(DUPLICATE)] * 2],
     ),
     (
         "duplicate-among-others",
-        MODEL_LEAF_ENCODING,
+        PAIR,
         [DUPLICATE, (digest(2), 8000), DUPLICATE, (digest(1), 9001)],
         [[0, 1, 3], [0, 2], [as_json(DUPLICATE), as_json((digest(2), 8000))], [0, 2, 2]],
     ),
+    ("model-three", MODEL_LEAF_ENCODING, model_records(3), [[0, 2]]),
+    ("model-seven", MODEL_LEAF_ENCODING, model_records(7), [[0, 3, 5], list(range(7))]),
+    ("model-hundred-twenty-eight", MODEL_LEAF_ENCODING, model_records(128), [[1, 64, 127]]),
     (
         "mixed-static-types",
         MIXED_ENCODING,
@@ -105,18 +126,18 @@ BUILT: list[tuple[str, tuple[str, ...], list[Any], list[list[Any]]]] = [
 
 # Leaves OpenZeppelin refuses; they must be refused here too: (name, encoding, JSON values).
 REFUSED: list[tuple[str, tuple[str, ...], list[Any]]] = [
-    ("no-leaves", MODEL_LEAF_ENCODING, []),
-    ("uint16-overflow", MODEL_LEAF_ENCODING, [["0x" + "ab" * 32, "65536"]]),
-    ("negative-uint", MODEL_LEAF_ENCODING, [["0x" + "ab" * 32, "-1"]]),
-    ("too-few-values", MODEL_LEAF_ENCODING, [["0x" + "ab" * 32]]),
-    ("bytes32-too-long", MODEL_LEAF_ENCODING, [["0x" + "ab" * 33, "1"]]),
-    ("not-a-number", MODEL_LEAF_ENCODING, [["0x" + "ab" * 32, "ninety"]]),
+    ("no-leaves", PAIR, []),
+    ("uint16-overflow", PAIR, [["0x" + "ab" * 32, "65536"]]),
+    ("negative-uint", PAIR, [["0x" + "ab" * 32, "-1"]]),
+    ("too-few-values", PAIR, [["0x" + "ab" * 32]]),
+    ("bytes32-too-long", PAIR, [["0x" + "ab" * 33, "1"]]),
+    ("not-a-number", PAIR, [["0x" + "ab" * 32, "ninety"]]),
     ("not-a-bool", ("bool",), [["yes"]]),
 ]
 
 # Where OpenZeppelin is lax and this module deliberately is not: it zero-pads short values.
 PADDED_BY_OPENZEPPELIN: list[tuple[str, tuple[str, ...], list[Any]]] = [
-    ("short-bytes32", MODEL_LEAF_ENCODING, [["0x1234", "1"]]),
+    ("short-bytes32", PAIR, [["0x1234", "1"]]),
     ("short-address", ("address",), [["0x1234"]]),
 ]
 
@@ -170,7 +191,7 @@ def oz() -> dict[str, Any]:
     build.append(
         {
             "name": "json-numbers",
-            "encoding": list(MODEL_LEAF_ENCODING),
+            "encoding": list(PAIR),
             "values": NUMBERS_AS_JSON_NUMBERS,
         }
     )
@@ -284,7 +305,7 @@ def test_openzeppelins_dump_loads_here_to_the_same_tree(oz: dict[str, Any], name
 
 def test_a_dump_of_json_numbers_reads_as_the_same_leaves(oz: dict[str, Any]) -> None:
     loaded = StandardMerkleTree.load(json.loads(oz["build"]["json-numbers"]["dump"]))
-    expected = StandardMerkleTree.of(NUMBERS_AS_JSON_NUMBERS, MODEL_LEAF_ENCODING)
+    expected = StandardMerkleTree.of(NUMBERS_AS_JSON_NUMBERS, PAIR)
     assert loaded.root == expected.root
     assert loaded.values[0] == (digest(0), 9000)
 
@@ -343,9 +364,18 @@ def test_a_leaf_is_the_double_keccak_of_its_abi_encoding() -> None:
     from eth_hash.auto import keccak
 
     encoded = digest(3) + (9000).to_bytes(32, "big")
-    assert leaf_hash(MODEL_LEAF_ENCODING, (digest(3), 9000)) == keccak(keccak(encoded))
+    assert leaf_hash(PAIR, (digest(3), 9000)) == keccak(keccak(encoded))
     # uint16 and uint256 encode the same word: the type bounds the value, not the bytes.
     assert leaf_hash(("bytes32", "uint256"), (digest(3), 9000)) == keccak(keccak(encoded))
+
+
+def test_a_model_leaf_is_the_double_keccak_of_its_five_words() -> None:
+    from eth_hash.auto import keccak
+
+    record = model_records(3)[2]
+    encoded = record[0] + record[1].to_bytes(32, "big") + record[2] + record[3] + record[4]
+    assert MODEL_LEAF_ENCODING == ("bytes32", "uint16", "bytes32", "bytes32", "bytes32")
+    assert leaf_hash(MODEL_LEAF_ENCODING, record) == keccak(keccak(encoded))
 
 
 leaf_sets = st.lists(
@@ -358,25 +388,25 @@ leaf_sets = st.lists(
 def test_every_proof_verifies_and_any_flipped_bit_fails(
     leaves: list[tuple[bytes, int]], data: st.DataObject
 ) -> None:
-    tree = StandardMerkleTree.of(leaves, MODEL_LEAF_ENCODING)
+    tree = StandardMerkleTree.of(leaves, PAIR)
     for leaf, proof in zip(leaves, tree.proofs(), strict=True):
-        assert verify(tree.root, leaf, proof)
-        assert verify("0x" + tree.root.hex(), leaf, hexed(proof))
+        assert verify(tree.root, leaf, proof, PAIR)
+        assert verify("0x" + tree.root.hex(), leaf, hexed(proof), PAIR)
         if proof:
             at = data.draw(st.integers(0, len(proof) - 1))
             bit = data.draw(st.integers(0, 7))
             broken = list(proof)
             broken[at] = flip_bit(broken[at], bit)
-            assert not verify(tree.root, leaf, broken)
-        assert not verify(flip_bit(tree.root, 7), leaf, proof)
+            assert not verify(tree.root, leaf, broken, PAIR)
+        assert not verify(flip_bit(tree.root, 7), leaf, proof, PAIR)
     other = (bytes(32), 10_001)
-    assert not verify(tree.root, other, tree.proofs()[0])
+    assert not verify(tree.root, other, tree.proofs()[0], PAIR)
 
 
 @settings(max_examples=30, deadline=None)
 @given(leaf_sets)
 def test_dump_and_load_give_back_the_same_tree(leaves: list[tuple[bytes, int]]) -> None:
-    tree = StandardMerkleTree.of(leaves, MODEL_LEAF_ENCODING)
+    tree = StandardMerkleTree.of(leaves, PAIR)
     loaded = StandardMerkleTree.load(json.loads(json.dumps(tree.dump())))
     assert loaded.root == tree.root
     assert loaded.values == tree.values == tuple(leaves)
@@ -384,11 +414,11 @@ def test_dump_and_load_give_back_the_same_tree(leaves: list[tuple[bytes, int]]) 
 
 
 def test_a_proof_for_another_root_does_not_verify() -> None:
-    first = StandardMerkleTree.of(model_leaves(5), MODEL_LEAF_ENCODING)
-    second = StandardMerkleTree.of(model_leaves(6), MODEL_LEAF_ENCODING)
+    first = StandardMerkleTree.of(model_leaves(5), PAIR)
+    second = StandardMerkleTree.of(model_leaves(6), PAIR)
     leaf = model_leaves(5)[2]
-    assert verify(first.root, leaf, first.proof(2))
-    assert not verify(second.root, leaf, first.proof(2))
+    assert verify(first.root, leaf, first.proof(2), PAIR)
+    assert not verify(second.root, leaf, first.proof(2), PAIR)
     assert process_proof(first.leaf_hash(leaf), first.proof(2)) == first.root
 
 
@@ -397,7 +427,7 @@ def test_a_proof_for_another_root_does_not_verify() -> None:
 
 def test_an_empty_tree_is_refused() -> None:
     with pytest.raises(InvalidInput, match="at least one leaf") as refused:
-        StandardMerkleTree.of([], MODEL_LEAF_ENCODING)
+        StandardMerkleTree.of([], PAIR)
     assert refused.value.details == {"leaves": 0}
 
 
@@ -418,7 +448,7 @@ def test_a_value_that_does_not_fit_its_type_is_refused_by_name(
     leaf: tuple[object, object], type_name: str, shown: str
 ) -> None:
     with pytest.raises(InvalidInput) as refused:
-        StandardMerkleTree.of([leaf], MODEL_LEAF_ENCODING)
+        StandardMerkleTree.of([leaf], PAIR)
     assert refused.value.details["value"] == shown
     assert refused.value.details["type"] == type_name
     assert shown in str(refused.value)
@@ -479,7 +509,7 @@ def test_a_type_that_is_not_a_supported_static_type_is_refused(type_name: str) -
 
 def test_a_leaf_with_the_wrong_number_of_values_is_refused() -> None:
     with pytest.raises(InvalidInput, match="has 1 values") as refused:
-        StandardMerkleTree.of([(digest(0),)], MODEL_LEAF_ENCODING)
+        StandardMerkleTree.of([(digest(0),)], PAIR)
     assert refused.value.details["expected"] == 2
 
 
@@ -496,24 +526,24 @@ def test_a_leaf_with_the_wrong_number_of_values_is_refused() -> None:
 def test_a_malformed_proof_is_refused_naming_the_bad_element(
     proof: list[object], what: str
 ) -> None:
-    tree = StandardMerkleTree.of(model_leaves(2), MODEL_LEAF_ENCODING)
+    tree = StandardMerkleTree.of(model_leaves(2), PAIR)
     with pytest.raises(InvalidInput) as refused:
-        verify(tree.root, model_leaves(2)[0], proof)  # type: ignore[arg-type]
+        verify(tree.root, model_leaves(2)[0], proof, PAIR)  # type: ignore[arg-type]
     assert refused.value.details["what"] == what
     assert refused.value.details["value"] == repr(proof[-1])
 
 
 def test_a_proof_that_is_not_a_list_or_a_root_that_is_not_a_hash_is_refused() -> None:
-    tree = StandardMerkleTree.of(model_leaves(2), MODEL_LEAF_ENCODING)
+    tree = StandardMerkleTree.of(model_leaves(2), PAIR)
     with pytest.raises(InvalidInput, match="not a list of hashes"):
-        verify(tree.root, model_leaves(2)[0], "0x" + "ab" * 32)  # type: ignore[arg-type]
+        verify(tree.root, model_leaves(2)[0], "0x" + "ab" * 32, PAIR)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput) as refused:
-        verify(tree.root[:31], model_leaves(2)[0], tree.proof(0))
+        verify(tree.root[:31], model_leaves(2)[0], tree.proof(0), PAIR)
     assert refused.value.details["what"] == "root"
 
 
 def test_a_leaf_not_in_the_tree_or_an_index_outside_it_has_no_proof() -> None:
-    tree = StandardMerkleTree.of(model_leaves(3), MODEL_LEAF_ENCODING)
+    tree = StandardMerkleTree.of(model_leaves(3), PAIR)
     with pytest.raises(InvalidInput, match="not in this tree"):
         tree.proof((digest(99), 1))
     with pytest.raises(InvalidInput, match="outside") as refused:
@@ -522,23 +552,23 @@ def test_a_leaf_not_in_the_tree_or_an_index_outside_it_has_no_proof() -> None:
 
 
 def test_a_malformed_multiproof_is_refused() -> None:
-    tree = StandardMerkleTree.of(model_leaves(7), MODEL_LEAF_ENCODING)
+    tree = StandardMerkleTree.of(model_leaves(7), PAIR)
     good = tree.multiproof([0, 3, 5])
-    assert verify_multiproof(tree.root, good)
+    assert verify_multiproof(tree.root, good, PAIR)
     too_many_flags = MultiProof(good.leaves, good.proof, (*good.flags, True))
     with pytest.raises(InvalidInput, match="flags"):
-        verify_multiproof(tree.root, too_many_flags)
+        verify_multiproof(tree.root, too_many_flags, PAIR)
     all_true = MultiProof(good.leaves, good.proof, tuple(True for _ in good.flags))
     with pytest.raises(InvalidInput):
-        verify_multiproof(tree.root, all_true)
+        verify_multiproof(tree.root, all_true, PAIR)
     other = MultiProof(
         (*good.leaves[:1], (digest(99), 1), *good.leaves[2:]), good.proof, good.flags
     )
-    assert not verify_multiproof(tree.root, other)
+    assert not verify_multiproof(tree.root, other, PAIR)
 
 
 def _tampered(change: Any) -> dict[str, Any]:
-    dump = StandardMerkleTree.of(model_leaves(4), MODEL_LEAF_ENCODING).dump()
+    dump = StandardMerkleTree.of(model_leaves(4), PAIR).dump()
     changed = copy.deepcopy(dump)
     change(changed)
     return changed

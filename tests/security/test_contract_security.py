@@ -23,7 +23,8 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
 from registry.chain import reverts
-from registry.core.digest import Digest
+from registry.core.batches import build_tree
+from registry.core.digest import Digest, digest_bytes
 from registry.core.policy import Policy
 from registry.core.records import RevocationReason, Role
 from registry.errors import ContractRevert
@@ -101,6 +102,12 @@ def send_raw(chain, index: int, to: str, data: str = "0x", value: int = 0) -> di
 # --------------------------------------------------------------------------------------------
 
 
+# A batch the owner anchors in every cast, and one nobody has anchored yet.
+BATCH = build_tree([request("batched-0"), request("batched-1")])
+FRESH_BATCH = build_tree([request("fresh-batched")])
+MANIFEST = digest_bytes(b"manifest")
+
+
 @dataclass
 class Cast:
     """Accounts in each position an attacker can occupy, on one chain."""
@@ -125,6 +132,9 @@ class Cast:
             roles,
             raw_storage(self.chain, self.target),
             raw_storage(self.chain, digest("fresh")),
+            client.call("lookupBatch", BATCH.root)[0],
+            client.call("lookupBatch", FRESH_BATCH.root)[0],
+            client.call("lookup", digest("batched-0").raw)[0],
         )
 
 
@@ -142,6 +152,7 @@ CALLERS = (
 def make_cast(chain) -> Cast:
     owner = chain.other(1, Role.REGISTRAR)
     owner.register(request("target"))
+    owner.register_batch(BATCH.root, len(BATCH), MANIFEST)
     other_registrant = chain.other(5, Role.REGISTRAR)
     other_registrant.register(request("theirs"))
     removed = chain.other(6, Role.REGISTRAR)
@@ -221,7 +232,68 @@ def _renounced(cast: Cast, who: str, receipt: dict) -> list[tuple[str, dict]]:
     return [("RoleRemoved", {"role": 1, "account": who, "sender": who})] if held else []
 
 
+def _batch_refusal(cast: Cast, who: str) -> tuple[type[ContractRevert], dict[str, Any]]:
+    return reverts.NotAllowedToRevokeBatch, {"account": who, "root": "0x" + BATCH.root.hex()}
+
+
 WRITES: dict[str, WriteCase] = {
+    "registerBatch": WriteCase(
+        act=lambda cast, c: c.transact("registerBatch", FRESH_BATCH.root, 1, MANIFEST.raw),
+        allowed=REGISTRARS,
+        refusal=lambda cast, who: (reverts.MissingRole, {"account": who, "role": "registrar"}),
+        events=lambda cast, who, receipt: [
+            (
+                "BatchRegistered",
+                {
+                    "root": FRESH_BATCH.root,
+                    "registrant": who,
+                    "count": 1,
+                    "manifestDigest": MANIFEST.raw,
+                    "registeredAt": cast.chain.timestamp(receipt["transactionHash"]),
+                },
+            )
+        ],
+        effect=lambda cast, who: cast.chain.client.batch(FRESH_BATCH.root)[0].registrant == who,
+    ),
+    "revokeBatch": WriteCase(
+        act=lambda cast, c: c.transact("revokeBatch", BATCH.root, 2),
+        allowed=frozenset({"revoker-only"}),
+        refusal=_batch_refusal,
+        events=lambda cast, who, receipt: [
+            (
+                "BatchRevoked",
+                {
+                    "root": BATCH.root,
+                    "revoker": who,
+                    "reason": 2,
+                    "revokedAt": cast.chain.timestamp(receipt["transactionHash"]),
+                },
+            )
+        ],
+        effect=lambda cast, who: not cast.chain.client.batch(BATCH.root)[0].valid,
+    ),
+    "revokeLeaf": WriteCase(
+        act=lambda cast, c: c.transact(
+            "revokeLeaf", BATCH.root, BATCH.values[0], BATCH.proof(0), 2
+        ),
+        allowed=frozenset({"revoker-only"}),
+        refusal=_batch_refusal,
+        events=lambda cast, who, receipt: [
+            (
+                "BatchLeafRevoked",
+                {
+                    "root": BATCH.root,
+                    "digest": digest("batched-0").raw,
+                    "revoker": who,
+                    "reason": 2,
+                    "revokedAt": cast.chain.timestamp(receipt["transactionHash"]),
+                },
+            )
+        ],
+        effect=lambda cast, who: (
+            not cast.chain.client.is_valid_in_batch(BATCH.root, BATCH.values[0], BATCH.proof(0))
+        ),
+    ),
     "register": WriteCase(
         act=lambda cast, c: register_raw(c, digest("fresh").raw, accuracy=9_000),
         allowed=REGISTRARS,
@@ -897,6 +969,9 @@ def _raises(cls, act) -> None:
         act()
 
 
+KEPT_BATCH = build_tree([request("kept", parent=digest("root")), request("new-batched")])
+
+
 # Each entry: (function it exercises, action). Failing attempts count: a revert must undo it all.
 IMMUTABILITY: dict[str, tuple[str, Callable[[Any, Bystanders], None]]] = {
     "register-new": ("register", lambda c, b: c.client.register(request("new"))),
@@ -939,6 +1014,33 @@ IMMUTABILITY: dict[str, tuple[str, Callable[[Any, Bystanders], None]]] = {
         lambda c, b: _raises(
             reverts.InvalidReplacement,
             lambda: c.client.revoke(digest("kept"), RevocationReason.OTHER, digest("gone")),
+        ),
+    ),
+    "register-batch-holding-kept": (
+        "registerBatch",
+        lambda c, b: c.client.register_batch(KEPT_BATCH.root, len(KEPT_BATCH), MANIFEST),
+    ),
+    "revoke-batch-holding-kept": (
+        "revokeBatch",
+        lambda c, b: (
+            c.client.register_batch(KEPT_BATCH.root, len(KEPT_BATCH), MANIFEST),
+            c.client.revoke_batch(KEPT_BATCH.root, RevocationReason.SAFETY_ISSUE),
+        ),
+    ),
+    # A batch's registrant cannot withdraw another registrant's single record through its batch.
+    "revoke-leaf-of-kept-through-a-batch": (
+        "revokeLeaf",
+        lambda c, b: (
+            c.client.register_batch(KEPT_BATCH.root, len(KEPT_BATCH), MANIFEST),
+            _raises(
+                reverts.AlreadyRegistered,
+                lambda: c.client.revoke_leaf(
+                    KEPT_BATCH.root,
+                    KEPT_BATCH.values[0],
+                    KEPT_BATCH.proof(0),
+                    RevocationReason.SAFETY_ISSUE,
+                ),
+            ),
         ),
     ),
     "grant-role": ("grantRole", lambda c, b: c.client.grant_role(Role.REVOKER, c.address(4))),
