@@ -25,13 +25,15 @@ no node and costs no gas. Messages name the CLI's flags where only the CLI can g
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelformat.header import inspect_checkpoint
 from registry.cards import CardFacts, card_facts, parse_card
+from registry.core.batches import BatchRecord, build_tree, manifest_bytes
 from registry.core.digest import Digest, digest_bytes, parse_optional
+from registry.core.merkle_batch import StandardMerkleTree
 from registry.core.records import (
     ModelRecord,
     RegisterRequest,
@@ -116,6 +118,21 @@ def register_with_card(
         if card is not None:
             store.put(card, "card")
     return connect().register(request)
+
+
+def check_batch(items: Sequence[tuple[bytes, bytes]]) -> tuple[StandardMerkleTree, bytes]:
+    """The tree and manifest bytes of a batch of (checkpoint bytes, model card bytes), each pair
+    checked as ``check_registration`` checks one; an empty batch or a checkpoint given twice is
+    refused. Nothing touches the chain."""
+    requests = [check_registration(data, card=card) for data, card in items]
+    tree = build_tree(requests)
+    return tree, manifest_bytes(tree)
+
+
+def register_batch(connect: Connect, tree: StandardMerkleTree, manifest: bytes) -> BatchRecord:
+    """Anchor the root of ``tree`` with the SHA-256 of its manifest (write the manifest first:
+    without it no leaf of the batch can be shown to be in it)."""
+    return connect().register_batch(tree.root, len(tree), digest_bytes(manifest))
 
 
 def revoke(

@@ -6,11 +6,17 @@ client (chain unavailable, wrong chain, wrong contract), and every caller treats
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from registry.chain.client import RegistryClient
+from registry.core.batches import BatchPosition, Manifest, leaf_of, request_of
 from registry.core.digest import Digest
+from registry.core.merkle_batch import verify as verify_proof
 from registry.core.policy import Policy
-from registry.core.records import Verdict
+from registry.core.records import ModelRecord, Verdict
 from registry.core.times import human_utc
+from registry.errors import ChainError, InvalidInput
 
 
 def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None = None) -> Verdict:
@@ -63,3 +69,134 @@ def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None 
         f"registered by {record.registrant} on {human_utc(record.registered_at)} with accuracy "
         f"{record.accuracy_bps / 100:.2f} % on test set {record.test_set_digest.short}",
     )
+
+
+def verify_in_manifest(
+    client: RegistryClient, digest: Digest, manifest: Manifest, policy: Policy | None = None
+) -> tuple[Verdict, BatchPosition]:
+    """A checkpoint's verdict through its batch's manifest.
+
+    The manifest must be the one anchored (its SHA-256 is the batch's ``manifestDigest``): any
+    other is bad input and nothing is verified. A checkpoint that is not in it is bad input too.
+    """
+    position = manifest.position(digest)
+    if position is None:
+        raise InvalidInput(
+            f"checkpoint {digest.short} is not in the manifest of batch 0x{manifest.root.hex()}; "
+            "give the manifest of the batch that anchored it",
+            digest=str(digest),
+            root="0x" + manifest.root.hex(),
+        )
+    batch, _ = client.batch(manifest.root)
+    if batch is not None and batch.manifest_digest != manifest.digest:
+        raise InvalidInput(
+            f"the manifest's SHA-256 {manifest.digest.short} is not the one anchored for batch "
+            f"0x{manifest.root.hex()} ({batch.manifest_digest.short}); it is not the published "
+            "manifest, so none of its proofs is used",
+            manifest_digest=str(manifest.digest),
+            anchored=str(batch.manifest_digest),
+        )
+    leaf = manifest.tree.values[position]
+    return verify_in_batch(
+        client, digest, manifest.root, leaf, manifest.tree.proof(position), policy, position
+    )
+
+
+def verify_in_batch(
+    client: RegistryClient,
+    digest: Digest,
+    root: bytes,
+    leaf: Sequence[Any],
+    proof: Sequence[bytes],
+    policy: Policy | None = None,
+    position: int = -1,
+) -> tuple[Verdict, BatchPosition]:
+    """A checkpoint's verdict through batch ``root``, given its leaf and inclusion proof.
+
+    A proof that does not lead from this leaf of this digest to ``root`` (forged, or another
+    batch's) is bad input. A digest registered on its own is judged by that record: a single
+    registration always wins over a batched leaf.
+    """
+    request = request_of(leaf)
+    if request.digest != digest or not verify_proof(root, leaf_of(request), proof):
+        raise InvalidInput(
+            f"the proof does not show checkpoint {digest.short} in batch 0x{root.hex()}; take "
+            "the leaf and proof from that batch's manifest",
+            digest=str(digest),
+            root="0x" + root.hex(),
+        )
+    if client.get(digest) is not None:
+        single = verify_digest(client, digest, policy)
+        return single, BatchPosition(root, position, None)
+    policy = policy or Policy()
+    identity = client.check_identity()
+    batch, block = client.batch(root)
+    record = None
+    if batch is not None:
+        record = ModelRecord(
+            digest=digest,
+            registrant=batch.registrant,
+            registered_at=batch.registered_at,
+            registered_block=batch.registered_block,
+            accuracy_bps=request.accuracy_bps,
+            test_set_digest=request.test_set_digest,
+            card_digest=request.card_digest,
+            parent=request.parent,
+            registration_tx=batch.registration_tx,
+        )
+    place = BatchPosition(root, position, batch)
+    where = f"in batch 0x{root.hex()[:12]}… at position {position}"
+
+    def verdict(
+        verified: bool, reason: str, detail: str, failures: tuple[str, ...] = ()
+    ) -> Verdict:
+        return Verdict(
+            verified=verified,
+            reason=reason,  # type: ignore[arg-type]
+            digest=digest,
+            chain_id=identity.chain_id,
+            contract=identity.address,
+            checked_block=block,
+            record=record,
+            detail=detail,
+            policy_failures=failures,
+        )
+
+    if batch is None or record is None:
+        return verdict(
+            False,
+            "unknown",
+            f"no batch with root 0x{root.hex()} is registered on chain {identity.chain_id}",
+        ), place
+    if batch.revocation_reason is not None:
+        return verdict(
+            False, "revoked", f"its batch was revoked (reason: {batch.revocation_reason.label})"
+        ), place
+    leaf_revoked = client.leaf_revocation(digest)
+    if leaf_revoked is not None:
+        reason, revoked_at = leaf_revoked
+        return verdict(
+            False, "revoked", f"revoked on {human_utc(revoked_at)} (reason: {reason.label}) {where}"
+        ), place
+    confirmed_at = batch.registered_block + client.confirmations - 1
+    if confirmed_at > block:
+        return verdict(
+            False,
+            "unconfirmed",
+            f"anchored {where} in block {batch.registered_block} but the policy needs "
+            f"{client.confirmations} confirmations (at block {confirmed_at}; chain is at {block})",
+        ), place
+    if not client.is_valid_in_batch(root, leaf_of(request), proof):
+        # Every check above passed but the contract says no: something changed under us.
+        raise ChainError(
+            f"the contract does not confirm {digest.short} {where}; try again",
+        )
+    failures = policy.failures(record)
+    if failures:
+        return verdict(False, "policy", "; ".join(failures), failures), place
+    return verdict(
+        True,
+        "verified",
+        f"registered {where} by {record.registrant} on {human_utc(record.registered_at)} with "
+        f"accuracy {record.accuracy_bps / 100:.2f} % on test set {record.test_set_digest.short}",
+    ), place

@@ -1,0 +1,157 @@
+"""Batches end to end in Python: checkpoints and cards -> tree and manifest -> anchored root ->
+a verdict for one file through the manifest, on the session's eth-tester chain.
+
+The manifest is anchored by its SHA-256, so any other manifest (altered, or another batch's) is
+bad input and nothing is verified; a proof that leads elsewhere is bad input too; "no" answers
+(unknown batch, revoked batch or leaf) are verdicts like any other.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from apikit import make_card, make_checkpoint
+from chainkit import request
+
+from registry.core.batches import Manifest, build_tree, leaf_of, manifest_bytes
+from registry.core.digest import digest_bytes
+from registry.core.policy import Policy
+from registry.core.records import RevocationReason, Role
+from registry.errors import InvalidInput, InvalidModelCard
+from registry.services import check_batch, register_batch
+from registry.verify import verify_in_batch, verify_in_manifest
+
+
+@pytest.fixture(scope="module")
+def files() -> list[tuple[bytes, bytes]]:
+    checkpoints = [make_checkpoint(seed) for seed in range(4)]
+    return [(c, make_card(c, accuracy_bps=9_000 + i)) for i, c in enumerate(checkpoints)]
+
+
+def anchored(memory, files):
+    tree, manifest = check_batch(files)
+    batch = register_batch(lambda: memory.client, tree, manifest)
+    return tree, Manifest.parse(manifest), batch
+
+
+def test_a_batch_verifies_each_checkpoint_and_names_its_root_and_position(memory, files) -> None:
+    tree, manifest, batch = anchored(memory, files)
+    assert batch.count == 4 and batch.registrant == memory.admin
+    assert batch.manifest_digest == manifest.digest
+    for i, (data, card) in enumerate(files):
+        verdict, place = verify_in_manifest(memory.client, digest_bytes(data), manifest)
+        assert verdict.verified and verdict.reason == "verified"
+        assert (place.root, place.position) == (tree.root, i)
+        assert verdict.record.accuracy_bps == 9_000 + i
+        assert verdict.record.card_digest == digest_bytes(card)
+        assert verdict.record.registration_tx == batch.registration_tx
+        assert f"position {i}" in verdict.detail
+
+
+def test_the_policy_applies_to_a_batched_checkpoint(memory, files) -> None:
+    _, manifest, _ = anchored(memory, files)
+    verdict, _ = verify_in_manifest(
+        memory.client, digest_bytes(files[0][0]), manifest, Policy(min_accuracy_bps=9_500)
+    )
+    assert (verdict.verified, verdict.reason) == (False, "policy")
+
+
+def test_an_empty_batch_or_a_checkpoint_given_twice_is_refused(files) -> None:
+    with pytest.raises(InvalidInput, match="at least one"):
+        check_batch([])
+    with pytest.raises(InvalidInput, match="twice") as refused:
+        check_batch([files[0], files[1], files[0]])
+    assert refused.value.details["digest"] == str(digest_bytes(files[0][0]))
+
+
+def test_a_card_written_for_another_checkpoint_is_refused_as_in_a_single_registration(
+    files,
+) -> None:
+    with pytest.raises(InvalidModelCard):
+        check_batch([(files[0][0], files[1][1])])
+
+
+def test_a_manifest_whose_digest_is_not_the_anchored_one_verifies_nothing(memory, files) -> None:
+    tree, manifest, _ = anchored(memory, files)
+    # The same tree, written with another key order: same root, other bytes.
+    rewritten = json.dumps(tree.dump(), indent=1).encode()
+    other = Manifest.parse(rewritten)
+    assert other.root == manifest.root and other.digest != manifest.digest
+    with pytest.raises(InvalidInput, match="not the one anchored") as refused:
+        verify_in_manifest(memory.client, digest_bytes(files[0][0]), other)
+    assert refused.value.details["anchored"] == str(manifest.digest)
+
+
+def test_an_altered_manifest_is_refused_when_read(files) -> None:
+    _, manifest = check_batch(files)
+    dump = json.loads(manifest)
+    dump["values"][0]["value"][1] = "10000"
+    with pytest.raises(InvalidInput, match="altered"):
+        Manifest.parse(json.dumps(dump).encode())
+
+
+def test_a_forged_proof_or_a_proof_for_another_root_verifies_nothing(memory, files) -> None:
+    tree, _, _ = anchored(memory, files)
+    other = build_tree([request("x"), request("y"), request("z")])
+    digest = digest_bytes(files[1][0])
+    leaf, proof = tree.values[1], tree.proof(1)
+    forged = [bytes([proof[0][0] ^ 1]) + proof[0][1:], *proof[1:]]
+    with pytest.raises(InvalidInput, match="does not show") as refused:
+        verify_in_batch(memory.client, digest, tree.root, leaf, forged)
+    assert refused.value.details["root"] == "0x" + tree.root.hex()
+    with pytest.raises(InvalidInput, match="does not show"):
+        verify_in_batch(memory.client, digest, other.root, leaf, proof)
+    # Another checkpoint's leaf and proof do not vouch for this digest.
+    with pytest.raises(InvalidInput, match="does not show"):
+        verify_in_batch(memory.client, digest, tree.root, tree.values[2], tree.proof(2))
+
+
+def test_a_checkpoint_missing_from_the_manifest_is_bad_input(memory, files) -> None:
+    _, manifest, _ = anchored(memory, files[:2])
+    with pytest.raises(InvalidInput, match="not in the manifest"):
+        verify_in_manifest(memory.client, digest_bytes(files[3][0]), manifest)
+
+
+def test_a_batch_never_anchored_gives_an_unknown_verdict(memory, files) -> None:
+    _, raw = check_batch(files)
+    verdict, place = verify_in_manifest(
+        memory.client, digest_bytes(files[0][0]), Manifest.parse(raw)
+    )
+    assert (verdict.verified, verdict.reason, place.batch) == (False, "unknown", None)
+
+
+def test_a_leaf_revoked_by_a_revoker_is_revoked_and_its_neighbours_stay_verified(
+    memory, files
+) -> None:
+    tree, manifest, _ = anchored(memory, files)
+    revoker = memory.other(1, Role.REVOKER)
+    revoker.revoke_leaf(tree.root, tree.values[2], tree.proof(2), RevocationReason.SAFETY_ISSUE)
+    revoked, _ = verify_in_manifest(memory.client, digest_bytes(files[2][0]), manifest)
+    assert (revoked.verified, revoked.reason) == (False, "revoked")
+    assert "safety-issue" in revoked.detail
+    kept, _ = verify_in_manifest(memory.client, digest_bytes(files[3][0]), manifest)
+    assert kept.verified
+
+
+def test_revoking_the_batch_revokes_every_checkpoint_in_it(memory, files) -> None:
+    tree, manifest, _ = anchored(memory, files)
+    memory.client.revoke_batch(tree.root, RevocationReason.DATA_PROBLEM)
+    for data, _ in files:
+        verdict, place = verify_in_manifest(memory.client, digest_bytes(data), manifest)
+        assert (verdict.verified, verdict.reason) == (False, "revoked")
+        assert place.batch is not None and not place.batch.valid
+
+
+def test_a_single_record_wins_over_the_batched_leaf(memory, files) -> None:
+    single = request("single")
+    other = build_tree([single, request("neighbour")])
+    raw = manifest_bytes(other)
+    register_batch(lambda: memory.client, other, raw)
+    memory.client.register(single)
+    memory.client.revoke(single.digest, RevocationReason.SUPERSEDED)
+    verdict, place = verify_in_manifest(memory.client, single.digest, Manifest.parse(raw))
+    # The single record (revoked) answers, not the still-valid batch.
+    assert (verdict.verified, verdict.reason) == (False, "revoked")
+    assert place.batch is None
+    assert leaf_of(single) == other.values[0]
