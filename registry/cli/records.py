@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from registry.cli.output import (
     EXIT_FAILED,
@@ -22,6 +23,10 @@ from registry.cli.output import (
 from registry.core.digest import Digest, digest_file, read_regular_file
 from registry.core.records import RevocationReason, Verdict
 from registry.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from registry.chain.client import RegistryClient
+    from registry.core.policy import Policy
 
 LIST_CATCH_UP_S = 60.0  # `registry list` lets the index read this long before answering
 
@@ -56,6 +61,14 @@ def _card_bytes(args: argparse.Namespace) -> bytes | None:
 def cmd_register(args: argparse.Namespace, out: Output) -> int:
     from registry.services import register_with_card
 
+    if args.batch:
+        return _register_batch(args, out)
+    if args.file is None:
+        raise InvalidInput(
+            "give the checkpoint to register (registry register FILE), or several with "
+            "--batch FILE... --cards CARD...",
+            missing=["file"],
+        )
     result = register_with_card(
         lambda: writer_for(args, out),
         read_regular_file(args.file),
@@ -74,9 +87,82 @@ def cmd_register(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def _register_batch(args: argparse.Namespace, out: Output) -> int:
+    """Anchor many checkpoints with one Merkle root; the manifest is written before the root is
+    anchored, since without it no checkpoint of the batch can be shown to be in it."""
+    from registry.core.files import atomic_write
+    from registry.services import check_batch, register_batch
+
+    single = ("file", "accuracy_bps", "test_set_digest", "card", "card_digest", "parent")
+    given = [name for name in single if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("FILE" if n == "file" else "--" + n.replace("_", "-") for n in given)
+        raise InvalidInput(
+            f"--batch registers each checkpoint with its card from --cards; {flags} "
+            "belong to a single registration",
+            given=given,
+        )
+    files, cards = _batch_files(args.batch), _batch_files(args.cards or [])
+    if len(cards) != len(files):
+        raise InvalidInput(
+            f"--batch names {len(files)} checkpoints but --cards {len(cards)} cards; give one "
+            "model card per checkpoint, in the same order",
+            checkpoints=len(files),
+            cards=len(cards),
+        )
+    tree, manifest = check_batch(
+        [(read_regular_file(f), read_regular_file(c)) for f, c in zip(files, cards, strict=True)]
+    )
+    path: Path = args.manifest or Path(f"batch-{tree.root.hex()[:12]}.manifest.json")
+    try:
+        atomic_write(path, manifest, overwrite=False)
+    except FileExistsError:
+        raise InvalidInput(
+            f"{path} exists; a manifest is never overwritten: give another --manifest PATH",
+            manifest=str(path),
+        ) from None
+    batch = register_batch(lambda: writer_for(args, out), tree, manifest)
+    data = {**batch.to_dict(), "manifest": str(path)}
+    out.result(
+        data,
+        f"registered a batch of {batch.count} checkpoints, root {batch.root_hex}, in block "
+        f"{batch.registered_block}; manifest {path} (sha256 {batch.manifest_digest.short})",
+    )
+    return EXIT_OK
+
+
+def _batch_files(paths: list[Path]) -> list[Path]:
+    """The files named, a folder standing for its files in name order."""
+    found: list[Path] = []
+    for path in paths:
+        found += sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    return found
+
+
 def _add_register(add: AddCommand) -> None:
     p = add("register", cmd_register, "anchor a checkpoint with its accuracy and evidence")
-    p.add_argument("file", type=Path, help="the checkpoint (.safetensors)")
+    p.add_argument("file", type=Path, nargs="?", help="the checkpoint (.safetensors)")
+    p.add_argument(
+        "--batch",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="anchor these checkpoints (or the files of a folder, in name order) with one Merkle "
+        "root; each needs its model card in --cards",
+    )
+    p.add_argument(
+        "--cards",
+        type=Path,
+        nargs="+",
+        metavar="CARD",
+        help="with --batch: the model cards, in the same order (or a folder of them)",
+    )
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        help="with --batch: where to write the batch manifest (default: "
+        "batch-<root>.manifest.json here); never overwritten",
+    )
     p.add_argument(
         "--accuracy-bps",
         type=int,
@@ -123,8 +209,26 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     digest = digest_file(args.file)
     from registry.chain.connection import connect
 
+    if args.manifest is not None:
+        return _verify_in_batch(args, out, connect(settings), digest, policy)
     verdict = verify_digest(connect(settings), digest, policy)
     out.result({"file": str(args.file), **verdict.to_dict()}, _explain(verdict, str(args.file)))
+    return EXIT_OK if verdict.verified else EXIT_FAILED
+
+
+def _verify_in_batch(
+    args: argparse.Namespace, out: Output, client: RegistryClient, digest: Digest, policy: Policy
+) -> int:
+    from registry.core.batches import Manifest
+    from registry.verify import verify_in_manifest
+
+    manifest = Manifest.parse(read_regular_file(args.manifest), source=str(args.manifest))
+    verdict, place = verify_in_manifest(client, digest, manifest, policy)
+    human = _explain(verdict, str(args.file))
+    if place.batch is not None:
+        human += f" [batch 0x{place.root.hex()}, position {place.position}]"
+    data = {"file": str(args.file), **verdict.to_dict(), "batch": place.to_dict()}
+    out.result(data, human)
     return EXIT_OK if verdict.verified else EXIT_FAILED
 
 
@@ -133,6 +237,11 @@ def _add_verify(add: AddCommand) -> None:
         "verify", cmd_verify, "check a checkpoint file against the registry (exit 0 = verified)"
     )
     p.add_argument("file", type=Path)
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        help="verify the file through the batch whose manifest this is (default: its own record)",
+    )
     p.add_argument("--min-accuracy-bps", type=int, help="policy: minimum accuracy (default 0)")
     p.add_argument(
         "--trusted",

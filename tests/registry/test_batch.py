@@ -155,3 +155,86 @@ def test_a_single_record_wins_over_the_batched_leaf(memory, files) -> None:
     assert (verdict.verified, verdict.reason) == (False, "revoked")
     assert place.batch is None
     assert leaf_of(single) == other.values[0]
+
+
+# --- the command line, against a real node -------------------------------------------------
+
+
+@pytest.fixture
+def cli(anvil, monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.setenv("REGISTRY_RPC_URL", anvil.endpoint)
+    monkeypatch.setenv("REGISTRY_CONTRACT_ADDRESS", anvil.client.address)
+    monkeypatch.setenv("REGISTRY_CHAIN_ID", str(anvil.client.chain_id))
+    monkeypatch.setenv("REGISTRY_PRIVATE_KEY", anvil.keys[0])
+    monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    return anvil
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object, str]:
+    from registry.cli import main
+
+    code = main(["--json", *argv])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out) if captured.out.strip() else None, captured.err
+
+
+def written(tmp_path, files) -> tuple[list[str], list[str]]:
+    paths, cards = [], []
+    for i, (data, card) in enumerate(files):
+        (tmp_path / f"m{i}.safetensors").write_bytes(data)
+        (tmp_path / f"m{i}.card.json").write_bytes(card)
+        paths.append(str(tmp_path / f"m{i}.safetensors"))
+        cards.append(str(tmp_path / f"m{i}.card.json"))
+    return paths, cards
+
+
+def test_cli_registers_a_batch_writes_its_manifest_and_verifies_through_it(
+    cli, files, tmp_path, capsys
+) -> None:
+    paths, cards = written(tmp_path, files[:3])
+    manifest = tmp_path / "batch.json"
+    code, result, err = run(
+        capsys, "register", "--batch", *paths, "--cards", *cards, "--manifest", str(manifest)
+    )
+    assert code == 0, err
+    assert result["count"] == 3 and result["manifest"] == str(manifest)
+    assert result["manifest_digest"] == str(digest_bytes(manifest.read_bytes()))
+    code, verdict, err = run(capsys, "verify", paths[1], "--manifest", str(manifest))
+    assert code == 0, err
+    assert verdict["verified"] and verdict["reason"] == "verified"
+    assert verdict["batch"]["root"] == result["root"] and verdict["batch"]["position"] == 1
+    # Without the manifest the file has no record of its own: not verified.
+    code, verdict, _ = run(capsys, "verify", paths[1])
+    assert (code, verdict["reason"]) == (1, "unknown")
+
+
+def test_cli_refuses_a_manifest_that_is_not_the_anchored_one(cli, files, tmp_path, capsys) -> None:
+    paths, cards = written(tmp_path, files[:2])
+    manifest = tmp_path / "batch.json"
+    code, _, err = run(
+        capsys, "register", "--batch", *paths, "--cards", *cards, "--manifest", str(manifest)
+    )
+    assert code == 0, err
+    altered = tmp_path / "altered.json"
+    altered.write_bytes(json.dumps(json.loads(manifest.read_bytes()), indent=2).encode())
+    code, answer, _ = run(capsys, "verify", paths[0], "--manifest", str(altered))
+    assert code == 2
+    assert answer["error"]["code"] == "invalid_input"
+    assert answer["error"]["details"]["manifest_digest"] == str(digest_bytes(altered.read_bytes()))
+    assert "verified" not in answer
+
+
+def test_cli_batch_needs_one_card_per_checkpoint_and_never_overwrites_a_manifest(
+    cli, files, tmp_path, capsys
+) -> None:
+    paths, cards = written(tmp_path, files[:2])
+    code, _, err = run(capsys, "register", "--batch", *paths, "--cards", cards[0])
+    assert code == 2 and "one model card per checkpoint" in err
+    existing = tmp_path / "taken.json"
+    existing.write_text("{}")
+    code, _, err = run(
+        capsys, "register", "--batch", *paths, "--cards", *cards, "--manifest", str(existing)
+    )
+    assert code == 2 and "never overwritten" in err
+    assert existing.read_text() == "{}"
