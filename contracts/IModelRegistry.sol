@@ -21,7 +21,8 @@ interface IModelRegistry {
 
     /// @notice A record as kept in storage. `registrant == address(0)` means "no such record" and
     /// `revocationReason == 0` means "not revoked": a timestamp is never used as a sentinel, since a
-    /// uint40 time could wrap to 0.
+    /// uint40 time could wrap to 0. A checkpoint revoked as a batch leaf (`revokeLeaf`) has no
+    /// registrant but its revocation fields, and `registeredBlock` set to the revocation's block.
     struct Record {
         address registrant;
         uint40 registeredAt; // block timestamp of the registration

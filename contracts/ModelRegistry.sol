@@ -21,7 +21,9 @@ import {IModelRegistry} from "./IModelRegistry.sol";
 /// ModelRegistered event, found through `registeredBlock`. So does a batch, whatever its size: its
 /// count and manifest digest are in the BatchRegistered event. A leaf revoked through its batch
 /// is kept in `_revocations` like any revoked checkpoint, so one mapping says "revoked" for a
-/// digest however it was anchored, and `register` refuses it.
+/// digest however it was anchored; it also leaves a tombstone in `_entries` (registrant 0,
+/// registeredBlock = the revocation's block), which `register` sees in the slot it reads anyway
+/// and refuses.
 contract ModelRegistry is IModelRegistry {
     uint16 internal constant MAX_ACCURACY_BPS = 10_000;
     uint8 internal constant REASON_MAX_CODED = 7;
@@ -77,9 +79,11 @@ contract ModelRegistry is IModelRegistry {
         if (cardDigest == bytes32(0)) revert ModelRegistryZeroCardDigest();
         Entry storage entry = _entries[digest];
         if (entry.registrant != address(0)) revert ModelRegistryAlreadyRegistered(digest, entry.registrant);
-        // A checkpoint revoked as a batch leaf stays revoked: it cannot come back on its own.
-        Revocation storage revoked = _revocations[digest];
-        if (revoked.reason != 0) revert ModelRegistryAlreadyRevoked(digest, revoked.revokedAt);
+        // A checkpoint revoked as a batch leaf stays revoked: its tombstone (a block, no
+        // registrant) is in the slot just read, so this check costs a registration no extra SLOAD.
+        if (entry.registeredBlock != 0) {
+            revert ModelRegistryAlreadyRevoked(digest, _revocations[digest].revokedAt);
+        }
         if (parent != bytes32(0) && (parent == digest || _entries[parent].registrant == address(0))) {
             revert ModelRegistryInvalidParent(digest, parent);
         }
@@ -170,6 +174,7 @@ contract ModelRegistry is IModelRegistry {
         revocation.revokedAt = uint40(block.timestamp);
         revocation.revokedBlock = uint40(block.number);
         revocation.reason = reason;
+        _entries[digest].registeredBlock = uint40(block.number);
         emit BatchLeafRevoked(root, digest, msg.sender, reason, uint40(block.timestamp));
     }
 

@@ -172,6 +172,7 @@ def test_a_leaf_revoked_in_one_batch_is_invalid_in_every_batch_and_cannot_be_reg
     assert caught.value.revoked_at == memory.timestamp(receipt["transactionHash"])
     assert not memory.client.is_valid(digest("b"))
     assert memory.client.get(digest("b")) is None
+    assert memory.client.call("isRegistered", digest("b").raw) == (False,)
 
 
 def test_revoke_leaf_by_the_batch_registrant_without_revoker_role(memory) -> None:
