@@ -8,7 +8,10 @@
 2. streaming SHA-256 of a page-cached file vs ``hashlib.sha256`` over the same bytes in memory;
 3. ``RegistryClient.lookup`` latency vs a raw ``eth_call`` JSON-RPC round trip to the same node;
 4. sequential ``RegistryClient.register`` throughput vs sending pre-signed raw transactions and
-   polling their receipts the same way.
+   polling their receipts the same way;
+5. gas per model of a batch (one ``registerBatch`` of N records) at N = 16, 128 and 1 024, as a
+   share of one full registration (goals: at most 1 % at 128, 0.2 % at 1 024), with the revocation
+   of one leaf through its proof.
 Everything runs against a fresh anvil on loopback that is stopped at the end.
 """
 
@@ -32,6 +35,7 @@ from registry.chain.client import RegistryClient
 from registry.chain.connection import make_web3
 from registry.chain.deploy import deploy_contract
 from registry.chain.transactions import GAS_LIMITS
+from registry.core.batches import build_tree, manifest_bytes
 from registry.core.digest import digest_bytes, digest_file
 from registry.core.records import RegisterRequest, Role
 from registry.devnet import DEV_PRIVATE_KEYS, AnvilNode
@@ -58,7 +62,7 @@ def request(i: int, tag: bytes, parent: bytes | None = None) -> RegisterRequest:
     )
 
 
-def bench_gas(client: RegistryClient) -> None:
+def bench_gas(client: RegistryClient) -> int:
     parent = request(0, b"gas-parent")
     client.register(parent)
     child = RegisterRequest(
@@ -85,6 +89,34 @@ def bench_gas(client: RegistryClient) -> None:
         f"{used / floor:.3f}x of floor"
     )
     print(f"   EAS attest {EAS_ATTEST_GAS:,} -> {used / EAS_ATTEST_GAS:.3f}x of EAS\n")
+    return used
+
+
+def bench_batches(client: RegistryClient, single_gas: int) -> None:
+    print("5. gas per model of a batch vs one full registration (with parent)")
+    goals = {128: 0.01, 1024: 0.002}
+    for n in (16, 128, 1024):
+        tag = f"batch-{n}".encode()
+        tree = build_tree([request(i, tag, parent=tag if i else None) for i in range(n)])
+        batch = client.register_batch(tree.root, n, digest_bytes(manifest_bytes(tree)))
+        receipt = client.w3.eth.get_transaction_receipt(batch.registration_tx)  # type: ignore[arg-type]
+        used = int(receipt["gasUsed"])
+        share = used / n / single_gas
+        goal = (
+            f"   goal <= {goals[n]:.1%}: {'met' if share <= goals[n] else 'MISSED'}"
+            if n in goals
+            else ""
+        )
+        print(
+            f"   N={n:>5,}: {used:,} gas, {used / n:,.1f} per model -> {share:.3%} of single{goal}"
+        )
+        if n == 1024:
+            revoked = client.transact("revokeLeaf", tree.root, tree.values[7], tree.proof(7), 2)
+            print(
+                f"   revoking one leaf of N=1 024 (proof of {len(tree.proof(7))} hashes): "
+                f"{int(revoked['gasUsed']):,} gas"
+            )
+    print()
 
 
 def bench_hashing(size_mib: int) -> None:
@@ -238,7 +270,8 @@ def main() -> int:
         client, _ = deploy_contract(w3, account, endpoint=node.url)
         client.grant_role(Role.REGISTRAR, account.address)
         print(f"anvil at {node.url}, registry at {client.address}\n")
-        bench_gas(client)
+        single_gas = bench_gas(client)
+        bench_batches(client, single_gas)
         bench_lookup(client, node.url, args.lookups)
         bench_register(client, args.registrations)
     bench_hashing(args.hash_mib)
