@@ -225,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: every process stopped", file=sys.stderr)
         return 130
+    except httpx.HTTPError as exc:  # a service that stopped answering: its log says why
+        args.keep = True
+        print(f"error: a service did not answer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         cluster.stop()
         if args.keep:
