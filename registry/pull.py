@@ -418,6 +418,7 @@ def pull(
     valid under the policy (``NotVerified``). Already stored: nothing is fetched. Every source
     that fails is tried no further; ``PullFailed`` when none gives the bytes. Bytes that hash
     right but fail the format check raise ``InvalidCheckpoint`` (they are what was anchored).
+    ``s3_endpoint_url`` (``REGISTRY_S3_ENDPOINT_URL``) is where ``s3://`` sources are read.
     """
     wanted = Digest.parse(digest)
     if not sources:

@@ -24,7 +24,8 @@ once. The run:
 5. revokes the registered models one by one and times, at every site at once, from the
    revocation's receipt to the first refused predict (goal: p99 <= 2 s at every site).
 
-The default run takes about two to three minutes on two cores. Every process it starts is
+The default run takes about a minute and a half on two cores (``--mode s3`` about two and a
+half, ``--big`` about two). Every process it starts is
 stopped at the end, on an error and on Ctrl-C or SIGTERM. ``--json FILE`` writes the figures
 and the structural facts (what each site verified, pulled and refused) for a test to read.
 """
