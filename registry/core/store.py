@@ -42,6 +42,11 @@ class CheckpointStore(Protocol):
         """Whether an object with that digest is stored (its content is not re-checked)."""
         ...
 
+    def has_maybe_stale(self, digest_hex: str, kind: Kind) -> bool:
+        """``has`` for listings, where a "no" a few seconds old will do (a bucket would
+        otherwise be asked once per record on every catalogue page)."""
+        ...
+
 
 def check_kind(kind: str) -> None:
     if kind not in KINDS:
@@ -125,6 +130,9 @@ class FileStore:
 
     def has(self, digest_hex: str, kind: Kind) -> bool:
         return self._path(digest_hex, kind).is_file()
+
+    def has_maybe_stale(self, digest_hex: str, kind: Kind) -> bool:
+        return self.has(digest_hex, kind)  # a local folder is cheap to ask every time
 
     def _check_existing(self, path: Path, digest: str, kind: str) -> None:
         try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +40,9 @@ CONNECT_TIMEOUT_S = 5.0  # a TCP + TLS handshake; a bucket that takes longer is 
 READ_TIMEOUT_S = 30.0  # between two reads of a response; a 16 MiB object streams well within it
 MAX_ATTEMPTS = 3  # the first try and two retries (botocore's "standard" mode, with backoff)
 KNOWN_KEYS = 4096  # keys seen present, kept per process: objects are immutable once written
+# A key seen absent may appear (another service puts it), so "absent" is believed only this long:
+# a catalogue page asks has() of up to 500 records, and one HEAD each would make it seconds long.
+ABSENT_TTL_S = 5.0
 
 AWS_ENDPOINT = "AWS S3 (the region's default endpoint)"
 # S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
@@ -150,6 +154,7 @@ class S3Store:
                 problem="invalid endpoint",
             ) from None
         self._known: OrderedDict[str, None] = OrderedDict()
+        self._absent: OrderedDict[str, float] = OrderedDict()  # key -> believed until (monotonic)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -206,6 +211,18 @@ class S3Store:
     def has(self, digest_hex: str, kind: Kind) -> bool:
         key = self.key(digest_hex, kind)
         return self._is_known(key) or self._exists(key, digest_hex, kind)
+
+    def has_maybe_stale(self, digest_hex: str, kind: Kind) -> bool:
+        """``has``, except that "no" may be up to ``ABSENT_TTL_S`` old: for listings only."""
+        key = self.key(digest_hex, kind)
+        if self._is_known(key):
+            return True
+        if self._recently_absent(key):
+            return False
+        if self._exists(key, digest_hex, kind):
+            return True
+        self._note_absent(key)
+        return False
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -311,10 +328,26 @@ class S3Store:
         with self._lock:
             return key in self._known
 
+    def _recently_absent(self, key: str) -> bool:
+        with self._lock:
+            until = self._absent.get(key)
+            if until is not None and until <= time.monotonic():
+                del self._absent[key]
+                until = None
+            return until is not None
+
+    def _note_absent(self, key: str) -> None:
+        with self._lock:
+            self._absent[key] = time.monotonic() + ABSENT_TTL_S
+            self._absent.move_to_end(key)
+            while len(self._absent) > KNOWN_KEYS:
+                self._absent.popitem(last=False)
+
     def _remember(self, key: str) -> None:
         # Keys are never overwritten, so "present" stays true; the bytes are still re-hashed on
         # every get(), so a key swapped behind our back is caught there.
         with self._lock:
+            self._absent.pop(key, None)
             self._known[key] = None
             self._known.move_to_end(key)
             while len(self._known) > KNOWN_KEYS:

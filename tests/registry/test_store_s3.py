@@ -393,3 +393,34 @@ def test_the_service_registers_and_predicts_from_s3_and_verify_survives_an_outag
         assert error["details"]["digest"] == digest
     # The model loaded before the outage is still served from memory, still gated by the chain.
     assert api.predict_png(loaded, png()).status_code == 200
+
+
+def test_a_listing_believes_absent_briefly_while_has_get_and_put_ask_the_bucket(
+    s3_url: str,
+) -> None:
+    # A catalogue page asks of every record on it: one HEAD per absent key each time would make
+    # pages seconds long on a remote bucket.
+    bucket = new_bucket(s3_url)
+    reader, writer = s3_store(s3_url, bucket), s3_store(s3_url, bucket)
+    assert not reader.has_maybe_stale(DIGEST, "checkpoint")
+
+    writer.put(DATA, "checkpoint")
+
+    assert not reader.has_maybe_stale(DIGEST, "checkpoint")  # within ABSENT_TTL_S
+    assert reader.has(DIGEST, "checkpoint")  # the exact answer asks the bucket, and learns
+    assert reader.has_maybe_stale(DIGEST, "checkpoint")
+
+
+def test_absent_expires_and_the_bucket_is_asked_again(
+    s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry.core import store_s3
+
+    monkeypatch.setattr(store_s3, "ABSENT_TTL_S", 0.0)
+    bucket = new_bucket(s3_url)
+    reader, writer = s3_store(s3_url, bucket), s3_store(s3_url, bucket)
+    assert not reader.has_maybe_stale(DIGEST, "card")
+
+    writer.put(DATA, "card")
+
+    assert reader.has_maybe_stale(DIGEST, "card")

@@ -130,7 +130,7 @@ def list_models(
     body: dict[str, Any] = {
         "count": len(page.records),
         "models": [
-            {**r.to_dict(), "stored": services.store.has(r.digest.hex, "checkpoint")}
+            {**r.to_dict(), "stored": services.store.has_maybe_stale(r.digest.hex, "checkpoint")}
             for r in page.records
         ],
         "indexed_to_block": page.indexed_to_block,
