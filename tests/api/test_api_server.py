@@ -82,7 +82,7 @@ def test_after_a_revocation_every_worker_refuses_and_no_answer_rests_on_a_later_
     # Warm both workers: concurrent requests until each pid has answered one prediction.
     pids: set[int] = set()
     with ThreadPoolExecutor(8) as pool:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # liveness only: the kernel picks the worker
         while len(pids) < WORKERS:
             assert time.monotonic() < deadline, f"only workers {pids} answered"
             assert set(pool.map(lambda _: _predict(base, digest), range(8))) == {200}

@@ -33,7 +33,7 @@ from registry.api.uploads import file_bytes, read_form, text_field
 from registry.core.address import parse_address
 from registry.core.digest import Digest, digest_bytes
 from registry.core.records import ModelRecord
-from registry.errors import ChainUnavailable, InvalidInput, NotFound
+from registry.errors import InvalidInput, NotFound
 from registry.gate import refusal
 from registry.index import DEFAULT_LIMIT, MAX_LIMIT, Filters, PageQuery
 from registry.services import register_with_card, revoke
@@ -110,8 +110,8 @@ def list_models(
     ] = None,
 ) -> Any:
     """Read from the service's index of the chain's events, in registration order (block, then
-    log index), after a catch-up of at most a second. If the chain cannot be asked the index
-    answers as it is; ``indexed_to_block`` says how fresh that is. A verdict never comes from
+    log index), after a catch-up of at most a second; ``indexed_to_block`` says how far that
+    reached. A chain that cannot be asked is a 503, as everywhere. A verdict never comes from
     here: /verify and predict read the chain."""
     filters = Filters(
         registrant=parse_address(registrant, "registrant") if registrant is not None else None,
@@ -121,11 +121,9 @@ def list_models(
         name=_name(name),
     )
     query = PageQuery.parse(filters, limit, cursor)
-    try:
-        services.index.catch_up(budget_s=LIST_CATCH_UP_S)
-    except ChainUnavailable:
-        if services.index.indexed_to is None:
-            raise  # nothing indexed yet: no answer at all
+    # A chain that cannot be asked is a 503 here too (fail closed): the page's `valid` flags are
+    # the chain's word, and an index that cannot catch up could show a revoked model as valid.
+    services.index.catch_up(budget_s=LIST_CATCH_UP_S)
     page = services.index.page(query)
     body: dict[str, Any] = {
         "count": len(page.records),
