@@ -5,7 +5,6 @@ import json
 import pickle
 import struct
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -197,24 +196,20 @@ def test_a_header_length_over_the_cap_is_refused_without_reading_it() -> None:
     refused(struct.pack("<Q", n) + b"{" + b" " * n, "header_too_large", str(n), str(1 << 20))
 
 
-def test_a_header_of_ten_million_entries_is_refused_fast() -> None:
+def test_a_header_declaring_ten_million_entries_is_refused_by_its_length() -> None:
     entry = b'"t%d":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
     declared = 10_000_000 * len(entry)
     data = struct.pack("<Q", declared) + b"{" + entry * 1000
-    start = time.perf_counter()
     refused(data, "header_too_large", str(declared))
-    assert time.perf_counter() - start < 0.1
 
 
-def test_a_header_full_of_tensor_entries_is_refused_fast() -> None:
+def test_a_header_full_of_tensor_entries_is_refused_by_count() -> None:
     entries = b",".join(
         b'"t%d":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}' % i for i in range(15_000)
     )
     raw = b"{" + entries + b"}"
     assert len(raw) < 1 << 20
-    start = time.perf_counter()
     refused(assemble(raw, b"\0" * 4), "too_many_tensors", "15000", str(MAX_TENSORS))
-    assert time.perf_counter() - start < 1.0
 
 
 def test_a_header_length_past_the_end_of_the_file_is_refused() -> None:
@@ -260,9 +255,7 @@ def high_recursion_limit() -> Any:
 def test_a_deeply_nested_header_is_refused_without_recursing(depth: int) -> None:
     # Without the depth check, json.loads overflows the C stack here and the process dies.
     raw = b'{"a":' + b"[" * depth + b"]" * depth + b"}"
-    start = time.perf_counter()
     refused(assemble(raw, b""), "header_not_json", "nested more than 8 levels")
-    assert time.perf_counter() - start < 0.5
 
 
 @pytest.mark.usefixtures("high_recursion_limit")
@@ -490,16 +483,14 @@ def test_a_truncated_file_is_refused() -> None:
 # --- properties ----------------------------------------------------------------------------
 
 
-@settings(max_examples=2000, deadline=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=4096))
-def test_arbitrary_bytes_raise_only_invalid_checkpoint_and_return_quickly(data: bytes) -> None:
-    start = time.perf_counter()
+def test_arbitrary_bytes_raise_only_invalid_checkpoint(data: bytes) -> None:
     with pytest.raises(InvalidCheckpoint):
         inspect_checkpoint(data)
-    assert time.perf_counter() - start < 0.05
 
 
-@settings(max_examples=300, deadline=200)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(min_size=8, max_size=8), st.binary(max_size=2048))
 def test_bytes_with_a_plausible_length_prefix_raise_only_invalid_checkpoint(
     prefix: bytes, rest: bytes
@@ -509,7 +500,7 @@ def test_bytes_with_a_plausible_length_prefix_raise_only_invalid_checkpoint(
         inspect_checkpoint(struct.pack("<Q", n) + b"{" + rest)
 
 
-@settings(max_examples=1000, deadline=500)
+@settings(max_examples=1000, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=4)
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -73,10 +72,8 @@ def test_nesting_up_to_the_limit_parses_and_one_more_level_is_refused() -> None:
 @pytest.mark.parametrize("depth", [1000, 500_000])
 def test_deep_nesting_is_refused_before_the_recursive_decoder_runs(depth: int) -> None:
     # Without the depth check, json.loads overflows the C stack here and the process dies.
-    start = time.perf_counter()
     refused("[" * depth + "]" * depth, "too_deep")
     refused(b'{"a":' + b"[" * depth + b"]" * depth + b"}", "too_deep")
-    assert time.perf_counter() - start < 0.5
 
 
 def test_brackets_inside_strings_do_not_count_and_unpaired_ones_outside_do() -> None:
@@ -99,9 +96,7 @@ def test_an_integer_over_the_digit_limit_is_refused_even_without_pythons_own_gua
     assert loads("-" + "9" * MAX_INTEGER_DIGITS) == -int("9" * MAX_INTEGER_DIGITS)
     exc = refused("[" + "9" * (MAX_INTEGER_DIGITS + 1) + "]", "integer_too_long")
     assert f"{MAX_INTEGER_DIGITS + 1} digits" in str(exc)
-    start = time.perf_counter()
     refused('{"n": ' + "7" * 1_000_000 + "}", "integer_too_long")
-    assert time.perf_counter() - start < 0.5
 
 
 @pytest.mark.parametrize("text", ["", "{", '{"a": 1,}', "{'a': 1}", '{"a": 1} x', "[1e]"])
