@@ -22,11 +22,17 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import event_abi_to_log_topic
 from hexbytes import HexBytes
+from hypothesis import settings as hypothesis_settings
 
 from registry.chain.client import RegistryClient
 from registry.chain.connection import memory_client
 from registry.core.records import Role
 from registry.errors import RegistryError
+
+# Property tests check what holds, never how fast: Hypothesis's default 200 ms deadline per example
+# turns a loaded CI machine into failures. Every property test runs under this profile.
+hypothesis_settings.register_profile("registry", deadline=None)
+hypothesis_settings.load_profile("registry")
 
 ZERO_ADDRESS = "0x" + "00" * 20
 
