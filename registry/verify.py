@@ -6,10 +6,11 @@ client (chain unavailable, wrong chain, wrong contract), and every caller treats
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from registry.chain.client import RegistryClient
+from registry.chain.identity import ChainIdentity
 from registry.core.batches import BatchPosition, Manifest, leaf_of, request_of
 from registry.core.digest import Digest
 from registry.core.merkle_batch import verify as verify_proof
@@ -19,10 +20,10 @@ from registry.core.times import human_utc
 from registry.errors import ChainError, InvalidInput
 
 
-def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None = None) -> Verdict:
-    policy = policy or Policy()
-    identity = client.check_identity()
-    record, block = client.lookup(digest)
+def _verdict_for(
+    digest: Digest, identity: ChainIdentity, block: int, record: ModelRecord | None
+) -> Callable[..., Verdict]:
+    """A maker of this lookup's verdicts: what was asked, of which chain, at which block."""
 
     def verdict(
         verified: bool, reason: str, detail: str, failures: tuple[str, ...] = ()
@@ -38,6 +39,16 @@ def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None 
             detail=detail,
             policy_failures=failures,
         )
+
+    return verdict
+
+
+def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None = None) -> Verdict:
+    policy = policy or Policy()
+    identity = client.check_identity()
+    record, block = client.lookup(digest)
+
+    verdict = _verdict_for(digest, identity, block, record)
 
     if record is None:
         return verdict(
@@ -147,20 +158,7 @@ def verify_in_batch(
     place = BatchPosition(root, position, batch)
     where = f"in batch 0x{root.hex()[:12]}… at position {position}"
 
-    def verdict(
-        verified: bool, reason: str, detail: str, failures: tuple[str, ...] = ()
-    ) -> Verdict:
-        return Verdict(
-            verified=verified,
-            reason=reason,  # type: ignore[arg-type]
-            digest=digest,
-            chain_id=identity.chain_id,
-            contract=identity.address,
-            checked_block=block,
-            record=record,
-            detail=detail,
-            policy_failures=failures,
-        )
+    verdict = _verdict_for(digest, identity, block, record)
 
     if batch is None or record is None:
         return verdict(
