@@ -54,6 +54,47 @@ class Settings(BaseSettings):
     trusted_registrants: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated addresses; empty = any registrar"
     )
+    min_attestations: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="trusted evaluators that must have attested a model (an accuracy at least "
+        "min_accuracy_bps) before the gate admits it; 0 = attestations are not required",
+    )
+    trusted_evaluators: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated addresses of the evaluators whose attestations count",
+    )
+    attestation_tolerance_bps: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="an attestation on the anchored test set counts only within this many basis "
+        "points of the registrant's claim",
+    )
+    require_oms_signature: bool = Field(
+        default=False,
+        description="the gate also requires an OpenSSF model-signing bundle over the checkpoint, "
+        "signed by one of trusted_oms_keys",
+    )
+    trusted_oms_keys: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated PEM public key files whose model-signing bundles are trusted",
+    )
+    offline_bundles: bool = Field(
+        default=False,
+        description="when the chain cannot be reached, the gate may admit a model from a stored "
+        "proof bundle that verifies against trusted_checkpoint_file; off = fail closed",
+    )
+    trusted_checkpoint_file: Path | None = Field(
+        default=None, description="block numbers and hashes the clinic pinned, for proof bundles"
+    )
+    offline_bundle_max_age_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="a proof bundle older than this (by its block's time) does not admit a model: "
+        "it cannot show a revocation made after its block",
+    )
 
     # --- service -------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -136,6 +177,22 @@ class Settings(BaseSettings):
         gt=0,
         description="how often the service's index of the chain's events catches up",
     )
+    audit_anchor_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="how often the service anchors its audit log's Merkle root on chain (also at "
+        "a clean shutdown; skipped when nothing was added); 0 = only at shutdown",
+    )
+    audit_anchor_private_key: SecretStr | None = Field(
+        default=None,
+        description="hex key that signs the audit log's anchors; unset = the service's own key "
+        "(private_key or keystore); neither = the log is not anchored (said in /health)",
+    )
+    relay_enabled: bool = Field(
+        default=False,
+        description="POST /models/relay submits registrations signed offline (EIP-712) with the "
+        "service's key, which pays the gas",
+    )
     audit_key_file: Path | None = Field(
         default=None,
         description="the secret that keys the audit log's hash chain (created 0600 if missing); "
@@ -152,7 +209,13 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "trusted_registrants", "trusted_proxies", "allowed_hosts", "mirrors", mode="before"
+        "trusted_registrants",
+        "trusted_evaluators",
+        "trusted_proxies",
+        "allowed_hosts",
+        "mirrors",
+        "trusted_oms_keys",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -160,7 +223,7 @@ class Settings(BaseSettings):
             value = [v.strip() for v in value.split(",") if v.strip()]
         return value
 
-    @field_validator("trusted_registrants")
+    @field_validator("trusted_registrants", "trusted_evaluators")
     @classmethod
     def _check_addresses(cls, value: list[str]) -> list[str]:
         # A mixed-case entry with a wrong EIP-55 checksum would trust an account nobody meant.
