@@ -21,7 +21,8 @@ from registry.core.digest import HEX64
 from registry.core.files import atomic_write
 from registry.errors import InvalidDigest, NotFound, StoreError
 
-Kind = Literal["checkpoint", "card"]
+# "manifest": a batch manifest (registry.core.batches), served so a clinic can check a leaf.
+Kind = Literal["checkpoint", "card", "manifest"]
 KINDS: tuple[str, ...] = get_args(Kind)
 
 _READ_ONLY = 0o444
