@@ -34,9 +34,11 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     │   ├── ContractMismatch         address holds no code, or not ours
     │   ├── TransactionFailed        mined with status 0, or never mined
     │   │   └── NonceGap             waits behind a nonce the chain no longer has (registry.chain)
-    │   └── ContractRevert           the contract refused the call (registry.chain.reverts)
-    │       ├── RegistryContractError  = parent's code; one subclass per custom error in the ABI
-    │       └── UndecodedRevert      = parent's code; revert data no ABI error matches
+    │   ├── ContractRevert           the contract refused the call (registry.chain.reverts)
+    │   │   ├── RegistryContractError  = parent's code; one subclass per custom error in the ABI
+    │   │   └── UndecodedRevert      = parent's code; revert data no ABI error matches
+    │   └── ProofsUnsupported        the node gives no eth_getProof (registry.chain.proofs)
+    ├── BundleRejected               a proof bundle that does not prove what it claims
     ├── NotVerified                  the gate refuses a checkpoint (carries the Verdict)
     ├── AuthError
     │   ├── Unauthenticated
@@ -243,6 +245,39 @@ class ContractRevert(ChainError):
     """The contract refused the call; subclasses mirror its custom errors one to one."""
 
     code = "contract_revert"
+
+
+class ProofsUnsupported(ChainError):
+    """The node answers, but gives no Merkle proofs (``eth_getProof``): no bundle can be made."""
+
+    code = "proofs_unsupported"
+
+    def __init__(self, endpoint: str, cause: str) -> None:
+        super().__init__(
+            f"the chain at {endpoint} gives no state proofs (eth_getProof: {cause}); make proof "
+            "bundles from a node that does (anvil, geth, reth, erigon, besu, nethermind)",
+            endpoint=endpoint,
+            cause=cause,
+        )
+        self.endpoint, self.cause = endpoint, cause
+
+
+class BundleRejected(RegistryError):
+    """A proof bundle that does not lead from the trusted block hash to the record it claims.
+
+    Not bad input in the usage sense: the file is well formed, it just proves nothing (tampered,
+    another chain, block, contract or record); nothing in it is believed.
+    """
+
+    code = "bundle_rejected"
+
+    def __init__(self, problem: str, **details: Any) -> None:
+        super().__init__(
+            f"the proof bundle is refused: {problem}; nothing in it is believed",
+            problem=problem,
+            **details,
+        )
+        self.problem = problem
 
 
 # --- the gate, access, storage ---------------------------------------------------------------
