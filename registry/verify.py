@@ -6,11 +6,12 @@ client (chain unavailable, wrong chain, wrong contract), and every caller treats
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from registry.chain.client import RegistryClient
 from registry.chain.identity import ChainIdentity
+from registry.core.batch_proof import BatchProof
 from registry.core.batches import BatchPosition, Manifest, leaf_of, request_of
 from registry.core.digest import Digest
 from registry.core.merkle_batch import verify as verify_proof
@@ -21,9 +22,14 @@ from registry.errors import ChainError, InvalidInput
 
 
 def _verdict_for(
-    digest: Digest, identity: ChainIdentity, block: int, record: ModelRecord | None
+    digest: Digest,
+    identity: ChainIdentity,
+    block: int,
+    record: ModelRecord | None,
+    batch: dict[str, Any] | None = None,
 ) -> Callable[..., Verdict]:
-    """A maker of this lookup's verdicts: what was asked, of which chain, at which block."""
+    """A maker of this lookup's verdicts: what was asked, of which chain, at which block (and
+    through which batch, for a batched checkpoint)."""
 
     def verdict(
         verified: bool, reason: str, detail: str, failures: tuple[str, ...] = ()
@@ -38,6 +44,7 @@ def _verdict_for(
             record=record,
             detail=detail,
             policy_failures=failures,
+            batch=batch,
         )
 
     return verdict
@@ -158,7 +165,7 @@ def verify_in_batch(
     place = BatchPosition(root, position, batch)
     where = f"in batch 0x{root.hex()[:12]}… at position {position}"
 
-    verdict = _verdict_for(digest, identity, block, record)
+    verdict = _verdict_for(digest, identity, block, record, place.to_dict())
 
     if batch is None or record is None:
         return verdict(
@@ -198,3 +205,31 @@ def verify_in_batch(
         f"registered {where} by {record.registrant} on {human_utc(record.registered_at)} with "
         f"accuracy {record.accuracy_bps / 100:.2f} % on test set {record.test_set_digest.short}",
     ), place
+
+
+def verify_located(
+    client: RegistryClient,
+    digest: Digest,
+    proofs: Iterable[BatchProof],
+    policy: Policy | None = None,
+) -> Verdict:
+    """``digest``'s verdict from its own record, else through the batches ``proofs`` place it in.
+
+    A single registration always answers when there is one (it wins over any batch leaf). An
+    unregistered digest is tried in each batch: the first "verified" answers, else the last
+    batch's "no" (a revoked batch is still a reason worth naming), else "unknown". The proofs
+    come from stored manifests or a caller, so none is trusted: each is checked against its
+    root and the chain as ``verify_in_batch`` checks it.
+    """
+    verdict = verify_digest(client, digest, policy)
+    if verdict.reason != "unknown":
+        return verdict
+    for proof in proofs:
+        batched, _ = verify_in_batch(
+            client, digest, proof.root, proof.leaf, proof.proof, policy, proof.position
+        )
+        if batched.reason != "unknown":
+            verdict = batched
+        if batched.verified:
+            break
+    return verdict

@@ -174,6 +174,9 @@ class Verdict:
     record: ModelRecord | None = None
     detail: str = ""
     policy_failures: tuple[str, ...] = field(default=())
+    # A checkpoint judged through a batch: ``BatchPosition.to_dict()`` (root, position, the
+    # batch's chain facts), as plain data since the batch types build on this module.
+    batch: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,6 +189,7 @@ class Verdict:
             "checked_block": self.checked_block,
             "policy_failures": list(self.policy_failures),
             "record": self.record.to_dict() if self.record else None,
+            "batch": self.batch,
         }
 
 
