@@ -18,9 +18,12 @@ match wins, so a subclass listed before its base can get its own status.
                                                 browser request another site started
                                                 (CrossSiteRequest, from api/browser.py)
     NotVerified                            403  unknown to the gate, revoked, policy, unconfirmed
-    NotFound, UnknownModel                 404
-    AlreadyRegistered, AlreadyRevoked      409
-    MissingRole, NotAllowedToRevoke, ...   403  the contract refused the service's signing key
+    NotFound, UnknownModel, UnknownBatch   404
+    AlreadyRegistered, AlreadyRevoked,
+    BatchAlreadyRegistered, BatchRevoked   409
+    EmptyBatch, InvalidProof               400  (named: their codes say which)
+    MissingRole, NotAllowedToRevoke,
+    NotAllowedToRevokeBatch, ...           403  the contract refused the service's signing key
     other ContractRevert                   400  the contract refused the request's values
     ChainUnavailable, WrongChain,
     ContractMismatch                       503  nothing can be verified: fail closed
@@ -55,10 +58,16 @@ from registry.api.refusals import note_outcome
 from registry.chain.reverts import (
     AlreadyRegistered,
     AlreadyRevoked,
+    BatchAlreadyRegistered,
+    BatchRevoked,
+    EmptyBatch,
+    InvalidProof,
     MissingRole,
     NotAdmin,
     NotAllowedToRevoke,
+    NotAllowedToRevokeBatch,
     NotPendingAdmin,
+    UnknownBatch,
     UnknownModel,
 )
 from registry.errors import (
@@ -98,8 +107,14 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (NotVerified, 403),
     (NotFound, 404),
     (UnknownModel, 404),
+    (UnknownBatch, 404),
     (AlreadyRegistered, 409),
     (AlreadyRevoked, 409),
+    (BatchAlreadyRegistered, 409),
+    (BatchRevoked, 409),
+    (EmptyBatch, 400),
+    (InvalidProof, 400),
+    (NotAllowedToRevokeBatch, 403),
     (MissingRole, 403),
     (NotAdmin, 403),
     (NotPendingAdmin, 403),
@@ -229,7 +244,8 @@ _DESCRIPTIONS = {
     "site's page sent the request from a browser without a key (`cross_site_request`)",
     404: "Unknown digest, nothing stored under it, or no such endpoint (`not_found`)",
     408: "The request body did not arrive within the configured time (`request_timeout`)",
-    409: "Conflicts with the chain's state (`already_registered`, `already_revoked`)",
+    409: "Conflicts with the chain's state (`already_registered`, `already_revoked`, "
+    "`batch_already_registered`, `batch_revoked`)",
     413: "Body, image or pixel count over the configured limit (`payload_too_large`)",
     422: "Not a loadable safetensors checkpoint (`invalid_checkpoint`, `pickle_rejected`), "
     "or the request does not match the schema (`invalid_request`)",
