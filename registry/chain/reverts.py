@@ -289,6 +289,56 @@ class NotAllowedToRevokeBatch(RegistryContractError):
         )
 
 
+class ExpiredSignature(RegistryContractError):
+    code = "signature_expired"
+    solidity_name = "ModelRegistryExpiredSignature"
+
+    def __init__(self, deadline: int, now: int) -> None:
+        self.deadline, self.now = deadline, now
+        super().__init__(
+            f"the signed registration expired at {iso_utc(deadline)} and the chain's time is "
+            f"{iso_utc(now)}; the registrar signs a new request with a later --deadline",
+            deadline=deadline,
+            now=now,
+        )
+
+
+class InvalidNonce(RegistryContractError):
+    code = "invalid_nonce"
+    solidity_name = "ModelRegistryInvalidNonce"
+
+    def __init__(self, registrar: str, nonce: int, expected: int) -> None:
+        self.registrar, self.nonce, self.expected = registrar, nonce, expected
+        lane, sequence, wanted = nonce >> 64, nonce & (2**64 - 1), expected & (2**64 - 1)
+        super().__init__(
+            f"nonce {nonce} (lane {lane}, sequence {sequence}) is not {registrar}'s next one in "
+            f"its lane, which is sequence {wanted}: the request was already submitted, "
+            "cancelled, or an earlier one of its lane must go first",
+            registrar=registrar,
+            nonce=str(nonce),
+            expected=str(expected),
+        )
+
+
+class InvalidSigner(RegistryContractError):
+    code = "invalid_signer"
+    solidity_name = "ModelRegistryInvalidSigner"
+
+    def __init__(self, registrar: str, recovered: str) -> None:
+        self.registrar, self.recovered = registrar, recovered
+        who = (
+            "is malformed, or the registrar's ERC-1271 wallet refused it"
+            if int(recovered, 16) == 0
+            else f"was made by {recovered}"
+        )
+        super().__init__(
+            f"the signature {who}, not by the registrar {registrar}, over this registration, "
+            "chain, contract and nonce; the registrar signs the request again",
+            registrar=registrar,
+            recovered=recovered,
+        )
+
+
 class UndecodedRevert(ContractRevert):
     """A revert whose data matches no custom error of the contract (e.g. out of gas)."""
 
