@@ -22,12 +22,20 @@ fsync serves every append queued behind it, so concurrent requests share the cos
 returns, or within ``sync_interval_s`` (a choice per log; see its docstring). A line torn by a
 crash makes the next append refuse (fail closed) rather than continue a chain from a line nobody
 can check.
+
+Each append also tells the caller, through ``last_appended()``, which entry it wrote: its global
+index across rotated files (``audit_tree``) and its exact line, the leaf of the log's Merkle tree.
+That is what a prediction's receipt names. It is a context variable, not a return value, so the
+callers that only record (most of them) are not changed; an ``await`` of ``append_async`` or a
+call of ``append`` in the same context sees its own entry, never another request's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import dataclasses
 import fcntl
 import os
 import re
@@ -51,9 +59,10 @@ from registry.core.audit_chain import (
     verify,
 )
 from registry.core.audit_key import AuditKey
+from registry.core.audit_tree import first_index
 from registry.errors import AuditLogCorrupt, AuditLogUnavailable, ConfigurationError
 
-__all__ = ["GENESIS_PREV", "AuditLog", "canonical_json", "verify"]
+__all__ = ["GENESIS_PREV", "Appended", "AuditLog", "canonical_json", "last_appended", "verify"]
 
 MAX_VALUE_CHARS = 512  # a digest is 64, an address 42: 512 leaves room for ids, not for content
 MAX_FIELDS = 32
@@ -77,6 +86,25 @@ def _reset_locks_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
+@dataclasses.dataclass(frozen=True)
+class Appended:
+    """The entry an append wrote: its global index (None when a sealed file before this one is
+    missing, so entries cannot be counted) and its line without the newline (the Merkle leaf)."""
+
+    index: int | None
+    line: bytes
+
+
+_appended: contextvars.ContextVar[Appended | None] = contextvars.ContextVar(
+    "audit_appended", default=None
+)
+
+
+def last_appended() -> Appended | None:
+    """The entry the last append in this context wrote (None if none did)."""
+    return _appended.get()
 
 
 def _lock_for(key: str) -> threading.Lock:
@@ -188,6 +216,8 @@ class AuditLog:
         self._file: tuple[int, int] | None = None  # (device, inode) whose header was checked
         self._end = -1  # file size right after our last append: the file's end if nobody else wrote
         self._last_line_bytes = 0
+        self._last_line = b""
+        self._first_index: int | None = 0  # global index of the file's first line (audit_tree)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Create the file (with its header) now, and check its header and that its last line
         # can be chained to, so that a log this key cannot continue is reported at start-up
@@ -341,6 +371,8 @@ class AuditLog:
                         )
                 entry = self._write_line(fd, event, fields, seq + 1, prev)
                 self._end = size + self._last_line_bytes
+                base = self._first_index
+                _appended.set(Appended(None if base is None else base + seq, self._last_line))
                 return entry, self._written
             finally:
                 os.close(fd)
@@ -359,6 +391,7 @@ class AuditLog:
             raise AuditLogUnavailable(str(self.path), f"writing failed ({exc})") from exc
         self._seq, self._prev = seq, sha256_hex(line[:-1])
         self._last_line_bytes = len(line)
+        self._last_line = line[:-1]
         self._written += 1
         return entry
 
@@ -417,6 +450,8 @@ class AuditLog:
             if problem is not None:
                 raise AuditLogUnavailable(str(self.path), f"the file was replaced: {problem}")
         self._file = (info.st_dev, info.st_ino)
+        # Where this file's lines start in the whole log: its seal chain, read once per file.
+        self._first_index = first_index(self.path.parent, read_first_line(fd))
         self._end = -1  # a file this object has not written to yet
 
     def _sync(self, ticket: int) -> None:
