@@ -8,6 +8,7 @@ and the verifier are imported inside the handlers that need them.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -206,24 +207,40 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
         if args.trusted
         else frozenset(settings.trusted_registrants),
     )
+    oms = None
+    if args.oms_key and args.oms_bundle is None:
+        raise InvalidInput("--oms-key checks a model-signing bundle: give --oms-bundle SIG too")
+    if args.oms_bundle is not None:  # read now: an unusable bundle or key is exit 2, chain unasked
+        from registry.oms import SignatureRequirement
+
+        oms = SignatureRequirement.from_files(
+            args.oms_bundle, args.oms_key or settings.trusted_oms_keys
+        )
     digest = digest_file(args.file)
     from registry.chain.connection import connect
 
     if args.manifest is not None:
-        return _verify_in_batch(args, out, connect(settings), digest, policy)
+        return _verify_in_batch(args, out, connect(settings), digest, policy, oms)
     verdict = verify_digest(connect(settings), digest, policy)
+    verdict = oms(verdict) if oms is not None else verdict
     out.result({"file": str(args.file), **verdict.to_dict()}, _explain(verdict, str(args.file)))
     return EXIT_OK if verdict.verified else EXIT_FAILED
 
 
 def _verify_in_batch(
-    args: argparse.Namespace, out: Output, client: RegistryClient, digest: Digest, policy: Policy
+    args: argparse.Namespace,
+    out: Output,
+    client: RegistryClient,
+    digest: Digest,
+    policy: Policy,
+    oms: Callable[[Verdict], Verdict] | None = None,
 ) -> int:
     from registry.core.batches import Manifest
     from registry.verify import verify_in_manifest
 
     manifest = Manifest.parse(read_regular_file(args.manifest), source=str(args.manifest))
     verdict, place = verify_in_manifest(client, digest, manifest, policy)
+    verdict = oms(verdict) if oms is not None else verdict
     human = _explain(verdict, str(args.file))
     if place.batch is not None:
         human += f" [batch 0x{place.root.hex()}, position {place.position}]"
@@ -248,6 +265,21 @@ def _add_verify(add: AddCommand) -> None:
         action="append",
         metavar="ADDRESS",
         help="policy: trusted registrant (repeatable; default: any)",
+    )
+    p.add_argument(
+        "--oms-bundle",
+        type=Path,
+        metavar="SIG",
+        help="also require this OpenSSF model-signing bundle (key-based, whole-file SHA-256) to "
+        "sign the file's anchored digest (the [oms] extra)",
+    )
+    p.add_argument(
+        "--oms-key",
+        type=Path,
+        action="append",
+        metavar="PUBKEY",
+        help="PEM public key the bundle must be signed by (repeatable; default: "
+        "REGISTRY_TRUSTED_OMS_KEYS)",
     )
 
 
