@@ -10,6 +10,7 @@ on the command line (they would show in the process list): use REGISTRY_PRIVATE_
     admin     chain, deploy, roles, admin
     runtime   train, serve, audit (the commands that need an extra, and the audit log check)
     evaluate  evaluate: re-run an anchored accuracy claim on test data (the [train] extra)
+    oms       export-signature, import-signature: OpenSSF model-signing bundles (the [oms] extra)
     main      build_parser (the shared flags) and main (errors -> exit codes)
 """
 
