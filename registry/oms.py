@@ -151,13 +151,15 @@ def _field(obj: Any, name: str, kind: type, source: str, where: str) -> Any:
 
 
 @dataclass(frozen=True)
-class _Bundle:
+class ParsedBundle:
     parsed: dict[str, Any]
     hint: str | None
     statement: dict[str, Any]
 
 
-def _read(data: bytes, source: str) -> _Bundle:
+def parse_bundle(data: bytes, source: str) -> ParsedBundle:
+    """A bundle's parts, read strictly; ``InvalidOmsBundle`` when it is not a key-based
+    model-signing bundle at all (nothing is verified here)."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise _unusable(source, f"{len(data)} bytes, over the limit of {MAX_BUNDLE_BYTES}")
     try:
@@ -190,7 +192,7 @@ def _read(data: bytes, source: str) -> _Bundle:
         raise _unusable(source, f"its DSSE payload is not base64 JSON ({exc})") from None
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise _unusable(source, "its payload is not an in-toto v1 statement")
-    return _Bundle(parsed, hint if isinstance(hint, str) else None, statement)
+    return ParsedBundle(parsed, hint if isinstance(hint, str) else None, statement)
 
 
 def _resource(statement: dict[str, Any], source: str) -> tuple[Digest, str]:
@@ -264,7 +266,7 @@ def _signature_of(parsed: dict[str, Any], sign_sigstore_pb: Any) -> Any:
 def verify_bundle(data: bytes, keys: Sequence[OmsKey], *, source: str) -> SignedCheckpoint:
     """The checkpoint digest a bundle signs with one of ``keys``; raises ``InvalidOmsBundle``
     for unusable input, ``OmsSignatureRefused`` (with ``problem``) for any other "no"."""
-    bundle = _read(data, source)
+    bundle = parse_bundle(data, source)
     digest, name = _resource(bundle.statement, source)
     if not keys:
         raise OmsSignatureRefused(
@@ -442,3 +444,19 @@ class SignatureRequirement:
         if not verdict.verified:
             return verdict
         return require_signature(verdict, self.bundles(verdict.digest), self.keys)
+
+    @classmethod
+    def from_files(cls, bundle: Path, keys: Sequence[Path]) -> SignatureRequirement:
+        """The condition for one bundle file and key files (``registry verify --oms-bundle``):
+        both are read and the bundle parsed now, so unusable input is refused before the chain
+        is asked."""
+        if not keys:
+            raise InvalidInput(
+                "--oms-bundle needs the signer's public key: give --oms-key PUBKEY (or list "
+                "trusted keys in REGISTRY_TRUSTED_OMS_KEYS)",
+                missing=["oms_key"],
+            )
+        data = read_regular_file(bundle)
+        parse_bundle(data, str(bundle))
+        loaded = load_keys(keys)
+        return cls(loaded, lambda _digest: [(str(bundle), data)])
