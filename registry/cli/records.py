@@ -43,7 +43,7 @@ def _add_hash(add: AddCommand) -> None:
     p.add_argument("file", type=Path)
 
 
-def _card_bytes(args: argparse.Namespace) -> bytes | None:
+def card_bytes(args: argparse.Namespace) -> bytes | None:
     """The model card to read: --card, else model_card.json beside FILE unless --card-digest
     names a card kept elsewhere."""
     if args.card is None and args.card_digest:
@@ -73,7 +73,7 @@ def cmd_register(args: argparse.Namespace, out: Output) -> int:
     result = register_with_card(
         lambda: writer_for(args, out),
         read_regular_file(args.file),
-        card=_card_bytes(args),
+        card=card_bytes(args),
         card_digest=args.card_digest,
         accuracy_bps=args.accuracy_bps,
         test_set_digest=args.test_set_digest,
