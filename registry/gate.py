@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,12 @@ import numpy as np
 
 from modelformat.header import CheckedCheckpoint, inspect_checkpoint
 from registry.chain.client import RegistryClient
+from registry.core.batch_proof import BatchProof
 from registry.core.digest import Digest, digest_bytes
 from registry.core.policy import Policy
 from registry.core.records import Verdict
 from registry.errors import InvalidInput, NotVerified
-from registry.verify import verify_digest
+from registry.verify import verify_digest, verify_located
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def refusal(verdict: Verdict) -> NotVerified:
 
 
 MAX_CACHED_VERDICTS = 4096
+# A digest's inclusion proofs in the batches a service knows (registry.index.batches).
+Locate = Callable[[Digest], Iterable[BatchProof]]
 
 
 class Gate:
@@ -71,8 +75,16 @@ class Gate:
         *,
         validity_ttl_s: float = 1.0,
         max_models: int = 8,
+        locate: Locate | None = None,
+        require: Callable[[Verdict], Verdict] | None = None,
     ) -> None:
+        """``locate`` gives a digest's inclusion proofs from the batch manifests this service
+        holds, so a batched checkpoint (no record of its own) is judged through its batch.
+        ``require`` is a last condition on a verified verdict before a model is loaded (the
+        model-signing bundle of REGISTRY_REQUIRE_OMS_SIGNATURE): the verdict back, or a refusal."""
         self.client = client
+        self.locate = locate
+        self.require = require
         self.policy = policy or Policy()
         self.validity_ttl_s = validity_ttl_s
         self.max_models = max_models
@@ -83,7 +95,14 @@ class Gate:
 
     def check(self, digest: Digest) -> Verdict:
         """A fresh verdict from the chain (raises when the chain cannot answer)."""
-        return verify_digest(self.client, digest, self.policy)
+        if self.locate is None:
+            return verify_digest(self.client, digest, self.policy)
+        locate = self.locate
+
+        def proofs() -> Iterator[BatchProof]:  # asked only for a digest without its own record
+            yield from locate(digest)
+
+        return verify_located(self.client, digest, proofs(), self.policy)
 
     def fresh_verdict(self, digest: Digest) -> Verdict | None:
         """The "verified" verdict ``verdict`` would reuse now, or None; never asks the chain (so
@@ -119,6 +138,10 @@ class Gate:
         if self.loaded(digest):
             return self.ensure_valid(digest)
         verdict = self._valid_verdict(digest)
+        if self.require is not None:
+            verdict = self.require(verdict)
+            if not verdict.verified:
+                raise refusal(verdict)
         checked = inspect_checkpoint(frozen)  # torch-free, before training is even imported
 
         from training.checkpoint import load_checkpoint_bytes
@@ -202,6 +225,7 @@ def provenance(verdict: Verdict) -> dict[str, Any]:
         "test_set_digest": str(record.test_set_digest),
         "card_digest": str(record.card_digest),
         "parent": str(record.parent) if record.parent else None,
+        "batch": verdict.batch,  # root and position, for a checkpoint anchored in a batch
     }
 
 
