@@ -27,12 +27,15 @@ from registry.core.audit import AuditLog
 from registry.core.audit_key import key_path, load_key
 from registry.core.audit_refusals import RefusalCounter
 from registry.core.digest import Digest
+from registry.core.oms_bundles import BundleShelf as OmsBundleShelf
 from registry.core.policy import Policy
 from registry.core.records import Verdict
 from registry.core.stores import open_store
 from registry.errors import RegistryError
 from registry.gate import CheckedDigests, Gate
 from registry.index import ChainIndex, index_path
+from registry.index.batches import BatchShelf, shelf_path
+from registry.oms import gate_requirement, trusted_keys
 
 
 class Services:
@@ -71,6 +74,13 @@ class Services:
             confirmations=settings.confirmations,
             card_name=self._card_name,
         )
+        # Which stored batch manifest holds a digest: where the gate looks for a batched one.
+        self.batches = BatchShelf(shelf_path(settings.data_dir), self.store)
+        # Model-signing bundles kept per checkpoint, and the keys trusted to sign them (a key
+        # that cannot be read stops the start); the gate requires one with
+        # REGISTRY_REQUIRE_OMS_SIGNATURE.
+        self.oms_bundles = OmsBundleShelf.in_data_dir(settings.data_dir)
+        self.oms_keys = trusted_keys(settings)
 
     def _card_name(self, card: Digest) -> str | None:
         summary = CARDS.get(self.store, card)
@@ -96,7 +106,11 @@ class Services:
             with self._lock:
                 if self._gate is None:
                     self._gate = Gate(
-                        client, self.policy, validity_ttl_s=self.settings.validity_ttl_s
+                        client,
+                        self.policy,
+                        validity_ttl_s=self.settings.validity_ttl_s,
+                        locate=self.batches.proofs,
+                        require=gate_requirement(self.settings, self.oms_keys, self.oms_bundles),
                     )
         return self._gate
 

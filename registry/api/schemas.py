@@ -78,6 +78,28 @@ class PolicyOut(BaseModel):
     confirmations: int = Field(description="blocks, its own included, before a record counts")
 
 
+class BatchFactsOut(BaseModel):
+    root: str = Field(description="the batch's Merkle root, 0x and 64 hex digits")
+    registrant: str
+    registered_at: str
+    registered_block: int
+    count: int = Field(description="checkpoints in the batch")
+    manifest_digest: str = Field(
+        description="SHA-256 of the batch's manifest (GET /batches/manifests/{digest})"
+    )
+    registration_tx: str | None
+    revoked: bool
+    revocation_reason: str | None
+
+
+class BatchPlaceOut(BaseModel):
+    root: str = Field(description="the root of the batch the checkpoint was judged through")
+    position: int = Field(description="the checkpoint's index among the manifest's values")
+    batch: BatchFactsOut | None = Field(
+        description="the batch as the chain knows it; null if unknown"
+    )
+
+
 class VerdictOut(BaseModel):
     verified: bool
     reason: Literal["verified", "unknown", "revoked", "policy", "unconfirmed"]
@@ -88,11 +110,21 @@ class VerdictOut(BaseModel):
     checked_block: int
     policy_failures: list[str]
     record: RecordOut | None
+    batch: BatchPlaceOut | None = Field(
+        default=None, description="for a checkpoint anchored in a batch: which one, and where"
+    )
     stored: bool = Field(
         description="whether this service holds the checkpoint's bytes (needed for /predict)"
     )
     model: ModelFactsOut = Field(description="name, intended use, stand-in data, classes")
     policy: PolicyOut = Field(description="the policy this verdict applied")
+
+
+class AuditAnchorOut(BaseModel):
+    address: str | None = Field(description="the account that anchors the audit log; null: none")
+    anchored_size: int | None = Field(description="entries covered by the latest anchor")
+    anchored_block: int | None = Field(description="the block of the latest anchor")
+    error: str | None = Field(description="why the log is not anchored, or the last failure")
 
 
 class HealthOut(BaseModel):
@@ -106,6 +138,9 @@ class HealthOut(BaseModel):
         description="true only when the chain id and the contract's code check out"
     )
     error: ErrorDetail | None = None
+    audit_anchor: AuditAnchorOut | None = Field(
+        default=None, description="the audit log's anchoring on chain"
+    )
 
 
 class ModelSummary(RecordOut):
@@ -164,9 +199,27 @@ class ProvenanceOut(BaseModel):
     test_set_digest: str
     card_digest: str
     parent: str | None
+    batch: BatchPlaceOut | None = Field(
+        default=None, description="for a model anchored in a batch: its root and position"
+    )
+
+
+class ReceiptOut(BaseModel):
+    log_index: int = Field(description="the answer's audit entry, counted from the log's first")
+    leaf_hash: str = Field(description="SHA-256(0x00 || the entry's line), 64 hex (RFC 6962)")
+    model_digest: str
+    verdict_block: int = Field(description="the block the model's validity was read at")
+    service: str | None = Field(description="the address that anchors this service's log")
+    chain_id: int
+    contract: str
 
 
 class PredictionOut(BaseModel):
     predictions: list[PredictionItem]
     class_names: list[str]
     provenance: ProvenanceOut
+    receipt: ReceiptOut | None = Field(
+        default=None,
+        description="where this answer is recorded in the audit log: verify it with "
+        "`registry receipt verify` and GET /audit/proof/{log_index}",
+    )

@@ -120,7 +120,7 @@ class BatchProof:
         leaf: ModelLeaf = normalise(parse_types(MODEL_LEAF_ENCODING), raw.get("leaf"))  # type: ignore[assignment]
         request_of(leaf)  # a leaf is a record: accuracy range, no zero digests
         root = raw.get("root")
-        if not verify_proof(root, leaf, siblings):
+        if not isinstance(root, str) or not verify_proof(root, leaf, siblings):
             raise InvalidInput(
                 f"the proof in {source} does not lead from checkpoint "
                 f"{Digest.from_bytes(leaf[0]).short} to root {shown(root)}: it was altered, or "
@@ -128,7 +128,6 @@ class BatchProof:
                 source=source,
                 root=shown(root),
             )
-        assert isinstance(root, str)  # verify_proof refused anything but 0x and 64 hex digits
         manifest_digest = raw.get("manifest_digest")
         return cls(
             bytes.fromhex(root[2:]),
