@@ -21,12 +21,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
 from registry.api import errors
+from registry.api.anchoring import AuditAnchoring
 from registry.api.browser import BrowserHardeningMiddleware
 from registry.api.deps import Services
 from registry.api.hosts import AllowedHosts
 from registry.api.limits import BodyLimitMiddleware
 from registry.api.refusals import RefusalAuditMiddleware
-from registry.api.routes import health, imports, models, predict, verify, web
+from registry.api.routes import audit, batches, health, imports, models, predict, verify, web
 from registry.chain.client import RegistryClient
 from registry.config import Settings
 from registry.errors import AuditLogUnavailable, ChainUnavailable
@@ -90,11 +91,15 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
         app.state.services = await run_in_threadpool(_build_services, settings, client)
         # One poller per worker; SQLite lets one of them write at a time, the others skip.
         poller = Poller(app.state.services.index, settings.index_poll_interval_s).start()
+        # Every worker tries; the one holding the anchoring lock anchors for all of them.
+        app.state.anchoring = AuditAnchoring(app.state.services).start()
         try:
             async with app.state.services.refusals.flushing():  # the last window at shutdown
                 yield
         finally:
             await run_in_threadpool(poller.stop)
+            # After the last refusal window is written, so that the final anchor covers it.
+            await run_in_threadpool(app.state.anchoring.stop)
         try:  # entries still inside their sync interval
             await run_in_threadpool(app.state.services.audit.flush)
         except AuditLogUnavailable as exc:
@@ -117,7 +122,7 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
         max_bytes=settings.max_upload_bytes,
         timeout_s=settings.body_timeout_s,
     )
-    for module in (health, verify, models, imports, predict, web):
+    for module in (health, verify, models, imports, batches, predict, audit, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     if settings.require_key_for_reads:
