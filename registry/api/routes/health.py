@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from registry.api.anchoring import get_anchoring
 from registry.api.deps import Services, ServicesDep
 from registry.api.disclosure import public_error
 from registry.api.errors import RETRY_AFTER_S
@@ -30,7 +31,7 @@ router = APIRouter(tags=["service"])
         }
     },
 )
-def health(services: ServicesDep) -> Any:
+def health(services: ServicesDep, request: Request) -> Any:
     """200 when the chain answers with the expected chain id and contract code; 503 otherwise.
 
     The identity is checked afresh on every call (not from the client's cache), so this is the
@@ -52,6 +53,7 @@ def health(services: ServicesDep) -> Any:
                 "latest_block": None,
                 "gate_open": False,
                 "error": public_error(exc),
+                "audit_anchor": _anchoring(request),
             },
             status_code=503,
             headers={"Retry-After": RETRY_AFTER_S},
@@ -65,7 +67,13 @@ def health(services: ServicesDep) -> Any:
         "latest_block": head,
         "gate_open": True,
         "error": None,
+        "audit_anchor": _anchoring(request),
     }
+
+
+def _anchoring(request: Request) -> dict[str, Any]:
+    # The anchoring address is public (it is on chain); its problems name no path or secret.
+    return get_anchoring(request).status()
 
 
 def _configured_endpoint(services: Services) -> str:

@@ -30,6 +30,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from registry.api.anchoring import get_anchoring
 from registry.api.auth import Caller
 from registry.api.deps import KEY_OPTIONAL, DigestPath, Reader, Services, ServicesDep
 from registry.api.errors import responses
@@ -109,6 +110,9 @@ async def predict(
     """Predicted class, label and probabilities per image, and the provenance of the model that
     answered: its digest, chain, contract, registration transaction and block, the block at which
     its validity was last confirmed, and its accuracy with the test set it was measured on.
+    `receipt` names the audit entry that recorded this answer (its index and leaf hash in the
+    log's Merkle tree, which the service anchors on chain): check it with
+    `registry receipt verify` and a proof from `GET /audit/proof/{index}`.
 
     404: unknown digest, or this service does not hold the checkpoint (with mirrors
     configured, it is pulled from them first: 502 `pull_failed` when none gives its bytes). 403: revoked, unknown to
@@ -132,9 +136,11 @@ async def predict(
         # Rendered here (allow_nan=False) and only then "predicted": a failure to predict or to
         # serialise is recorded as that failure. A ready JSONResponse, because the route's
         # response_model documents the shape and validating our own dict again costs time.
-        response = JSONResponse(result)
+        JSONResponse(result)  # rendered again below with the receipt: microseconds
         entry.update(block=result["provenance"]["validity_confirmed_at_block"], outcome="predicted")
-    return response
+    # The entry is written: its receipt names where it sits in the log (registry.api.anchoring).
+    result["receipt"] = get_anchoring(request).receipt(result["provenance"])
+    return JSONResponse(result)
 
 
 class Deadline:
