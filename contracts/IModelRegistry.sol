@@ -16,7 +16,8 @@ interface IModelRegistry {
     enum Role {
         None,
         Registrar,
-        Revoker
+        Revoker,
+        Evaluator
     }
 
     /// @notice A record as kept in storage. `registrant == address(0)` means "no such record" and
@@ -54,6 +55,26 @@ interface IModelRegistry {
         bytes32 testSetDigest;
         bytes32 cardDigest;
         bytes32 parent; // 0 = first version; not checked on chain for a batched leaf
+    }
+
+    /// @notice An evaluator's attestation of a checkpoint as kept in storage: one slot.
+    /// `attestedAt == 0` means "none"; `revokedAt != 0` means withdrawn. The test-set and report
+    /// digests are in the `AttestationMade` event, found through `attestedBlock`.
+    struct Attestation {
+        uint40 attestedAt; // block timestamp of the attestation
+        uint40 attestedBlock; // block holding the AttestationMade event with the digests
+        uint16 accuracyBps; // the evaluator's own measurement, 0-10 000 basis points
+        uint40 revokedAt; // 0 = standing
+    }
+
+    /// @notice The latest root of an audit log anchored by `service` (the anchoring account):
+    /// the log's first `size` entries hash to `root` (RFC 9162 Merkle tree hash). One slot for
+    /// size and times, one for the root; earlier roots stay readable through `auditRoot`.
+    struct AuditAnchor {
+        uint64 size;
+        uint40 anchoredAt;
+        uint40 anchoredBlock;
+        bytes32 root;
     }
 
     // ----------------------------------------------------------------------------------------
@@ -119,6 +140,27 @@ interface IModelRegistry {
         uint40 revokedAt
     );
 
+    /// @notice `evaluator` attested its own measurement of checkpoint `digest`.
+    /// @param testSetDigest The test set it measured on: the anchored one, or its own.
+    /// @param reportDigest SHA-256 of the evaluation report; 0 = none published.
+    event AttestationMade(
+        bytes32 indexed digest,
+        address indexed evaluator,
+        uint16 accuracyBps,
+        bytes32 testSetDigest,
+        bytes32 reportDigest,
+        uint40 attestedAt
+    );
+
+    /// @notice `evaluator` withdrew its attestation of `digest`.
+    event AttestationRevoked(bytes32 indexed digest, address indexed evaluator, uint40 revokedAt);
+
+    /// @notice `service` anchored the root of its audit log's first `size` entries.
+    event AuditLogAnchored(address indexed service, uint64 indexed size, bytes32 root, uint40 anchoredAt);
+
+    /// @notice `registrar` cancelled its signed-registration nonce `nonce` (see `registerBySig`).
+    event NonceCancelled(address indexed registrar, uint256 nonce);
+
     /// @notice `account` was given `role` by `sender` (the admin).
     event RoleGranted(Role indexed role, address indexed account, address indexed sender);
 
@@ -180,6 +222,27 @@ interface IModelRegistry {
     /// the batch's registrant.
     error ModelRegistryNotAllowedToRevokeBatch(address account, bytes32 root);
 
+    /// @notice `evaluator` is the registrant of `digest`: a registrant cannot attest its own model.
+    error ModelRegistrySelfAttestation(bytes32 digest, address evaluator);
+    /// @notice `evaluator` already has a standing attestation of `digest`, made at `attestedAt`.
+    error ModelRegistryAlreadyAttested(bytes32 digest, address evaluator, uint40 attestedAt);
+    /// @notice `evaluator` has no standing attestation of `digest`.
+    error ModelRegistryNoAttestation(bytes32 digest, address evaluator);
+    /// @notice `digest` was revoked at `revokedAt`: it cannot be attested.
+    error ModelRegistryRevokedModel(bytes32 digest, uint40 revokedAt);
+    /// @notice An audit anchor must grow the log: `size` is not above `anchoredSize`, the size
+    /// `service` anchored last.
+    error ModelRegistryAuditLogNotGrowing(address service, uint64 size, uint64 anchoredSize);
+    /// @notice The signed registration expired at `deadline` (a block timestamp); it is `now`.
+    error ModelRegistryExpiredSignature(uint256 deadline, uint256 now);
+    /// @notice `nonce` is not `registrar`'s next nonce in its lane (`expected`): the request was
+    /// already used, cancelled, or is out of order.
+    error ModelRegistryInvalidNonce(address registrar, uint256 nonce, uint256 expected);
+    /// @notice The signature is not `registrar`'s over this registration, domain and nonce.
+    /// `recovered` is the address an ECDSA signature recovers to (0 when malformed or when
+    /// `registrar` is a contract that refused it through ERC-1271).
+    error ModelRegistryInvalidSigner(address registrar, address recovered);
+
     // ----------------------------------------------------------------------------------------
     // Writes
     // ----------------------------------------------------------------------------------------
@@ -223,6 +286,47 @@ interface IModelRegistry {
     /// @param reason A revocation code as in `revoke`.
     function revokeLeaf(bytes32 root, Leaf calldata leaf, bytes32[] calldata proof, uint8 reason)
         external;
+
+    /// @notice Anchor `record` on behalf of `registrar`, who signed it offline (EIP-712); anyone
+    /// may send it and pay the gas. The record is registered exactly as `register` would for
+    /// `registrar` (who must hold the Registrar role; it is the record's registrant).
+    /// Typed data, domain `eip712Domain()` (name "ModelRegistry", version "1", this chain, this
+    /// contract): `Registration(bytes32 digest,uint16 accuracyBps,bytes32 testSetDigest,
+    /// bytes32 cardDigest,bytes32 parent,address registrar,uint256 nonce,uint256 deadline)`.
+    /// @param record The record's fields, as in `register` (the `Leaf` struct carries them).
+    /// @param nonce `registrar`'s next nonce in one of its lanes: (lane << 64) | sequence, as
+    /// `nonces(registrar, lane)` returns it; lanes let requests be signed and sent in parallel.
+    /// @param deadline Last block timestamp at which the request is accepted.
+    /// @param signature 65-byte ECDSA (r, s, v) with low s, or for a contract `registrar` any
+    /// bytes its ERC-1271 `isValidSignature` accepts.
+    function registerBySig(
+        Leaf calldata record,
+        address registrar,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    /// @notice Cancel the caller's signed-registration nonce `nonce`, which must be its next
+    /// one in its lane: a request signed with it can no longer be sent.
+    function cancelNonce(uint256 nonce) external;
+
+    /// @notice Attest your own measurement of registered, unrevoked checkpoint `digest`.
+    /// Evaluator only; not its registrant; one standing attestation per evaluator and checkpoint
+    /// (a withdrawn one may be replaced). Checkpoints registered in a batch cannot be attested.
+    /// @param accuracyBps The accuracy measured, 0-10 000 basis points.
+    /// @param testSetDigest The test set measured on (non-zero): the anchored one, or another.
+    /// @param reportDigest SHA-256 of the evaluation report; 0 = none.
+    function attest(bytes32 digest, uint16 accuracyBps, bytes32 testSetDigest, bytes32 reportDigest)
+        external;
+
+    /// @notice Withdraw the caller's standing attestation of `digest`.
+    function revokeAttestation(bytes32 digest) external;
+
+    /// @notice Anchor the root of the caller's audit log: its first `size` entries have RFC 9162
+    /// Merkle tree hash `root`. Anyone may anchor; anchors are kept per anchoring account, which
+    /// verifiers pin. `size` must exceed the caller's last anchored size.
+    function anchorAuditLog(uint64 size, bytes32 root) external;
 
     /// @notice Give `account` a role. Admin only; granting a role already held is a no-op.
     function grantRole(Role role, address account) external;
@@ -282,6 +386,42 @@ interface IModelRegistry {
         external
         view
         returns (bool);
+
+    /// @notice `registrar`'s next signed-registration nonce in lane `lane`: (lane << 64) | the
+    /// number of nonces used or cancelled in that lane.
+    function nonces(address registrar, uint192 lane) external view returns (uint256);
+
+    /// @notice ERC-5267: the EIP-712 domain of `registerBySig` (fields 0x0f: name, version,
+    /// chainId, verifyingContract).
+    function eip712Domain()
+        external
+        view
+        returns (
+            bytes1 fields,
+            string memory name,
+            string memory version,
+            uint256 chainId,
+            address verifyingContract,
+            bytes32 salt,
+            uint256[] memory extensions
+        );
+
+    /// @notice The attestations of `digest` by each of `evaluators` (all fields zero where
+    /// none), the number of the block whose state answered and the chain id.
+    function attestations(bytes32 digest, address[] calldata evaluators)
+        external
+        view
+        returns (Attestation[] memory found, uint256 blockNumber, uint256 chainId);
+
+    /// @notice The latest audit anchor of `service` (all zero if none), the number of the block
+    /// whose state answered and the chain id.
+    function latestAuditAnchor(address service)
+        external
+        view
+        returns (AuditAnchor memory anchor, uint256 blockNumber, uint256 chainId);
+
+    /// @notice The root `service` anchored for its log's first `size` entries; 0 = none.
+    function auditRoot(address service, uint64 size) external view returns (bytes32);
 
     /// @notice Whether `account` holds `role`.
     function hasRole(Role role, address account) external view returns (bool);

@@ -5,9 +5,12 @@ import {IModelRegistry} from "./IModelRegistry.sol";
 
 /// @title ModelRegistry
 /// @notice Append-only, non-upgradeable registry of medical AI model checkpoints.
-/// @dev Holds no ETH and makes no external calls. Records are never edited; revocation is one-way.
+/// @dev Holds no ETH. Its one external call is the ERC-1271 `isValidSignature` staticcall that
+/// `registerBySig` makes when the registrar is a contract (has code); a staticcall cannot change
+/// state, so it cannot re-enter a write. Records are never edited; revocation is one-way.
 ///
-/// Storage layout (one slot per line):
+/// Storage layout (one slot per line; slots of the first six mappings never move, since storage
+/// proofs of `_entries` and `_revocations` are computed from their positions):
 ///   _admin                                   address (160)
 ///   _pendingAdmin                            address (160)
 ///   _roles[role][account]                    bool
@@ -17,17 +20,41 @@ import {IModelRegistry} from "./IModelRegistry.sol";
 ///   _revocations[digest].slot1               replacement (256)
 ///   _batches[root]                           registrant (160) | registeredAt (40) |
 ///                                            registeredBlock (40) | revocationReason (8) = 248 bits
+///   _attestations[digest][evaluator]         attestedAt (40) | attestedBlock (40) |
+///                                            accuracyBps (16) | revokedAt (40)         = 136 bits
+///   _auditHeads[service]                     size (64) | anchoredAt (40) | anchoredBlock (40)
+///   _auditRoots[service][size]               root (256)
+///   _nonces[registrar][lane]                 the lane's next sequence number (64)
 /// A registration writes exactly one fresh slot; the test-set, card and parent digests are in the
 /// ModelRegistered event, found through `registeredBlock`. So does a batch, whatever its size: its
 /// count and manifest digest are in the BatchRegistered event. A leaf revoked through its batch
 /// is kept in `_revocations` like any revoked checkpoint, so one mapping says "revoked" for a
 /// digest however it was anchored; it also leaves a tombstone in `_entries` (registrant 0,
 /// registeredBlock = the revocation's block), which `register` sees in the slot it reads anyway
-/// and refuses.
+/// and refuses. An attestation is one slot (its digests are in the AttestationMade event); an
+/// audit anchor writes its head and the root for its size, so earlier roots stay readable; a
+/// signed registration writes its lane's nonce besides the record.
 contract ModelRegistry is IModelRegistry {
     uint16 internal constant MAX_ACCURACY_BPS = 10_000;
     uint8 internal constant REASON_MAX_CODED = 7;
     uint8 internal constant REASON_OTHER = 255;
+
+    // EIP-712: the typed data `registerBySig` verifies, and the domain it is signed for.
+    bytes32 internal constant REGISTRATION_TYPEHASH = keccak256(
+        "Registration(bytes32 digest,uint16 accuracyBps,bytes32 testSetDigest,bytes32 cardDigest,"
+        "bytes32 parent,address registrar,uint256 nonce,uint256 deadline)"
+    );
+    bytes32 internal constant DOMAIN_TYPEHASH = keccak256(
+        "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+    );
+    bytes32 internal constant NAME_HASH = keccak256("ModelRegistry");
+    bytes32 internal constant VERSION_HASH = keccak256("1");
+    // secp256k1's order n, halved: a signature with s above it has a twin (n - s, other v) that
+    // recovers the same signer, so only the low-s form is accepted (EIP-2).
+    uint256 internal constant HALF_ORDER =
+        0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+    // ERC-1271: what `isValidSignature` returns for a signature the wallet accepts.
+    bytes4 internal constant ERC1271_MAGIC = 0x1626ba7e;
 
     struct Entry {
         address registrant;
@@ -43,12 +70,23 @@ contract ModelRegistry is IModelRegistry {
         bytes32 replacement;
     }
 
+    /// The latest audit anchor of a service without its root, which `_auditRoots` keeps by size.
+    struct AuditHead {
+        uint64 size;
+        uint40 anchoredAt;
+        uint40 anchoredBlock;
+    }
+
     address private _admin;
     address private _pendingAdmin;
     mapping(Role => mapping(address => bool)) private _roles;
     mapping(bytes32 => Entry) private _entries;
     mapping(bytes32 => Revocation) private _revocations;
     mapping(bytes32 => Batch) private _batches;
+    mapping(bytes32 => mapping(address => Attestation)) private _attestations;
+    mapping(address => AuditHead) private _auditHeads;
+    mapping(address => mapping(uint64 => bytes32)) private _auditRoots;
+    mapping(address => mapping(uint192 => uint64)) private _nonces;
 
     /// @param initialAdmin The first admin; it is not given any other role.
     constructor(address initialAdmin) {
@@ -70,33 +108,55 @@ contract ModelRegistry is IModelRegistry {
         bytes32 cardDigest,
         bytes32 parent
     ) external {
-        if (!_roles[Role.Registrar][msg.sender]) {
-            revert ModelRegistryMissingRole(msg.sender, Role.Registrar);
-        }
-        if (digest == bytes32(0)) revert ModelRegistryZeroDigest();
-        if (accuracyBps > MAX_ACCURACY_BPS) revert ModelRegistryAccuracyOutOfRange(accuracyBps);
-        if (testSetDigest == bytes32(0)) revert ModelRegistryZeroTestSetDigest();
-        if (cardDigest == bytes32(0)) revert ModelRegistryZeroCardDigest();
-        Entry storage entry = _entries[digest];
-        if (entry.registrant != address(0)) revert ModelRegistryAlreadyRegistered(digest, entry.registrant);
-        // A checkpoint revoked as a batch leaf stays revoked: its tombstone (a block, no
-        // registrant) is in the slot just read, so this check costs a registration no extra SLOAD.
-        if (entry.registeredBlock != 0) {
-            revert ModelRegistryAlreadyRevoked(digest, _revocations[digest].revokedAt);
-        }
-        if (parent != bytes32(0) && (parent == digest || _entries[parent].registrant == address(0))) {
-            revert ModelRegistryInvalidParent(digest, parent);
-        }
+        _register(msg.sender, digest, accuracyBps, testSetDigest, cardDigest, parent);
+    }
 
-        _entries[digest] = Entry({
-            registrant: msg.sender,
-            registeredAt: uint40(block.timestamp),
-            registeredBlock: uint40(block.number),
-            accuracyBps: accuracyBps
-        });
-        emit ModelRegistered(
-            digest, msg.sender, parent, accuracyBps, testSetDigest, cardDigest, uint40(block.timestamp)
+    /// @inheritdoc IModelRegistry
+    function registerBySig(
+        Leaf calldata record,
+        address registrar,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external {
+        // The deadline is a bound the signer chose, compared as such: no equality on a time.
+        // slither-disable-next-line timestamp
+        if (block.timestamp > deadline) revert ModelRegistryExpiredSignature(deadline, block.timestamp);
+        _useNonce(registrar, nonce);
+        bytes32 hash = keccak256(
+            abi.encodePacked(
+                hex"1901",
+                _domainSeparator(),
+                keccak256(
+                    abi.encode(
+                        REGISTRATION_TYPEHASH,
+                        record.digest,
+                        record.accuracyBps,
+                        record.testSetDigest,
+                        record.cardDigest,
+                        record.parent,
+                        registrar,
+                        nonce,
+                        deadline
+                    )
+                )
+            )
         );
+        _checkSignature(registrar, hash, signature);
+        _register(
+            registrar,
+            record.digest,
+            record.accuracyBps,
+            record.testSetDigest,
+            record.cardDigest,
+            record.parent
+        );
+    }
+
+    /// @inheritdoc IModelRegistry
+    function cancelNonce(uint256 nonce) external {
+        _useNonce(msg.sender, nonce);
+        emit NonceCancelled(msg.sender, nonce);
     }
 
     /// @inheritdoc IModelRegistry
@@ -176,6 +236,71 @@ contract ModelRegistry is IModelRegistry {
         revocation.reason = reason;
         _entries[digest].registeredBlock = uint40(block.number);
         emit BatchLeafRevoked(root, digest, msg.sender, reason, uint40(block.timestamp));
+    }
+
+    /// @inheritdoc IModelRegistry
+    function attest(bytes32 digest, uint16 accuracyBps, bytes32 testSetDigest, bytes32 reportDigest)
+        external
+    {
+        if (!_roles[Role.Evaluator][msg.sender]) {
+            revert ModelRegistryMissingRole(msg.sender, Role.Evaluator);
+        }
+        if (accuracyBps > MAX_ACCURACY_BPS) revert ModelRegistryAccuracyOutOfRange(accuracyBps);
+        if (testSetDigest == bytes32(0)) revert ModelRegistryZeroTestSetDigest();
+        // A batched leaf (and a leaf revoked through its batch) has no registrant here: only a
+        // single record, whose registrant is known on chain, can be told apart from its evaluator.
+        address registrant = _entries[digest].registrant;
+        if (registrant == address(0)) revert ModelRegistryUnknownModel(digest);
+        if (registrant == msg.sender) revert ModelRegistrySelfAttestation(digest, msg.sender);
+        Revocation storage revocation = _revocations[digest];
+        if (revocation.reason != 0) revert ModelRegistryRevokedModel(digest, revocation.revokedAt);
+        Attestation storage attestation = _attestations[digest][msg.sender];
+        // attestedAt is the interface's documented "none" sentinel; it is never compared with
+        // a time, only with zero.
+        // slither-disable-next-line incorrect-equality,timestamp
+        if (attestation.attestedAt != 0 && attestation.revokedAt == 0) {
+            revert ModelRegistryAlreadyAttested(digest, msg.sender, attestation.attestedAt);
+        }
+
+        _attestations[digest][msg.sender] = Attestation({
+            attestedAt: uint40(block.timestamp),
+            attestedBlock: uint40(block.number),
+            accuracyBps: accuracyBps,
+            revokedAt: 0
+        });
+        emit AttestationMade(
+            digest, msg.sender, accuracyBps, testSetDigest, reportDigest, uint40(block.timestamp)
+        );
+    }
+
+    /// @inheritdoc IModelRegistry
+    function revokeAttestation(bytes32 digest) external {
+        Attestation storage attestation = _attestations[digest][msg.sender];
+        // As in attest: zero is the documented sentinel, not a moment.
+        // slither-disable-next-line incorrect-equality,timestamp
+        if (attestation.attestedAt == 0 || attestation.revokedAt != 0) {
+            revert ModelRegistryNoAttestation(digest, msg.sender);
+        }
+
+        attestation.revokedAt = uint40(block.timestamp);
+        emit AttestationRevoked(digest, msg.sender, uint40(block.timestamp));
+    }
+
+    /// @inheritdoc IModelRegistry
+    function anchorAuditLog(uint64 size, bytes32 root) external {
+        if (root == bytes32(0)) revert ModelRegistryZeroDigest();
+        AuditHead storage head = _auditHeads[msg.sender];
+        uint64 anchoredSize = head.size;
+        // Also refuses size 0 for a first anchor: an empty log has nothing to commit to.
+        if (size <= anchoredSize) revert ModelRegistryAuditLogNotGrowing(msg.sender, size, anchoredSize);
+
+        _auditHeads[msg.sender] = AuditHead({
+            size: size,
+            anchoredAt: uint40(block.timestamp),
+            anchoredBlock: uint40(block.number)
+        });
+        _auditRoots[msg.sender][size] = root;
+        emit AuditLogAnchored(msg.sender, size, root, uint40(block.timestamp));
     }
 
     /// @inheritdoc IModelRegistry
@@ -279,6 +404,63 @@ contract ModelRegistry is IModelRegistry {
     }
 
     /// @inheritdoc IModelRegistry
+    function nonces(address registrar, uint192 lane) external view returns (uint256) {
+        return (uint256(lane) << 64) | _nonces[registrar][lane];
+    }
+
+    /// @inheritdoc IModelRegistry
+    function eip712Domain()
+        external
+        view
+        returns (
+            bytes1 fields,
+            string memory name,
+            string memory version,
+            uint256 chainId,
+            address verifyingContract,
+            bytes32 salt,
+            uint256[] memory extensions
+        )
+    {
+        return (hex"0f", "ModelRegistry", "1", block.chainid, address(this), bytes32(0), extensions);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function attestations(bytes32 digest, address[] calldata evaluators)
+        external
+        view
+        returns (Attestation[] memory found, uint256 blockNumber, uint256 chainId)
+    {
+        found = new Attestation[](evaluators.length);
+        mapping(address => Attestation) storage byEvaluator = _attestations[digest];
+        for (uint256 i = 0; i < evaluators.length; ++i) {
+            found[i] = byEvaluator[evaluators[i]];
+        }
+        return (found, block.number, block.chainid);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function latestAuditAnchor(address service)
+        external
+        view
+        returns (AuditAnchor memory anchor, uint256 blockNumber, uint256 chainId)
+    {
+        AuditHead memory head = _auditHeads[service];
+        anchor = AuditAnchor({
+            size: head.size,
+            anchoredAt: head.anchoredAt,
+            anchoredBlock: head.anchoredBlock,
+            root: _auditRoots[service][head.size]
+        });
+        return (anchor, block.number, block.chainid);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function auditRoot(address service, uint64 size) external view returns (bytes32) {
+        return _auditRoots[service][size];
+    }
+
+    /// @inheritdoc IModelRegistry
     function hasRole(Role role, address account) external view returns (bool) {
         return _roles[role][account];
     }
@@ -291,6 +473,44 @@ contract ModelRegistry is IModelRegistry {
     /// @inheritdoc IModelRegistry
     function pendingAdmin() external view returns (address) {
         return _pendingAdmin;
+    }
+
+    /// `register`'s checks and write, for `registrant`: the caller, or the signer of a request.
+    function _register(
+        address registrant,
+        bytes32 digest,
+        uint16 accuracyBps,
+        bytes32 testSetDigest,
+        bytes32 cardDigest,
+        bytes32 parent
+    ) private {
+        if (!_roles[Role.Registrar][registrant]) {
+            revert ModelRegistryMissingRole(registrant, Role.Registrar);
+        }
+        if (digest == bytes32(0)) revert ModelRegistryZeroDigest();
+        if (accuracyBps > MAX_ACCURACY_BPS) revert ModelRegistryAccuracyOutOfRange(accuracyBps);
+        if (testSetDigest == bytes32(0)) revert ModelRegistryZeroTestSetDigest();
+        if (cardDigest == bytes32(0)) revert ModelRegistryZeroCardDigest();
+        Entry storage entry = _entries[digest];
+        if (entry.registrant != address(0)) revert ModelRegistryAlreadyRegistered(digest, entry.registrant);
+        // A checkpoint revoked as a batch leaf stays revoked: its tombstone (a block, no
+        // registrant) is in the slot just read, so this check costs a registration no extra SLOAD.
+        if (entry.registeredBlock != 0) {
+            revert ModelRegistryAlreadyRevoked(digest, _revocations[digest].revokedAt);
+        }
+        if (parent != bytes32(0) && (parent == digest || _entries[parent].registrant == address(0))) {
+            revert ModelRegistryInvalidParent(digest, parent);
+        }
+
+        _entries[digest] = Entry({
+            registrant: registrant,
+            registeredAt: uint40(block.timestamp),
+            registeredBlock: uint40(block.number),
+            accuracyBps: accuracyBps
+        });
+        emit ModelRegistered(
+            digest, registrant, parent, accuracyBps, testSetDigest, cardDigest, uint40(block.timestamp)
+        );
     }
 
     function _record(bytes32 digest) private view returns (Record memory) {
@@ -347,6 +567,60 @@ contract ModelRegistry is IModelRegistry {
                 : keccak256(abi.encode(sibling, node));
         }
         return node == root;
+    }
+
+    /// Consume `nonce` of `owner`: it must be the next one of its lane, which then moves on.
+    function _useNonce(address owner, uint256 nonce) private {
+        uint192 lane = uint192(nonce >> 64);
+        uint64 next = _nonces[owner][lane];
+        uint256 expected = (uint256(lane) << 64) | next;
+        if (nonce != expected) revert ModelRegistryInvalidNonce(owner, nonce, expected);
+        // A lane would need 2^64 requests to wrap.
+        unchecked {
+            _nonces[owner][lane] = next + 1;
+        }
+    }
+
+    /// Revert unless `signature` is `registrar`'s over `hash`: through ERC-1271 when `registrar`
+    /// is a contract, else by ECDSA recovery. Fails closed: anything unexpected is a refusal.
+    function _checkSignature(address registrar, bytes32 hash, bytes calldata signature)
+        private
+        view
+    {
+        if (registrar.code.length > 0) {
+            // A staticcall: the wallet can read but change nothing, here or elsewhere.
+            (bool ok, bytes memory answer) = registrar.staticcall(
+                abi.encodeWithSelector(ERC1271_MAGIC, hash, signature)
+            );
+            if (!ok || answer.length != 32 || bytes32(answer) != bytes32(ERC1271_MAGIC)) {
+                revert ModelRegistryInvalidSigner(registrar, address(0));
+            }
+            return;
+        }
+        address recovered = _recover(hash, signature);
+        if (recovered == address(0) || recovered != registrar) {
+            revert ModelRegistryInvalidSigner(registrar, recovered);
+        }
+    }
+
+    /// The signer of a 65-byte (r, s, v) signature of `hash`, or 0 for a malformed one: another
+    /// length, s above n/2 (the malleable twin) or v other than 27 or 28.
+    function _recover(bytes32 hash, bytes calldata signature) private pure returns (address) {
+        if (signature.length != 65) return address(0);
+        bytes32 r = bytes32(signature[0:32]);
+        bytes32 s = bytes32(signature[32:64]);
+        uint8 v = uint8(signature[64]);
+        if (uint256(s) > HALF_ORDER || (v != 27 && v != 28)) return address(0);
+        return ecrecover(hash, v, r, s);
+    }
+
+    /// The EIP-712 domain separator, computed at each use from this chain's id and this address,
+    /// so a signature made for one chain never verifies on a fork that took another id. It is
+    /// not cached in immutables as OpenZeppelin's EIP712 does: immutables would make the runtime
+    /// code differ per chain and address, and clients check that code byte for byte against the
+    /// committed build. Computing it costs about a hundred gas.
+    function _domainSeparator() private view returns (bytes32) {
+        return keccak256(abi.encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, block.chainid, address(this)));
     }
 
     function _removeRole(Role role, address account) private {

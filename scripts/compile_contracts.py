@@ -16,13 +16,15 @@ import argparse
 import difflib
 import hashlib
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import solcx
 from solcx.exceptions import SolcNotInstalled
-from solcx.wrapper import get_solc_version, solc_wrapper
+from solcx.wrapper import get_solc_version
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "contracts"
@@ -73,6 +75,27 @@ def standard_json_output(stdout: str) -> dict[str, Any]:
     return result
 
 
+def run_standard_json(solc: Path, standard_input: dict[str, Any]) -> str:
+    """solc's standard-JSON output for ``standard_input``, read from a file, not a pipe.
+
+    solc-js prints its answer and exits at once; Node writes to a pipe asynchronously, so an
+    answer longer than the pipe's buffer (64 KiB) is cut short. A file gets every byte.
+    """
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as out:
+        done = subprocess.run(
+            [str(solc), "--standard-json"],
+            input=json.dumps(standard_input),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"error: {solc} exited {done.returncode}: {done.stderr[-2000:]}")
+        out.seek(0)
+        return out.read()
+
+
 def source_digest(sources: dict[str, str]) -> str:
     """SHA-256 over the sources in name order: name, NUL, content, NUL."""
     h = hashlib.sha256()
@@ -89,10 +112,7 @@ def compile_artifact() -> dict[str, Any]:
         "sources": {name: {"content": text} for name, text in sources.items()},
         "settings": SETTINGS,
     }
-    stdout, _, _, _ = solc_wrapper(
-        solc_binary=solc, stdin=json.dumps(standard_input), standard_json=True
-    )
-    output = standard_json_output(stdout)
+    output = standard_json_output(run_standard_json(solc, standard_input))
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         sys.exit("error: compilation failed:\n" + "\n".join(e["formattedMessage"] for e in errors))

@@ -23,7 +23,7 @@ from registry.errors import ContractRevert
 
 
 def _role_name(role: int) -> str:
-    return {0: "none", 1: "registrar", 2: "revoker"}.get(role, f"role {role}")
+    return {0: "none", 1: "registrar", 2: "revoker", 3: "evaluator"}.get(role, f"role {role}")
 
 
 class RegistryContractError(ContractRevert):
@@ -336,6 +336,79 @@ class InvalidSigner(RegistryContractError):
             "chain, contract and nonce; the registrar signs the request again",
             registrar=registrar,
             recovered=recovered,
+        )
+
+
+class SelfAttestation(RegistryContractError):
+    code = "self_attestation"
+    solidity_name = "ModelRegistrySelfAttestation"
+
+    def __init__(self, digest: bytes, evaluator: str) -> None:
+        self.digest, self.evaluator = Digest.from_bytes(digest), evaluator
+        super().__init__(
+            f"{evaluator} registered checkpoint {self.digest.short} and cannot attest it; an "
+            "evaluator other than its registrant must",
+            digest=str(self.digest),
+            evaluator=evaluator,
+        )
+
+
+class AlreadyAttested(RegistryContractError):
+    code = "already_attested"
+    solidity_name = "ModelRegistryAlreadyAttested"
+
+    def __init__(self, digest: bytes, evaluator: str, attested_at: int) -> None:
+        self.digest, self.evaluator = Digest.from_bytes(digest), evaluator
+        self.attested_at = attested_at
+        super().__init__(
+            f"{evaluator} already attested checkpoint {self.digest.short} at "
+            f"{iso_utc(attested_at)}; withdraw that attestation first to replace it",
+            digest=str(self.digest),
+            evaluator=evaluator,
+            attested_at=attested_at,
+        )
+
+
+class NoAttestation(RegistryContractError):
+    code = "no_attestation"
+    solidity_name = "ModelRegistryNoAttestation"
+
+    def __init__(self, digest: bytes, evaluator: str) -> None:
+        self.digest, self.evaluator = Digest.from_bytes(digest), evaluator
+        super().__init__(
+            f"{evaluator} has no standing attestation of checkpoint {self.digest.short}; only "
+            "the evaluator who made one may withdraw it, once",
+            digest=str(self.digest),
+            evaluator=evaluator,
+        )
+
+
+class RevokedModel(RegistryContractError):
+    code = "revoked_model"
+    solidity_name = "ModelRegistryRevokedModel"
+
+    def __init__(self, digest: bytes, revoked_at: int) -> None:
+        self.digest, self.revoked_at = Digest.from_bytes(digest), revoked_at
+        super().__init__(
+            f"checkpoint {self.digest.short} was revoked at {iso_utc(revoked_at)} and cannot be "
+            "attested; attest its replacement instead",
+            digest=str(self.digest),
+            revoked_at=revoked_at,
+        )
+
+
+class AuditLogNotGrowing(RegistryContractError):
+    code = "audit_log_not_growing"
+    solidity_name = "ModelRegistryAuditLogNotGrowing"
+
+    def __init__(self, service: str, size: int, anchored_size: int) -> None:
+        self.service, self.size, self.anchored_size = service, size, anchored_size
+        super().__init__(
+            f"{service} already anchored its audit log at {anchored_size} entries; an anchor of "
+            f"{size} must be larger: anchor once the log has grown",
+            service=service,
+            size=size,
+            anchored_size=anchored_size,
         )
 
 
