@@ -35,7 +35,9 @@ from typing import Any
 
 from modelformat.strictjson import StrictJSONError
 from modelformat.strictjson import loads as strict_loads
+from registry.config import Settings
 from registry.core.digest import HEX64, Digest, read_regular_file
+from registry.core.oms_bundles import BundleShelf
 from registry.core.records import Verdict
 from registry.errors import ConfigurationError, InvalidInput, RegistryError
 
@@ -121,14 +123,14 @@ class SignedCheckpoint:
     """What an accepted bundle says: the file's SHA-256, who signed it, and our claim if any."""
 
     digest: Digest
-    key: Path
+    key_hint: str  # SHA-256 of the signer's PEM public key, as the bundle names it
     name: str  # the statement's subject name (informative only)
     claim: dict[str, Any] | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "digest": str(self.digest),
-            "key": str(self.key),
+            "key_hint": self.key_hint,
             "name": self.name,
             "claim": self.claim,
         }
@@ -285,7 +287,7 @@ def verify_bundle(data: bytes, keys: Sequence[OmsKey], *, source: str) -> Signed
         raise OmsSignatureRefused(
             "untrusted_key",
             f"{source} was signed by the key with hint {bundle.hint[:16]}…, which is none of "
-            f"the {len(keys)} trusted key(s) ({', '.join(str(k.path) for k in keys)})",
+            f"the {len(keys)} trusted key(s) ({', '.join(k.hint[:16] + '…' for k in keys)})",
             key_hint=bundle.hint,
         )
     _, sign_sigstore_pb, _ = _model_signing()
@@ -298,10 +300,10 @@ def verify_bundle(data: bytes, keys: Sequence[OmsKey], *, source: str) -> Signed
     except (InvalidSignature, ValueError, KeyError, TypeError) as exc:
         raise OmsSignatureRefused(
             "bad_signature",
-            f"{source}'s signature does not verify with {key.path} "
+            f"{source}'s signature does not verify with the trusted key {key.hint[:16]}… "
             f"({type(exc).__name__}{': ' + str(exc) if str(exc) else ''}): the statement was "
             "changed after signing, or signed by another key with the same hint",
-            key=str(key.path),
+            key_hint=key.hint,
         ) from None
     # model_signing read the same verified payload; its manifest must say what ours says.
     signed = [rd.digest.digest_hex for rd in manifest.resource_descriptors()]
@@ -315,7 +317,7 @@ def verify_bundle(data: bytes, keys: Sequence[OmsKey], *, source: str) -> Signed
     subject = subjects[0] if isinstance(subjects, list) and subjects else {}
     return SignedCheckpoint(
         digest=digest,
-        key=key.path,
+        key_hint=key.hint,
         name=str(subject.get("name", name)) if isinstance(subject, dict) else name,
         claim=claim if isinstance(claim, dict) else None,
     )
@@ -351,7 +353,7 @@ def require_signature(
             problems.append(exc.message)
             continue
         return dataclasses.replace(
-            verdict, detail=f"{verdict.detail}; model-signing bundle by {signed.key.name}"
+            verdict, detail=f"{verdict.detail}; model-signing bundle by key {signed.key_hint[:16]}…"
         )
     if not bundles:
         problems.append(
@@ -460,3 +462,31 @@ class SignatureRequirement:
         parse_bundle(data, str(bundle))
         loaded = load_keys(keys)
         return cls(loaded, lambda _digest: [(str(bundle), data)])
+
+
+def trusted_keys(settings: Settings) -> tuple[OmsKey, ...]:
+    """The keys REGISTRY_TRUSTED_OMS_KEYS names, loaded once at start-up. A service that must
+    require a signature but trusts no key, or cannot read one, does not start (fail closed)."""
+    if settings.require_oms_signature and not settings.trusted_oms_keys:
+        raise ConfigurationError(
+            "REGISTRY_REQUIRE_OMS_SIGNATURE is on but REGISTRY_TRUSTED_OMS_KEYS names no key, so "
+            "no model could ever be admitted; list the PEM public keys whose bundles are trusted",
+            setting="trusted_oms_keys",
+        )
+    try:
+        return load_keys(settings.trusted_oms_keys)
+    except InvalidInput as exc:
+        raise ConfigurationError(f"REGISTRY_TRUSTED_OMS_KEYS: {exc.message}") from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"REGISTRY_TRUSTED_OMS_KEYS: cannot read {exc.filename}: {exc.strerror}"
+        ) from None
+
+
+def gate_requirement(
+    settings: Settings, keys: tuple[OmsKey, ...], shelf: BundleShelf
+) -> SignatureRequirement | None:
+    """The gate's model-signing condition when REGISTRY_REQUIRE_OMS_SIGNATURE is on."""
+    if not settings.require_oms_signature:
+        return None
+    return SignatureRequirement(keys, lambda digest: shelf.bundles(digest.hex))

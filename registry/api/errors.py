@@ -18,6 +18,7 @@ match wins, so a subclass listed before its base can get its own status.
                                                 browser request another site started
                                                 (CrossSiteRequest, from api/browser.py)
     NotVerified                            403  unknown to the gate, revoked, policy, unconfirmed
+    OmsSignatureRefused                    403  a model-signing bundle that does not vouch for it
     NotFound, UnknownModel, UnknownBatch   404
     AlreadyRegistered, AlreadyRevoked,
     BatchAlreadyRegistered, BatchRevoked   409
@@ -94,6 +95,7 @@ from registry.errors import (
     Unauthenticated,
     WrongChain,
 )
+from registry.oms import OmsSignatureRefused
 
 log = logging.getLogger("registry.api")
 
@@ -105,6 +107,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (Unauthenticated, 401),
     (Forbidden, 403),
     (NotVerified, 403),
+    (OmsSignatureRefused, 403),
     (NotFound, 404),
     (UnknownModel, 404),
     (UnknownBatch, 404),
