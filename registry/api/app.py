@@ -27,7 +27,17 @@ from registry.api.deps import Services
 from registry.api.hosts import AllowedHosts
 from registry.api.limits import BodyLimitMiddleware
 from registry.api.refusals import RefusalAuditMiddleware
-from registry.api.routes import audit, batches, health, imports, models, predict, verify, web
+from registry.api.routes import (
+    audit,
+    batches,
+    health,
+    imports,
+    models,
+    oms,
+    predict,
+    verify,
+    web,
+)
 from registry.chain.client import RegistryClient
 from registry.config import Settings
 from registry.errors import AuditLogUnavailable, ChainUnavailable
@@ -122,7 +132,7 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
         max_bytes=settings.max_upload_bytes,
         timeout_s=settings.body_timeout_s,
     )
-    for module in (health, verify, models, imports, batches, predict, audit, web):
+    for module in (health, verify, models, imports, batches, oms, predict, audit, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     if settings.require_key_for_reads:
