@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from registry.cli import admin, evaluate, oms, pull, records, runtime
+from registry.cli import admin, delegate, evaluate, oms, proof, pull, records, runtime
 from registry.cli.output import EXIT_FAILED, EXIT_USAGE, Handler, Output
 from registry.errors import ConfigurationError, InvalidInput, RegistryError
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    for group in (admin, records, pull, oms, runtime, evaluate):
+    for group in (admin, records, delegate, proof, pull, oms, runtime, evaluate):
         group.add_commands(add)
     return parser
 

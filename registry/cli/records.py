@@ -217,6 +217,8 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
             args.oms_bundle, args.oms_key or settings.trusted_oms_keys
         )
     digest = digest_file(args.file)
+    if args.bundle is not None or args.trusted_block_hash or args.trusted_checkpoint:
+        return _verify_offline(args, out, digest, policy, oms)
     from registry.chain.connection import connect
 
     if args.manifest is not None:
@@ -249,6 +251,48 @@ def _verify_in_batch(
     return EXIT_OK if verdict.verified else EXIT_FAILED
 
 
+def _verify_offline(
+    args: argparse.Namespace,
+    out: Output,
+    digest: Digest,
+    policy: Policy,
+    oms: Callable[[Verdict], Verdict] | None = None,
+) -> int:
+    """``verify --bundle``: no node is asked; the bundle is believed only from a trusted hash."""
+    from registry.chain.artifacts import load_artifact
+    from registry.core.bundles import ProofBundle
+    from registry.offline import read_trusted_blocks, trust_for, verify_bundle
+
+    if args.bundle is None or args.manifest is not None:
+        raise InvalidInput(
+            "--trusted-block-hash and --trusted-checkpoint check a proof bundle: give --bundle "
+            "FILE (and no --manifest)"
+        )
+    settings = settings_for(args)
+    bundle = ProofBundle.parse(read_regular_file(args.bundle), source=str(args.bundle))
+    pins = read_trusted_blocks(args.trusted_checkpoint) if args.trusted_checkpoint else None
+    trust = trust_for(
+        settings,
+        bundle,
+        trusted_block_hash=args.trusted_block_hash,
+        trusted_blocks=pins,
+        source=str(args.trusted_checkpoint),
+    )
+    offline = verify_bundle(
+        bundle,
+        digest,
+        trust,
+        load_artifact().deployed_bytecode,
+        policy=policy,
+        confirmations=settings.confirmations,
+    )
+    verdict = oms(offline.verdict) if oms is not None else offline.verdict
+    human = _explain(verdict, str(args.file))
+    human += "\n  a bundle cannot show: " + "; ".join(offline.checked.to_dict()["cannot_show"])
+    out.result({"file": str(args.file), **offline.to_dict(), **verdict.to_dict()}, human)
+    return EXIT_OK if verdict.verified else EXIT_FAILED
+
+
 def _add_verify(add: AddCommand) -> None:
     p = add(
         "verify", cmd_verify, "check a checkpoint file against the registry (exit 0 = verified)"
@@ -258,6 +302,24 @@ def _add_verify(add: AddCommand) -> None:
         "--manifest",
         type=Path,
         help="verify the file through the batch whose manifest this is (default: its own record)",
+    )
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        help="verify offline, with no node, from this proof bundle (`registry proof`); needs "
+        "--trusted-block-hash or --trusted-checkpoint",
+    )
+    p.add_argument(
+        "--trusted-block-hash",
+        metavar="0xHASH",
+        help="with --bundle: the hash of the bundle's block, from a source you trust",
+    )
+    p.add_argument(
+        "--trusted-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="with --bundle: a file of pinned block numbers and hashes (and the chain id and "
+        "registry address) the bundle's block must be one of",
     )
     p.add_argument("--min-accuracy-bps", type=int, help="policy: minimum accuracy (default 0)")
     p.add_argument(
