@@ -82,7 +82,7 @@ def cmd_import_signature(args: argparse.Namespace, out: Output) -> int:
     out.result(
         {"imported": new, "bundle": name, "signed": signed.to_dict(), "verdict": verdict.to_dict()},
         f"{'kept' if new else 'already held'}: {args.bundle} signs {signed.digest} "
-        f"(key {signed.key}); the gate finds it in {shelf.root}",
+        f"(key {signed.key_hint[:16]}…); the gate finds it in {shelf.root}",
     )
     return EXIT_OK
 
