@@ -38,6 +38,8 @@ GAS_LIMITS = {
     "revokeBatch": 60_000,
     # A proof of a million-leaf batch is 20 siblings: about 1 000 gas of hashing and calldata each.
     "revokeLeaf": 150_000,
+    "attest": 85_000,
+    "revokeAttestation": 45_000,
     "grantRole": 80_000,
     "removeRole": 60_000,
     "renounceRole": 60_000,

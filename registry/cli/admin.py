@@ -118,9 +118,15 @@ def cmd_roles(args: argparse.Namespace, out: Output) -> int:
 
 
 def _add_roles(add: AddCommand) -> None:
-    p = add("roles", cmd_roles, "grant, remove or check registrar/revoker roles (admin only)")
+    p = add(
+        "roles", cmd_roles, "grant, remove or check registrar/revoker/evaluator roles (admin only)"
+    )
     p.add_argument("action", choices=["grant", "remove", "show"])
-    p.add_argument("role", help="registrar or revoker")
+    p.add_argument(
+        "role",
+        help="registrar, revoker or evaluator (an evaluator attests its own measurements of "
+        "others' checkpoints: `registry attest`)",
+    )
     p.add_argument("account", help="0x address")
 
 

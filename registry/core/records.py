@@ -59,13 +59,16 @@ class Role(enum.IntEnum):
 
     REGISTRAR = 1
     REVOKER = 2
+    EVALUATOR = 3  # attests its own measurements of others' checkpoints
 
     @classmethod
     def parse(cls, value: object) -> Role:
         text = str(value).strip().upper()
         if text in cls.__members__:
             return cls[text]
-        raise InvalidInput(f"unknown role {value!r}; use 'registrar' or 'revoker'", role=str(value))
+        raise InvalidInput(
+            f"unknown role {value!r}; use 'registrar', 'revoker' or 'evaluator'", role=str(value)
+        )
 
 
 def check_accuracy_bps(value: int) -> int:
