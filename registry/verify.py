@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from registry.chain.attestations import Attestations
 from registry.chain.client import RegistryClient
 from registry.chain.identity import ChainIdentity
 from registry.core.batch_proof import BatchProof
@@ -78,7 +79,7 @@ def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None 
             f"registered in block {record.registered_block} but the policy needs "
             f"{client.confirmations} confirmations (at block {confirmed_at}; chain is at {block})",
         )
-    failures = policy.failures(record)
+    failures = policy.failures(record) + _attestation_failures(client, record, policy)
     if failures:
         return verdict(False, "policy", "; ".join(failures), failures)
     return verdict(
@@ -87,6 +88,17 @@ def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None 
         f"registered by {record.registrant} on {human_utc(record.registered_at)} with accuracy "
         f"{record.accuracy_bps / 100:.2f} % on test set {record.test_set_digest.short}",
     )
+
+
+def _attestation_failures(
+    client: RegistryClient, record: ModelRecord, policy: Policy
+) -> tuple[str, ...]:
+    """The attestation condition, read from the chain only when the clinic requires it: the
+    trusted evaluators' attestations in one call (a chain that cannot answer raises)."""
+    if not policy.needs_attestations:
+        return ()
+    found = Attestations(client).of(record.digest, policy.trusted_evaluators)
+    return policy.attestation_failures(record, found)
 
 
 def verify_in_manifest(
@@ -197,6 +209,12 @@ def verify_in_batch(
             f"the contract does not confirm {digest.short} {where}; try again",
         )
     failures = policy.failures(record)
+    if policy.needs_attestations:
+        # The contract attests single registrations only: a batched leaf can never meet k.
+        failures += (
+            f"too few trusted attestations: {policy.min_attestations} needed, 0 found (a "
+            "checkpoint registered in a batch cannot be attested)",
+        )
     if failures:
         return verdict(False, "policy", "; ".join(failures), failures), place
     return verdict(
