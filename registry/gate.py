@@ -26,7 +26,8 @@ from registry.core.batch_proof import BatchProof
 from registry.core.digest import Digest, digest_bytes
 from registry.core.policy import Policy
 from registry.core.records import Verdict
-from registry.errors import InvalidInput, NotVerified
+from registry.errors import ChainUnavailable, InvalidInput, NotVerified
+from registry.offline import BundleShelf
 from registry.verify import verify_digest, verify_located
 
 
@@ -77,12 +78,16 @@ class Gate:
         max_models: int = 8,
         locate: Locate | None = None,
         require: Callable[[Verdict], Verdict] | None = None,
+        offline: BundleShelf | None = None,
     ) -> None:
         """``locate`` gives a digest's inclusion proofs from the batch manifests this service
         holds, so a batched checkpoint (no record of its own) is judged through its batch.
         ``require`` is a last condition on a verified verdict before a model is loaded (the
-        model-signing bundle of REGISTRY_REQUIRE_OMS_SIGNATURE): the verdict back, or a refusal."""
+        model-signing bundle of REGISTRY_REQUIRE_OMS_SIGNATURE): the verdict back, or a refusal.
+        ``offline`` (REGISTRY_OFFLINE_BUNDLES) keeps a proof bundle of each model verified here
+        and answers from it, and only from it, while the chain cannot be reached."""
         self.client = client
+        self.offline = offline
         self.locate = locate
         self.require = require
         self.policy = policy or Policy()
@@ -94,7 +99,19 @@ class Gate:
         self._verdicts: OrderedDict[Digest, tuple[Verdict, float]] = OrderedDict()
 
     def check(self, digest: Digest) -> Verdict:
-        """A fresh verdict from the chain (raises when the chain cannot answer)."""
+        """A fresh verdict from the chain (raises when the chain cannot answer, unless a stored
+        proof bundle answers for it: ``offline``)."""
+        if self.offline is None:
+            return self._check_online(digest)
+        try:
+            verdict = self._check_online(digest)
+        except ChainUnavailable as down:  # wrong chain or contract: never a bundle's business
+            return self.offline.verdict(digest, self.policy, down, self.client.confirmations)
+        if verdict.verified:
+            self.offline.remember(self.client, digest)
+        return verdict
+
+    def _check_online(self, digest: Digest) -> Verdict:
         if self.locate is None:
             return verify_digest(self.client, digest, self.policy)
         locate = self.locate
