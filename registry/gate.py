@@ -27,7 +27,7 @@ from registry.core.digest import Digest, digest_bytes
 from registry.core.policy import Policy
 from registry.core.records import Verdict
 from registry.errors import ChainUnavailable, InvalidInput, NotVerified
-from registry.offline import BundleShelf
+from registry.offline import ProofBundleShelf
 from registry.verify import verify_digest, verify_located
 
 
@@ -78,7 +78,7 @@ class Gate:
         max_models: int = 8,
         locate: Locate | None = None,
         require: Callable[[Verdict], Verdict] | None = None,
-        offline: BundleShelf | None = None,
+        offline: ProofBundleShelf | None = None,
     ) -> None:
         """``locate`` gives a digest's inclusion proofs from the batch manifests this service
         holds, so a batched checkpoint (no record of its own) is judged through its batch.

@@ -6,7 +6,7 @@ trusts (never the bundle's own say), and its proven record is judged as ``verify
 one (unknown, revoked, unconfirmed, policy). Every verdict says it came from a bundle, of which
 block, how old that block is, and what a bundle cannot show.
 
-``BundleShelf`` is the service's side: while the chain answers, a model the gate verifies gets a
+``ProofBundleShelf`` is the service's side: while the chain answers, a model the gate verifies gets a
 bundle at the newest block the clinic pinned (``trusted_checkpoint_file``), kept in
 ``<data_dir>/bundles/``; when the chain cannot be reached and ``offline_bundles`` is on, the gate
 admits a model only from such a bundle that verifies against the pinned hash and whose block is
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,9 @@ def verify_bundle(
             f"registered in block {record.registered_block} but the policy needs "
             f"{confirmations} confirmations and the bundle is of block {block}",
         )
-    elif failures := policy.failures(record):
+    elif failures := policy.failures(record) + policy.attestations_unreadable(
+        "a proof bundle does not show attestations"
+    ):
         result = verdict(False, "policy", "; ".join(failures), failures)
     else:
         result = verdict(
@@ -224,10 +227,12 @@ def trust_for(
     return Trust(block_hash, parse_address(contract, "contract"), chain_id)
 
 
-class BundleShelf:
+class ProofBundleShelf:
     """The service's stored bundles, one per digest, at the newest block the clinic pinned."""
 
-    def __init__(self, settings: Settings, runtime_code: bytes) -> None:
+    def __init__(
+        self, settings: Settings, runtime_code: bytes, clock: Callable[[], float] = time.time
+    ) -> None:
         if settings.trusted_checkpoint_file is None:
             raise InvalidInput(
                 "REGISTRY_OFFLINE_BUNDLES needs REGISTRY_TRUSTED_CHECKPOINT_FILE: the block hashes "
@@ -238,6 +243,7 @@ class BundleShelf:
         self.pins_path = settings.trusted_checkpoint_file
         self.runtime_code = runtime_code
         self.max_age_s = settings.offline_bundle_max_age_s
+        self.clock = clock  # wall-clock seconds, what a block's timestamp is compared with
         self._lock = threading.Lock()
         self._pins: tuple[float, TrustedBlocks] | None = None
         self._held: dict[Digest, int] = {}  # digest -> block of the bundle stored for it
@@ -284,7 +290,13 @@ class BundleShelf:
             bundle = ProofBundle.parse(read_regular_file(self.path(digest)), str(self.path(digest)))
             trust = trust_for(self.settings, bundle, trusted_blocks=self.pins())
             offline = verify_bundle(
-                bundle, digest, trust, self.runtime_code, policy=policy, confirmations=confirmations
+                bundle,
+                digest,
+                trust,
+                self.runtime_code,
+                policy=policy,
+                confirmations=confirmations,
+                now=self.clock(),
             )
         except (RegistryError, OSError) as exc:
             log.warning("chain down and no usable proof bundle for %s: %s", digest.short, exc)
@@ -301,4 +313,11 @@ class BundleShelf:
         return offline.verdict
 
 
-__all__ = ["CANNOT_SHOW", "BundleShelf", "OfflineVerdict", "Trust", "trust_for", "verify_bundle"]
+__all__ = [
+    "CANNOT_SHOW",
+    "OfflineVerdict",
+    "ProofBundleShelf",
+    "Trust",
+    "trust_for",
+    "verify_bundle",
+]

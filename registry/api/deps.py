@@ -35,6 +35,7 @@ from registry.errors import RegistryError
 from registry.gate import CheckedDigests, Gate
 from registry.index import ChainIndex, index_path
 from registry.index.batches import BatchShelf, shelf_path
+from registry.offline import ProofBundleShelf
 from registry.oms import gate_requirement, trusted_keys
 
 
@@ -111,6 +112,9 @@ class Services:
                         validity_ttl_s=self.settings.validity_ttl_s,
                         locate=self.batches.proofs,
                         require=gate_requirement(self.settings, self.oms_keys, self.oms_bundles),
+                        offline=ProofBundleShelf(self.settings, client.artifact.deployed_bytecode)
+                        if self.settings.offline_bundles
+                        else None,
                     )
         return self._gate
 
