@@ -208,13 +208,10 @@ def verify_in_batch(
         raise ChainError(
             f"the contract does not confirm {digest.short} {where}; try again",
         )
-    failures = policy.failures(record)
-    if policy.needs_attestations:
-        # The contract attests single registrations only: a batched leaf can never meet k.
-        failures += (
-            f"too few trusted attestations: {policy.min_attestations} needed, 0 found (a "
-            "checkpoint registered in a batch cannot be attested)",
-        )
+    # The contract attests single registrations only: a batched leaf can never meet k.
+    failures = policy.failures(record) + policy.attestations_unreadable(
+        "a checkpoint registered in a batch cannot be attested"
+    )
     if failures:
         return verdict(False, "policy", "; ".join(failures), failures), place
     return verdict(

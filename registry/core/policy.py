@@ -164,6 +164,13 @@ class Policy:
             )
         return None
 
+    def attestations_unreadable(self, why: str) -> tuple[str, ...]:
+        """The attestation condition where no attestation can be read (``why``: a batched
+        checkpoint, a proof bundle): failed when any is required, never assumed met."""
+        if not self.needs_attestations:
+            return ()
+        return (f"too few trusted attestations: {self.min_attestations} needed, 0 found ({why})",)
+
     def attestation_failures(
         self, record: ModelRecord, found: Mapping[str, Attestation | None]
     ) -> tuple[str, ...]:

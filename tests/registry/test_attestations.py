@@ -404,3 +404,11 @@ def test_an_attestation_whose_event_the_node_lacks_refuses_fail_closed(memory: A
         gate.verdict(model)
     assert "holds no AttestationMade event" in info.value.message
     assert gate.fresh_verdict(model) is None
+
+
+def test_where_attestations_cannot_be_read_a_policy_requiring_them_fails() -> None:
+    why = "a proof bundle does not show attestations"
+    assert Policy(min_attestations=2).attestations_unreadable(why) == (
+        f"too few trusted attestations: 2 needed, 0 found ({why})",
+    )
+    assert Policy().attestations_unreadable(why) == ()
