@@ -23,6 +23,10 @@ match wins, so a subclass listed before its base can get its own status.
     AlreadyRegistered, AlreadyRevoked,
     BatchAlreadyRegistered, BatchRevoked   409
     EmptyBatch, InvalidProof               400  (named: their codes say which)
+    InvalidNonce (NonceUsed,
+    NonceCancelled)                        409  a signed request replayed, cancelled, out of order
+    ExpiredSignature                       400  a signed request past its deadline, for good
+    InvalidSigner                          403  a signature that is not the registrar's
     MissingRole, NotAllowedToRevoke,
     NotAllowedToRevokeBatch, ...           403  the contract refused the service's signing key
     other ContractRevert                   400  the contract refused the request's values
@@ -62,7 +66,10 @@ from registry.chain.reverts import (
     BatchAlreadyRegistered,
     BatchRevoked,
     EmptyBatch,
+    ExpiredSignature,
+    InvalidNonce,
     InvalidProof,
+    InvalidSigner,
     MissingRole,
     NotAdmin,
     NotAllowedToRevoke,
@@ -117,6 +124,9 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (BatchRevoked, 409),
     (EmptyBatch, 400),
     (InvalidProof, 400),
+    (InvalidNonce, 409),
+    (ExpiredSignature, 400),
+    (InvalidSigner, 403),
     (NotAllowedToRevokeBatch, 403),
     (MissingRole, 403),
     (NotAdmin, 403),
@@ -248,7 +258,8 @@ _DESCRIPTIONS = {
     404: "Unknown digest, nothing stored under it, or no such endpoint (`not_found`)",
     408: "The request body did not arrive within the configured time (`request_timeout`)",
     409: "Conflicts with the chain's state (`already_registered`, `already_revoked`, "
-    "`batch_already_registered`, `batch_revoked`)",
+    "`batch_already_registered`, `batch_revoked`; a signed registration's nonce: `nonce_used`, "
+    "`nonce_cancelled`, `invalid_nonce`)",
     413: "Body, image or pixel count over the configured limit (`payload_too_large`)",
     422: "Not a loadable safetensors checkpoint (`invalid_checkpoint`, `pickle_rejected`), "
     "or the request does not match the schema (`invalid_request`)",
