@@ -12,7 +12,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.cli.output import EXIT_OK, AddCommand, Output, client_for, settings_for
+from registry.cli.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    AddCommand,
+    Output,
+    client_for,
+    settings_for,
+)
+from registry.core.address import parse_address
 from registry.core.digest import read_regular_file
 from registry.errors import ConfigurationError, InvalidInput
 
@@ -132,6 +140,8 @@ def cmd_audit(args: argparse.Namespace, out: Output) -> int:
         return EXIT_OK
     if args.unkeyed and args.action != "verify":
         raise InvalidInput("--unkeyed checks an unkeyed log with `audit verify` only")
+    if args.chain and args.action != "verify":
+        raise InvalidInput("--chain checks the anchors of a log with `audit verify` only")
     key = None if args.unkeyed else audit_key.load_key(key_file)
     report = audit_chain.verify(path, key, anchor=_parse_anchor(args.anchor))
     head = report.head
@@ -166,8 +176,43 @@ def cmd_audit(args: argparse.Namespace, out: Output) -> int:
         human += f", keyed (key id {report.key_id}); head {head.anchor}"
     if report.seal is not None and key is not None:
         data["sealed"], human = _check_sealed(path, report.seal, key, human)
+    if args.chain:
+        data["chain"], line, holds = _check_chain_anchors(args, path)
+        out.result(data, f"{human}\n{line}")
+        return EXIT_OK if holds else EXIT_FAILED
     out.result(data, human)
     return EXIT_OK
+
+
+def _check_chain_anchors(args: argparse.Namespace, log: Path) -> tuple[dict[str, Any], str, bool]:
+    """Every anchor ``--service`` made (the contract's AuditLogAnchored events) against the local
+    log's tree at its size, and each against the one before (registry.core.receipts)."""
+    from registry.chain.audit_anchor import AuditAnchors
+    from registry.core.receipts import check_anchors
+
+    if not args.service:
+        raise InvalidInput(
+            "--chain needs --service ADDRESS: the account that anchors this log (the service's "
+            "/health names it as audit_anchor.address)"
+        )
+    service = parse_address(args.service, "--service")
+    anchors = AuditAnchors(client_for(args), None).events(service)
+    checks = check_anchors(log, [(a.size, a.root, a.anchored_block) for a in anchors])
+    bad = [c for c in checks if c.problem is not None]
+    data = {"service": service, "anchors": [c.to_dict() for c in checks], "intact": not bad}
+    if not checks:
+        line = f"{service} has anchored nothing of this log on this chain yet"
+    elif bad:
+        line = (
+            f"the anchor of {bad[0].size} entries (block {bad[0].block}) does NOT match the "
+            f"log: {bad[0].problem}"
+        )
+    else:
+        line = (
+            f"{len(checks)} anchors of {service} match the log (the latest: {checks[-1].size} "
+            f"entries, block {checks[-1].block}), each an extension of the one before"
+        )
+    return data, line, not bad
 
 
 def _parse_anchor(text: str | None) -> tuple[int, str] | None:
@@ -233,6 +278,18 @@ def _add_audit(add: AddCommand) -> None:
         "--unkeyed",
         action="store_true",
         help="check an unkeyed log of the release before keyed chains (default: no)",
+    )
+    p.add_argument(
+        "--chain",
+        action="store_true",
+        help="verify only: also check every root --service anchored on chain against this log, "
+        "and consecutive anchors against each other (default: no)",
+    )
+    p.add_argument(
+        "--service",
+        metavar="ADDRESS",
+        help="with --chain: the account that anchors the log (pinned, as the service's /health "
+        "names it)",
     )
 
 
