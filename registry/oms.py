@@ -213,7 +213,8 @@ def _resource(statement: dict[str, Any], source: str) -> tuple[Digest, str]:
     if method == "shards":
         raise OmsSignatureRefused(
             "shard_manifest",
-            f"{source} signs the file in shards of {serialization.get('shard_size')} bytes; "
+            f"{source} signs the file in shards of {_whole(serialization.get('shard_size'))} "
+            "bytes; "
             "the registry anchors the SHA-256 of the whole file, so sign it whole: "
             "`model_signing sign key FILE` (file serialization, the default)",
             method=method,
@@ -248,6 +249,12 @@ def _resource(statement: dict[str, Any], source: str) -> tuple[Digest, str]:
     if not isinstance(value, str) or HEX64.fullmatch(value) is None:
         raise _unusable(source, "its resource digest is not 64 hex characters")
     return Digest(value.lower()), str(resources[0].get("name", ""))
+
+
+def _whole(value: object) -> object:
+    """A number as people write it: the statement is a protobuf Struct, whose numbers are
+    doubles (a shard size of 1024 arrives as 1024.0)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _signature_of(parsed: dict[str, Any], sign_sigstore_pb: Any) -> Any:
