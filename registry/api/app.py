@@ -35,6 +35,7 @@ from registry.api.routes import (
     models,
     oms,
     predict,
+    proofs,
     relay,
     verify,
     web,
@@ -133,7 +134,19 @@ def create_app(settings: Settings, *, client: RegistryClient | None = None) -> F
         max_bytes=settings.max_upload_bytes,
         timeout_s=settings.body_timeout_s,
     )
-    for module in (health, verify, relay, models, imports, batches, oms, predict, audit, web):
+    for module in (
+        health,
+        verify,
+        relay,
+        models,
+        proofs,
+        imports,
+        batches,
+        oms,
+        predict,
+        audit,
+        web,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     if settings.require_key_for_reads:
