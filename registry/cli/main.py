@@ -12,7 +12,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from registry.cli import admin, delegate, evaluate, oms, proof, pull, records, runtime
+from registry.cli import (
+    admin,
+    attest,
+    batch,
+    delegate,
+    evaluate,
+    oms,
+    proof,
+    pull,
+    receipts,
+    records,
+    runtime,
+)
 from registry.cli.output import EXIT_FAILED, EXIT_USAGE, Handler, Output
 from registry.errors import ConfigurationError, InvalidInput, RegistryError
 
@@ -56,7 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    for group in (admin, records, delegate, proof, pull, oms, runtime, evaluate):
+    for group in (
+        admin,
+        records,
+        batch,
+        delegate,
+        proof,
+        pull,
+        oms,
+        runtime,
+        receipts,
+        attest,
+        evaluate,
+    ):
         group.add_commands(add)
     return parser
 

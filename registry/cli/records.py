@@ -91,6 +91,7 @@ def cmd_register(args: argparse.Namespace, out: Output) -> int:
 def _register_batch(args: argparse.Namespace, out: Output) -> int:
     """Anchor many checkpoints with one Merkle root; the manifest is written before the root is
     anchored, since without it no checkpoint of the batch can be shown to be in it."""
+    from registry.cli.batch import keep_manifest, shelve_manifest
     from registry.core.files import atomic_write
     from registry.services import check_batch, register_batch
 
@@ -122,7 +123,9 @@ def _register_batch(args: argparse.Namespace, out: Output) -> int:
             f"{path} exists; a manifest is never overwritten: give another --manifest PATH",
             manifest=str(path),
         ) from None
+    keep_manifest(args, manifest)  # in the store too, like a checkpoint, before anchoring
     batch = register_batch(lambda: writer_for(args, out), tree, manifest)
+    shelve_manifest(args, manifest)
     data = {**batch.to_dict(), "manifest": str(path)}
     out.result(
         data,
@@ -221,7 +224,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
         return _verify_offline(args, out, digest, policy, oms)
     from registry.chain.connection import connect
 
-    if args.manifest is not None:
+    if args.manifest is not None or args.proof is not None:
         return _verify_in_batch(args, out, connect(settings), digest, policy, oms)
     verdict = verify_digest(connect(settings), digest, policy)
     verdict = oms(verdict) if oms is not None else verdict
@@ -240,8 +243,19 @@ def _verify_in_batch(
     from registry.core.batches import Manifest
     from registry.verify import verify_in_manifest
 
-    manifest = Manifest.parse(read_regular_file(args.manifest), source=str(args.manifest))
-    verdict, place = verify_in_manifest(client, digest, manifest, policy)
+    if args.proof is not None:
+        from registry.cli.batch import read_proof
+        from registry.verify import verify_in_batch
+
+        if args.manifest is not None:
+            raise InvalidInput("give --manifest or --proof, not both: each names the batch")
+        p = read_proof(args.proof)
+        verdict, place = verify_in_batch(
+            client, digest, p.root, p.leaf, p.proof, policy, p.position
+        )
+    else:
+        manifest = Manifest.parse(read_regular_file(args.manifest), source=str(args.manifest))
+        verdict, place = verify_in_manifest(client, digest, manifest, policy)
     verdict = oms(verdict) if oms is not None else verdict
     human = _explain(verdict, str(args.file))
     if place.batch is not None:
@@ -302,6 +316,12 @@ def _add_verify(add: AddCommand) -> None:
         "--manifest",
         type=Path,
         help="verify the file through the batch whose manifest this is (default: its own record)",
+    )
+    p.add_argument(
+        "--proof",
+        type=Path,
+        help="verify the file through its batch with this one-checkpoint proof (`registry batch "
+        "proof`), instead of the whole manifest",
     )
     p.add_argument(
         "--bundle",
@@ -374,6 +394,11 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
     digest = Digest.parse(args.digest)
     record = client.get(digest)
     if record is None:
+        from registry.cli.batch import show_batched
+
+        batched = show_batched(args, out, client, digest)  # in a batch on the data dir's shelf
+        if batched is not None:
+            return batched
         out.result(
             {"digest": str(digest), "registered": False},
             f"{digest} is not registered on chain {client.chain_id}",
@@ -407,9 +432,21 @@ def _add_show(add: AddCommand) -> None:
 
 
 def cmd_history(args: argparse.Namespace, out: Output) -> int:
-    events = client_for(args).history(Digest.parse(args.digest) if args.digest else None)
+    from registry.cli.batch import batch_history, history_line
+
+    client = client_for(args)
+    digest = Digest.parse(args.digest) if args.digest else None
+    events = client.history(digest)
     lines = [f"block {e.block_number:>8}  {e.kind:<10} {e.digest}  by {e.actor}" for e in events]
-    out.result([e.to_dict() for e in events], "\n".join(lines) or "no events")
+    # Batches the checkpoint is in (from the data dir's shelf), or every batch: chain order.
+    batches = batch_history(args, client, digest)
+    rows = [
+        ((e.block_number, e.log_index), e.to_dict(), line)
+        for e, line in zip(events, lines, strict=True)
+    ]
+    rows += [((b["block_number"], b["log_index"]), b, history_line(b)) for b in batches]
+    rows.sort(key=lambda row: row[0])
+    out.result([r[1] for r in rows], "\n".join(r[2] for r in rows) or "no events")
     return EXIT_OK
 
 

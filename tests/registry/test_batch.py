@@ -14,13 +14,16 @@ import pytest
 from apikit import make_card, make_checkpoint
 from chainkit import request
 
+from registry.core.batch_proof import BatchProof
 from registry.core.batches import Manifest, build_tree, leaf_of, manifest_bytes
 from registry.core.digest import digest_bytes
 from registry.core.policy import Policy
 from registry.core.records import RevocationReason, Role
+from registry.core.store import FileStore
 from registry.errors import InvalidInput, InvalidModelCard
+from registry.index.batches import BatchShelf
 from registry.services import check_batch, register_batch
-from registry.verify import verify_in_batch, verify_in_manifest
+from registry.verify import verify_in_batch, verify_in_manifest, verify_located
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +241,135 @@ def test_cli_batch_needs_one_card_per_checkpoint_and_never_overwrites_a_manifest
     )
     assert code == 2 and "never overwritten" in err
     assert existing.read_text() == "{}"
+
+
+# --- one checkpoint's proof, and the batches a digest is found in -----------------------------
+
+
+def test_a_proof_cut_from_a_manifest_reads_back_and_verifies_without_the_manifest(
+    memory, files
+) -> None:
+    tree, manifest, _ = anchored(memory, files)
+    digest = digest_bytes(files[2][0])
+    proof = BatchProof.from_manifest(manifest, digest)
+    again = BatchProof.parse(proof.to_json())
+    assert again == proof and again.position == 2 and again.manifest_digest == manifest.digest
+    verdict = verify_located(memory.client, digest, [again])
+    assert verdict.verified and verdict.batch["root"] == "0x" + tree.root.hex()
+    assert verdict.batch["position"] == 2
+
+
+def test_a_forged_proof_file_or_one_for_another_root_is_refused_when_read(files) -> None:
+    tree, raw = check_batch(files)
+    proof = json.loads(
+        BatchProof.from_manifest(Manifest.parse(raw), digest_bytes(files[0][0])).to_json()
+    )
+    forged = {
+        **proof,
+        "proof": [
+            proof["proof"][0][:-1] + ("0" if proof["proof"][0][-1] != "0" else "1"),
+            *proof["proof"][1:],
+        ],
+    }
+    with pytest.raises(InvalidInput, match="does not lead") as refused:
+        BatchProof.parse(json.dumps(forged).encode())
+    assert refused.value.details["root"] == "0x" + tree.root.hex()
+    other = build_tree([request("elsewhere"), request("there")])
+    with pytest.raises(InvalidInput, match="does not lead"):
+        BatchProof.parse(json.dumps({**proof, "root": "0x" + other.root.hex()}).encode())
+    better = {**proof, "leaf": [proof["leaf"][0], "10000", *proof["leaf"][2:]]}
+    with pytest.raises(InvalidInput, match="does not lead"):
+        BatchProof.parse(json.dumps(better).encode())
+    with pytest.raises(InvalidInput, match="registry-batch-proof-v1"):
+        BatchProof.parse(raw)  # a manifest is not a proof
+
+
+def test_verify_located_prefers_a_single_record_and_skips_unanchored_batches(memory, files) -> None:
+    _, raw = check_batch(files)  # never anchored
+    never = BatchProof.from_manifest(Manifest.parse(raw), digest_bytes(files[0][0]))
+    verdict = verify_located(memory.client, digest_bytes(files[0][0]), [never])
+    assert (verdict.verified, verdict.reason, verdict.batch) == (False, "unknown", None)
+    _, manifest, _ = anchored(memory, files)
+    proofs = [never, BatchProof.from_manifest(manifest, digest_bytes(files[0][0]))]
+    assert verify_located(memory.client, digest_bytes(files[0][0]), proofs).verified
+
+
+def test_the_shelf_finds_a_stored_manifest_and_its_proofs(memory, files, tmp_path) -> None:
+    tree, _, _ = anchored(memory, files)
+    raw = manifest_bytes(tree)
+    store = FileStore(tmp_path / "store")
+    store.put(raw, "manifest")
+    shelf = BatchShelf(tmp_path / "batches.sqlite3", store)
+    assert shelf.add(Manifest.parse(raw)) == 4 and shelf.add(Manifest.parse(raw)) == 0
+    # Another process on the same file sees it, reading the manifest from the store.
+    other = BatchShelf(tmp_path / "batches.sqlite3", store)
+    (proof,) = other.proofs(digest_bytes(files[1][0]))
+    assert (proof.root, proof.position) == (tree.root, 1)
+    assert list(other.proofs(digest_bytes(b"not in any batch"))) == []
+    assert other.holds(tree.root) and not other.holds(bytes(32))
+
+
+def test_cli_keeps_the_manifest_cuts_a_proof_and_verifies_show_and_history_through_it(
+    cli, files, tmp_path, capsys
+) -> None:
+    paths, cards = written(tmp_path, files[:3])
+    manifest = tmp_path / "batch.json"
+    code, batch, err = run(
+        capsys, "register", "--batch", *paths, "--cards", *cards, "--manifest", str(manifest)
+    )
+    assert code == 0, err
+    kept = FileStore(tmp_path / "data" / "store").get(
+        digest_bytes(manifest.read_bytes()).hex, "manifest"
+    )
+    assert kept == manifest.read_bytes()
+    digest = str(digest_bytes(files[2][0]))
+
+    proof = tmp_path / "m2.proof.json"
+    code, cut, err = run(
+        capsys, "batch", "proof", digest, "--manifest", str(manifest), "-o", str(proof)
+    )
+    assert code == 0, err
+    assert cut["root"] == batch["root"] and cut["position"] == 2 and proof.exists()
+    code, verdict, err = run(capsys, "verify", paths[2], "--proof", str(proof))
+    assert code == 0, err
+    assert verdict["verified"] and verdict["batch"]["root"] == batch["root"]
+    assert verdict["batch"]["position"] == 2
+    # The proof of one file does not vouch for another.
+    code, answer, _ = run(capsys, "verify", paths[0], "--proof", str(proof))
+    assert code == 2 and answer["error"]["code"] == "invalid_input"
+
+    code, shown, err = run(capsys, "show", digest)
+    assert code == 0, err
+    assert shown["verified"] and shown["registered"] is False
+    assert [b["root"] for b in shown["batches"]] == [batch["root"]]
+    code, events, err = run(capsys, "history", digest)
+    assert code == 0, err
+    assert [(e["kind"], e["root"], e["position"]) for e in events] == [
+        ("batch-registered", batch["root"], 2)
+    ]
+    code, events, _ = run(capsys, "history")
+    assert ("batch-registered", batch["root"]) in [(e["kind"], e.get("root")) for e in events]
+
+
+def test_cli_refuses_a_forged_proof_and_verifies_nothing(cli, files, tmp_path, capsys) -> None:
+    paths, cards = written(tmp_path, files[:2])
+    manifest = tmp_path / "batch.json"
+    code, _, err = run(
+        capsys, "register", "--batch", *paths, "--cards", *cards, "--manifest", str(manifest)
+    )
+    assert code == 0, err
+    proof = tmp_path / "p.json"
+    digest = str(digest_bytes(files[0][0]))
+    assert (
+        run(capsys, "batch", "proof", digest, "--manifest", str(manifest), "-o", str(proof))[0] == 0
+    )
+    forged = json.loads(proof.read_text())
+    forged["leaf"][1] = "10000"  # claim a better accuracy than was anchored
+    proof.write_text(json.dumps(forged))
+    code, answer, _ = run(capsys, "verify", paths[0], "--proof", str(proof))
+    assert code == 2 and "does not lead" in answer["error"]["message"]
+    assert "verified" not in answer
+    code, _, err = run(
+        capsys, "batch", "proof", digest, "--manifest", str(manifest), "-o", str(proof)
+    )
+    assert code == 2 and "never overwritten" in err
