@@ -14,7 +14,6 @@ from pathlib import Path
 
 from registry.cli import (
     admin,
-    attest,
     batch,
     delegate,
     evaluate,
@@ -78,7 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
         oms,
         runtime,
         receipts,
-        attest,
         evaluate,
     ):
         group.add_commands(add)
