@@ -364,3 +364,33 @@ def test_a_model_registered_elsewhere_is_kept_when_verified_and_then_analyses_an
     _wait(browser, lambda d: "Result:" in d.find_element("id", "predict-result").text)
     assert digest in browser.find_element("id", "provenance").text
     assert httpx.get(f"{live}/models/{digest}", timeout=30).json()["stored"] is True
+
+
+def test_page_names_the_batch_a_checkpoint_was_anchored_in(
+    live: str, memory: Any, browser: Any, tmp_path: Path
+) -> None:
+    from apikit import READER
+
+    from registry.services import check_batch, register_batch
+
+    checkpoints = [make_checkpoint(seed=s) for s in (41, 42)]
+    tree, manifest = check_batch([(c, make_card(c, accuracy_bps=9731)) for c in checkpoints])
+    register_batch(lambda: memory.client, tree, manifest)
+    kept = httpx.post(
+        f"{live}/batches",
+        content=manifest,
+        headers={**READER, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert kept.status_code == 201, kept.text
+    model_file = tmp_path / "model.safetensors"
+    model_file.write_bytes(checkpoints[1])
+
+    browser.get(live + "/")
+    browser.find_element("id", "checkpoint-input").send_keys(str(model_file))
+
+    assert _verdict(browser) == "true"
+    text = browser.find_element("id", "verify-result").text
+    position = [leaf[0] for leaf in tree.values].index(bytes.fromhex(digest_of(checkpoints[1])[7:]))
+    assert "Anchored in batch" in text and "0x" + tree.root.hex() in text
+    assert f"Position in batch\n{position}" in text

@@ -234,6 +234,15 @@
         );
       }
     }
+    const place = verdict.batch; // anchored with others under one Merkle root
+    if (place) {
+      rows.push(["Anchored in batch", place.root, true], ["Position in batch", place.position]);
+      const batch = place.batch;
+      if (batch) {
+        rows.push(["Models in batch", batch.count], ["Batch manifest", batch.manifest_digest, true]);
+        if (batch.revoked) rows.push(["Batch withdrawn", REVOCATION_REASONS[batch.revocation_reason] || batch.revocation_reason]);
+      }
+    }
     rows.push(["Chain", verdict.chain_id], ["Registry contract", verdict.contract, true], ["Checked at block", verdict.checked_block]);
     return facts(rows);
   }
