@@ -25,7 +25,8 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     │   ├── InvalidImage
     │   ├── PayloadTooLarge
     │   ├── RequestTimeout           a request body that does not arrive in time
-    │   └── HostNotAllowed           a Host header this service does not answer to
+    │   ├── HostNotAllowed           a Host header this service does not answer to
+    │   └── InvalidOmsBundle         not a key-based model-signing bundle, or no usable key (registry.oms)
     ├── DeadlineExceeded             a request not processed within the service's deadline
     ├── ConfigurationError           settings, keys, artifacts, deployments
     ├── ChainError
@@ -40,6 +41,7 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     │   └── ProofsUnsupported        the node gives no eth_getProof (registry.chain.proofs)
     ├── BundleRejected               a proof bundle that does not prove what it claims
     ├── NotVerified                  the gate refuses a checkpoint (carries the Verdict)
+    ├── OmsSignatureRefused          a model-signing bundle that does not vouch for the digest (registry.oms)
     ├── AuthError
     │   ├── Unauthenticated
     │   └── Forbidden
