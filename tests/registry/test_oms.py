@@ -511,3 +511,21 @@ def test_cli_import_signature_keeps_only_a_trusted_bundle_of_a_registered_digest
     code, out, err = run(capsys, *chain, "import-signature", str(signature), *key)
     assert code == EXIT_OK, err
     assert [data for _, data in shelf.bundles(digest.hex)] == [signature.read_bytes()]
+
+
+def test_without_the_oms_extra_the_commands_say_what_to_install(
+    keys: dict[str, Path],
+    model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    signature = tmp_path / "model.sig"
+    ms_sign(model, keys["trusted"], signature)
+    # model_signing as a base install lacks it: importing it fails.
+    for name in [m for m in sys.modules if m == "model_signing" or m.startswith("model_signing.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    argv = ["verify", str(model), "--oms-bundle", str(signature)]
+    code, _, err = run(capsys, "--rpc-url", "memory", *argv, "--oms-key", str(keys["trusted_pub"]))
+    assert code == EXIT_USAGE
+    assert "pip install '.[oms]'" in err
