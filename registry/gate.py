@@ -107,8 +107,7 @@ class Gate:
             verdict = self._check_online(digest)
         except ChainUnavailable as down:  # wrong chain or contract: never a bundle's business
             return self.offline.verdict(digest, self.policy, down, self.client.confirmations)
-        if verdict.verified:
-            self.offline.remember(self.client, digest)
+        self.offline.note(self.client, verdict)
         return verdict
 
     def _check_online(self, digest: Digest) -> Verdict:

@@ -26,6 +26,7 @@ from typing import Any
 from registry.chain.bundles import CANNOT_SHOW, CheckedBundle, check_bundle
 from registry.chain.client import RegistryClient
 from registry.chain.deployments import load_deployment
+from registry.chain.proofs import make_bundle
 from registry.config import Settings
 from registry.core.address import parse_address
 from registry.core.bundles import ProofBundle, TrustedBlocks
@@ -262,24 +263,35 @@ class ProofBundleShelf:
     def path(self, digest: Digest) -> Path:
         return self.folder / f"{digest.hex}.json"
 
-    def remember(self, client: RegistryClient, digest: Digest) -> None:
-        """After an online "verified": store a bundle at the newest pinned block, once per pin.
-        A failure here never changes the online verdict; it is logged."""
-        from registry.chain.proofs import make_bundle
-
+    def note(self, client: RegistryClient, verdict: Verdict) -> None:
+        """After an online verdict: keep a bundle of a verified model at the newest pinned block
+        (once per pin), and drop the bundle of one that is not verified any more (revoked since
+        its bundle's block: the service knows what the bundle cannot show). A failure here
+        never changes the online verdict; it is logged."""
+        digest = verdict.digest
         try:
+            if not verdict.verified:
+                self._held.pop(digest, None)
+                self.path(digest).unlink(missing_ok=True)
+                return
             newest = self.pins().newest
             if self._held.get(digest) == newest:
                 return
-            checked = make_bundle(client, digest, newest)
-            trust = trust_for(self.settings, checked.bundle, trusted_blocks=self.pins())
-            offline = verify_bundle(checked.bundle, digest, trust, self.runtime_code)
-            if not offline.verdict.verified:
-                return  # registered after the pinned block, say: nothing worth keeping
-            atomic_write(self.path(digest), checked.bundle.to_json())
+            # Asked once per pin, whatever comes of it: not again on every verdict.
             self._held[digest] = newest
+            self._store(client, digest, newest)
         except (RegistryError, OSError) as exc:
             log.warning("no proof bundle kept for %s: %s", digest.short, exc)
+
+    def _store(self, client: RegistryClient, digest: Digest, block: int) -> None:
+        path = self.path(digest)
+        if path.is_file() and ProofBundle.parse(path.read_bytes(), str(path)).block_number == block:
+            return  # kept by this service before a restart
+        checked = make_bundle(client, digest, block)
+        trust = trust_for(self.settings, checked.bundle, trusted_blocks=self.pins())
+        if verify_bundle(checked.bundle, digest, trust, self.runtime_code).verdict.verified:
+            atomic_write(path, checked.bundle.to_json())
+        # else: registered after the pinned block, say; nothing worth keeping
 
     def verdict(
         self, digest: Digest, policy: Policy, down: ChainUnavailable, confirmations: int = 1

@@ -290,6 +290,7 @@ def test_gate_answers_from_a_stored_bundle_only_when_allowed_and_fresh(
     backend = anvil_backend(node)
     client = backend.client
     client.register(request("g"))
+    client.register(request("revoked later"))
     pinned = client.head()
     block = node.rpc("eth_getBlockByNumber", [hex(pinned), False])
     pins = tmp_path / "pins.json"
@@ -312,6 +313,13 @@ def test_gate_answers_from_a_stored_bundle_only_when_allowed_and_fresh(
     closed = Gate(client, validity_ttl_s=0)
     assert gate.verdict(digest("g")).verified  # online, and the bundle is kept
     assert shelf.path(digest("g")).is_file()
+    # A model revoked after the pinned block: its bundle would still show it valid, so the
+    # service drops the bundle as soon as it learns of the revocation.
+    assert gate.verdict(digest("revoked later")).verified
+    assert shelf.path(digest("revoked later")).is_file()
+    client.revoke(digest("revoked later"), RevocationReason.SAFETY_ISSUE)
+    assert gate.verdict(digest("revoked later")).reason == "revoked"
+    assert not shelf.path(digest("revoked later")).exists()
     node.stop()
 
     offline = gate.verdict(digest("g"))
@@ -321,6 +329,8 @@ def test_gate_answers_from_a_stored_bundle_only_when_allowed_and_fresh(
         closed.verdict(digest("g"))  # off by default: fail closed
     with pytest.raises(ChainUnavailable):
         gate.verdict(digest("never-stored"))
+    with pytest.raises(ChainUnavailable):
+        gate.verdict(digest("revoked later"))
     now[0] = timestamp + 3601.0
     with pytest.raises(ChainUnavailable):
         gate.verdict(digest("g"))  # too old
