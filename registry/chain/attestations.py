@@ -24,10 +24,17 @@ from eth_utils import to_checksum_address as checksum
 
 from registry.chain.abi import address_topic, to_bytes, to_hex
 from registry.chain.client import RegistryClient
+from registry.chain.reverts import (
+    AlreadyAttested,
+    MissingRole,
+    RevokedModel,
+    SelfAttestation,
+    UnknownModel,
+)
 from registry.core.attestations import Attestation
 from registry.core.digest import ZERO, Digest
-from registry.core.records import check_accuracy_bps
-from registry.errors import ChainError, InvalidInput, WrongChain
+from registry.core.records import ModelRecord, Role, check_accuracy_bps
+from registry.errors import ChainError, ContractRevert, InvalidInput, WrongChain
 
 
 def _topic_address(topic: bytes | str) -> str:
@@ -185,6 +192,26 @@ class Attestations:
         return Withdrawal(
             replace(withdrawn, withdrawn_at=event.revoked_at), event.tx_hash, event.block_number
         )
+
+    def refusal(self, digest: Digest, record: ModelRecord | None) -> ContractRevert | None:
+        """What the contract would refuse an attestation of ``digest`` (whose record was just
+        read) by this client's key with, read first so that a refused attestation costs no gas
+        and no measurement; None when it would be taken. The contract checks again."""
+        account = self.client.account
+        if account is None:
+            return None  # sending will say that a key is needed
+        if not self.client.has_role(Role.EVALUATOR, account.address):
+            return MissingRole(account.address, int(Role.EVALUATOR))
+        if record is None:
+            return UnknownModel(digest.raw)
+        if record.registrant == account.address:
+            return SelfAttestation(digest.raw, account.address)
+        if record.revocation is not None:
+            return RevokedModel(digest.raw, record.revocation.revoked_at)
+        (slot,), _ = self.stored(digest, [account.address])
+        if slot.exists and not slot.revoked_at:
+            return AlreadyAttested(digest.raw, account.address, slot.attested_at)
+        return None
 
     def _logs(self, receipt: Mapping[str, Any], topic: str) -> list[Mapping[str, Any]]:
         return [

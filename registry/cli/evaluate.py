@@ -15,6 +15,12 @@ measured on, where the accuracy measured here is shown as information, never as 
 (a checkpoint refused by the format check, unreadable or malformed data, data of another shape,
 channel or class count than the checkpoint's header) is exit 2.
 
+With ``--attest`` the measurement becomes an evaluator attestation (``registry attest``): the
+accuracy measured, on the test split of ``--data`` (the anchored test set, or the evaluator's
+own), and with ``--report-out FILE`` the SHA-256 of the report written there, which is the
+evaluate JSON exactly as ``--json`` prints it. What the contract would refuse (no evaluator role,
+a revoked checkpoint, the registrant's own, a second attestation) is refused before measuring.
+
 Determinism. The trainer measures the anchored accuracy on the CPU in float32 (its final model
 is a CPU model, evaluated in batches of ``TrainConfig.eval_batch_size``); this command does the
 same by default, so on the CPU the same bytes and the same data give the same count of correct
@@ -36,14 +42,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelformat.header import inspect_checkpoint
-from registry.cli.output import EXIT_FAILED, EXIT_OK, AddCommand, Output, client_for
+from registry.cli.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    AddCommand,
+    Output,
+    client_for,
+    writer_for,
+)
 from registry.cli.runtime import require_extra
 from registry.core.digest import Digest, digest_bytes, errno_name, read_regular_file
 from registry.core.records import MAX_ACCURACY_BPS, ModelRecord
@@ -53,6 +67,7 @@ if TYPE_CHECKING:
     import torch
 
     from modelformat.spec import ModelSpec
+    from registry.chain.client import RegistryClient
     from training.data import Dataset
 
 # On CUDA, with TF32 off, only summation order separates a GPU run from the CPU's: it flips
@@ -270,8 +285,16 @@ def strict_float32(device: torch.device) -> Iterator[None]:
         ) = previous
 
 
-def reevaluate(args: argparse.Namespace) -> Reevaluation:
-    """Check ``args.file``'s anchored claim against ``args.data`` (see the module docstring)."""
+def reevaluate(
+    args: argparse.Namespace,
+    connect: Callable[[], RegistryClient] | None = None,
+    before_measuring: Callable[[RegistryClient, Digest, ModelRecord], None] | None = None,
+) -> Reevaluation:
+    """Check ``args.file``'s anchored claim against ``args.data`` (see the module docstring).
+
+    ``connect`` makes the chain client once the input is checked (default: ``client_for``);
+    ``before_measuring`` may refuse a registered checkpoint before any work on it (``--attest``
+    asks whether the contract would take the attestation)."""
     require_extra("train", *_STACK, command="evaluate")
     _check_tolerance(args.tolerance_bps)
     from training.loop import resolve_device
@@ -285,10 +308,12 @@ def reevaluate(args: argparse.Namespace) -> Reevaluation:
     # All input is checked before the chain is asked: bad input is exit 2 whatever is anchored.
     dataset = load_test_data(args.data, args.data_format, args.seed)
     check_fits(checked.spec, dataset, args.data)
-    client = client_for(args)
+    client = connect() if connect is not None else client_for(args)
     record = client.get(digest)
     if record is None:
         return Reevaluation(file, digest, client.chain_id, "unregistered")
+    if before_measuring is not None:
+        before_measuring(client, digest, record)
     test_set = Digest(dataset.test.digest())
 
     from training.checkpoint import load_checkpoint_bytes
@@ -328,8 +353,71 @@ def reevaluate(args: argparse.Namespace) -> Reevaluation:
 
 
 def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
+    if args.attest:
+        return _evaluate_and_attest(args, out)
+    if args.report_out is not None:
+        raise InvalidInput(
+            "--report-out writes the report that an attestation anchors; give --attest too "
+            "(or keep `--json` output as the report)",
+            report_out=str(args.report_out),
+        )
     result = reevaluate(args)
     out.result(result.to_dict(), result.explain())
+    return result.exit_code
+
+
+def report_bytes(result: Reevaluation) -> bytes:
+    """The evaluation report: the evaluate JSON exactly as ``registry evaluate --json`` prints
+    it, so anyone holding the report can hash it and compare with the anchored digest."""
+    return (json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def _evaluate_and_attest(args: argparse.Namespace, out: Output) -> int:
+    """Measure, then attest the measured accuracy on the data's test split (the anchored one or
+    the evaluator's own), with the report's SHA-256 when ``--report-out`` saved it. The exit code
+    is still evaluate's (0 only when the claim was reproduced)."""
+    from registry.chain.attestations import Attestations
+    from registry.cli.attest import describe, precheck
+    from registry.core.files import atomic_write
+
+    clients: list[RegistryClient] = []
+
+    def connect() -> RegistryClient:
+        clients.append(writer_for(args, out))
+        return clients[-1]
+
+    result = reevaluate(args, connect, precheck)
+    if result.record is None or result.measured is None:
+        out.result(
+            {**result.to_dict(), "attestation": None, "report": None},
+            result.explain() + "\n  nothing attested",
+        )
+        return result.exit_code
+    report_digest = None
+    if args.report_out is not None:
+        report = report_bytes(result)
+        try:
+            atomic_write(args.report_out, report)
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot write --report-out {args.report_out}: {exc.strerror or exc}; nothing "
+                "was attested",
+                path=str(args.report_out),
+            ) from exc
+        report_digest = digest_bytes(report)
+    measured = result.measured
+    made = Attestations(clients[-1]).attest(
+        result.digest, measured.accuracy_bps, measured.test_set_digest, report_digest
+    )
+    human = result.explain() + "\n  " + describe(made, result.record)
+    if args.report_out is not None:
+        human += f"\n  report {args.report_out} ({report_digest})"
+    data = {
+        **result.to_dict(),
+        "attestation": made.to_dict(result.record),
+        "report": None if args.report_out is None else str(args.report_out),
+    }
+    out.result(data, human)
     return result.exit_code
 
 
@@ -371,6 +459,19 @@ def _add_evaluate(add: AddCommand) -> None:
         default=None,
         help="largest |measured - claimed| still reproduced, in basis points (default: 0 on "
         f"the CPU; on CUDA {CUDA_TOLERANCE_BPS} or one test image, whichever is larger)",
+    )
+    p.add_argument(
+        "--attest",
+        action="store_true",
+        help="then attest the measured accuracy on the data's test split (the anchored test set "
+        "or your own) with the signing key, which must hold the evaluator role",
+    )
+    p.add_argument(
+        "--report-out",
+        metavar="FILE",
+        type=Path,
+        help="with --attest: write the evaluate JSON here and anchor its SHA-256 as the report "
+        "digest (default: no report)",
     )
     p.add_argument(
         "--device",

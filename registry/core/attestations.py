@@ -45,6 +45,7 @@ class Attestation:
 
     def to_dict(self, record: ModelRecord) -> dict[str, Any]:
         return {
+            "digest": str(self.digest),
             "evaluator": self.evaluator,
             "accuracy_bps": self.accuracy_bps,
             "accuracy_percent": self.accuracy_bps / 100,
