@@ -14,6 +14,7 @@ from pathlib import Path
 
 from registry.cli import (
     admin,
+    attest,
     batch,
     delegate,
     evaluate,
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         oms,
         runtime,
         receipts,
+        attest,
         evaluate,
     ):
         group.add_commands(add)
