@@ -209,6 +209,9 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
         trusted_registrants=frozenset(parse_address(a, "--trusted").lower() for a in args.trusted)
         if args.trusted
         else frozenset(settings.trusted_registrants),
+        min_attestations=settings.min_attestations,
+        trusted_evaluators=tuple(settings.trusted_evaluators),
+        attestation_tolerance_bps=settings.attestation_tolerance_bps,
     )
     oms = None
     if args.oms_key and args.oms_bundle is None:
@@ -409,6 +412,10 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
         "lineage": [str(r.digest) for r in client.lineage(digest)],
         "children": [str(d) for d in client.children(digest)],
     }
+    from registry.chain.attestations import Attestations
+
+    attestations = Attestations(client).all(digest)
+    data["attestations"] = [a.to_dict(record) for a in attestations]
     state = "VALID" if record.valid else f"REVOKED ({record.revocation.reason.label})"  # type: ignore[union-attr]
     out.result(
         data,
@@ -420,6 +427,8 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
                 f"  model card   {record.card_digest}",
                 f"  parent       {record.parent or '(first version)'}",
                 f"  children     {', '.join(data['children']) or '(none)'}",
+                f"  attestations {len(attestations) or '(none)'}",
+                *(f"    {a.describe(record)}" for a in attestations),
             ]
         ),
     )
