@@ -10,6 +10,8 @@ own client from flags, so the in-process chain, which dies with its client, cann
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +22,9 @@ from hypothesis import strategies as st
 from registry.chain import reverts
 from registry.chain.abi import RegisteredEvent
 from registry.chain.attestations import Attestations
+from registry.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from registry.core.attestations import Attestation
-from registry.core.digest import Digest
+from registry.core.digest import Digest, digest_file
 from registry.core.policy import Policy
 from registry.core.records import ModelRecord, RegisterRequest, RevocationReason, Role
 from registry.errors import ChainError, NotVerified
@@ -412,3 +415,242 @@ def test_where_attestations_cannot_be_read_a_policy_requiring_them_fails() -> No
         f"too few trusted attestations: 2 needed, 0 found ({why})",
     )
     assert Policy().attestations_unreadable(why) == ()
+
+
+# --- the command line (anvil) --------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry_cli(
+    anvil: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Any:
+    """Run `registry` against the session's anvil registry (reverted after the test) signing
+    with dev key ``key`` (0: the admin, registrar and revoker); ``(exit code, stdout, stderr)``."""
+    monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path / "registry-data"))
+    for name in ("REGISTRY_MIN_ATTESTATIONS", "REGISTRY_TRUSTED_EVALUATORS"):
+        monkeypatch.delenv(name, raising=False)
+    flags = ("--rpc-url", anvil.endpoint, "--contract", anvil.client.address)
+
+    def run(*argv: str, key: int = 0) -> tuple[int, str, str]:
+        monkeypatch.setenv("REGISTRY_PRIVATE_KEY", anvil.keys[key])
+        code = main([*flags, *argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def show_json(run: Any, model: Digest) -> dict[str, Any]:
+    code, out, err = run("--json", "show", str(model))
+    assert code == EXIT_OK, err
+    shown: dict[str, Any] = json.loads(out)
+    return shown
+
+
+@pytest.mark.anvil
+def test_cli_grants_evaluator_then_attests_shows_and_withdraws(
+    registry_cli: Any, anvil: Any, tmp_path: Path
+) -> None:
+    run = registry_cli
+    evaluator = anvil.address(1)
+    model = registered(anvil, "cli model", accuracy_bps=9_500)
+    report = tmp_path / "report.json"
+    report.write_bytes(b'{"accuracy_bps": 9450}\n')
+
+    assert run("roles", "grant", "evaluator", evaluator)[0] == EXIT_OK
+    assert run("roles", "show", "evaluator", evaluator)[0] == EXIT_OK
+    code, out, err = run(
+        "--json",
+        "attest",
+        str(model),
+        "--accuracy-bps",
+        "9450",
+        "--test-set-digest",
+        str(TEST_SET),
+        "--report",
+        str(report),
+        key=1,
+    )
+
+    assert code == EXIT_OK, err
+    made = json.loads(out)
+    assert (made["evaluator"], made["accuracy_bps"], made["test_set"]) == (
+        evaluator,
+        9_450,
+        "anchored",
+    )
+    assert made["report_digest"] == str(digest_file(report)) and made["withdrawn"] is False
+    (listed,) = show_json(run, model)["attestations"]
+    assert listed == made
+    code, out, _ = run("show", str(model))
+    assert f"attestations 1\n    {evaluator}  94.50 % on the anchored test set" in out
+
+    code, out, err = run("attest", "revoke", str(model), key=1)
+    assert code == EXIT_OK, err
+    assert out.startswith(f"withdrew the attestation of {model} by {evaluator}")
+    (listed,) = show_json(run, model)["attestations"]
+    assert listed["withdrawn"] is True and listed["withdrawn_at"] is not None
+    assert "WITHDRAWN at" in run("show", str(model))[1]
+
+
+@pytest.mark.anvil
+def test_cli_refuses_a_second_attestation_the_registrants_own_and_unknown_or_revoked_models(
+    registry_cli: Any, anvil: Any
+) -> None:
+    run = registry_cli
+    model = registered(anvil, "refusals")
+    revoked = registered(anvil, "revoked before")
+    anvil.client.revoke(revoked, RevocationReason.SAFETY_ISSUE)
+    for index in (0, 1):  # the registrant (key 0) too, so only self-attestation stands in its way
+        anvil.client.grant_role(Role.EVALUATOR, anvil.address(index))
+    evidence = ("--accuracy-bps", "9400", "--test-set-digest", str(OWN_TEST_SET))
+    assert run("attest", str(model), *evidence, key=1)[0] == EXIT_OK
+    block = anvil.client.head()
+
+    cases = [
+        (1, model, "already_attested", "already attested checkpoint"),
+        (0, model, "self_attestation", "cannot attest it"),
+        (1, digest("never registered"), "unknown_model", "is registered"),
+        (1, revoked, "revoked_model", "cannot be attested"),
+    ]
+    for key, target, code_name, words in cases:
+        code, out, err = run("--json", "attest", str(target), *evidence, key=key)
+        assert code == EXIT_FAILED, (code_name, out, err)
+        assert json.loads(out)["error"]["code"] == code_name
+        assert err.startswith("error: ") and words in err
+
+    assert anvil.client.head() == block  # refused before any transaction: nothing changed
+    assert [a["accuracy_bps"] for a in show_json(run, model)["attestations"]] == [9_400]
+    assert show_json(run, revoked)["attestations"] == []
+
+
+@pytest.mark.anvil
+def test_cli_refuses_bad_attest_input_as_usage(registry_cli: Any, anvil: Any) -> None:
+    run = registry_cli
+    model = str(registered(anvil, "bad input"))
+    for argv, words in [
+        (("attest", model, "--accuracy-bps", "10001", "--test-set-digest", str(TEST_SET)), "10001"),
+        (("attest", model, "--accuracy-bps", "9000"), "--test-set-digest"),
+        (("attest", model, "--accuracy-bps", "9000", "--test-set-digest", "sha256:12"), "12"),
+        (("attest", "revoke", model, "extra"), "attest revoke DIGEST"),
+        (("attest", model, model), "one digest"),
+    ]:
+        code, _, err = run(*argv, key=1)
+        assert code == EXIT_USAGE, (argv, err)
+        assert words in err
+
+
+@pytest.mark.anvil
+def test_cli_verify_is_refused_until_a_trusted_evaluator_attests(
+    registry_cli: Any, anvil: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apikit import make_checkpoint
+
+    run = registry_cli
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(make_checkpoint(seed=43))
+    model = digest_file(path)
+    anvil.client.register(RegisterRequest(model, 9_500, TEST_SET, CARD))
+    evaluator = anvil.address(1)
+    anvil.client.grant_role(Role.EVALUATOR, evaluator)
+    monkeypatch.setenv("REGISTRY_MIN_ATTESTATIONS", "1")
+    monkeypatch.setenv("REGISTRY_TRUSTED_EVALUATORS", evaluator)
+
+    code, out, _ = run("verify", str(path))
+    assert code == EXIT_FAILED
+    assert "[policy]: too few trusted attestations: 1 needed, 0 found" in out
+    assert f"{evaluator.lower()}: no attestation" in out
+
+    evidence = ("--accuracy-bps", "9480", "--test-set-digest", str(TEST_SET))
+    assert run("attest", str(model), *evidence, key=1)[0] == EXIT_OK
+    code, out, _ = run("verify", str(path))
+    assert code == EXIT_OK and out.startswith(f"VERIFIED {path}")
+
+
+def write_npz(path: Path, test_seed: int = 2, classes: int = 3) -> Path:
+    """A tiny MedMNIST-style archive whose class c brightens band c (``test_seed`` draws the test
+    split alone, so another seed is another test set of the same task)."""
+    import numpy as np
+
+    arrays: dict[str, Any] = {}
+    for split, seed, n in (("train", 0, 90), ("val", 1, 15), ("test", test_seed, 60)):
+        rng = np.random.default_rng(seed)
+        labels = np.arange(n, dtype=np.int64) % classes
+        images = rng.integers(0, 140, size=(n, 28, 28), dtype=np.uint8)
+        for i, c in enumerate(labels):
+            images[i, c * 2 : (c + 1) * 2, 6:22] += 50
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.anvil
+def test_evaluate_attest_measures_and_attests_on_the_anchored_or_the_evaluators_own_test_set(
+    registry_cli: Any, anvil: Any, tmp_path: Path
+) -> None:
+    run = registry_cli
+    data, out_dir = write_npz(tmp_path / "scans.npz"), tmp_path / "model"
+    train = ("train", "--data", str(data), "--out", str(out_dir), "--epochs", "2")
+    assert main([*train, "--max-shift", "0", "--device", "cpu", "--quiet"]) == EXIT_OK
+    checkpoint = out_dir / "model.safetensors"
+    assert run("register", str(checkpoint), "--card", str(out_dir / "model_card.json"))[0] == 0
+    claim = json.loads((out_dir / "model_card.json").read_text())["evaluation"]
+    model = digest_file(checkpoint)
+    for index in (1, 2):
+        anvil.client.grant_role(Role.EVALUATOR, anvil.address(index))
+    report = tmp_path / "evaluation.json"
+
+    code, out, err = run(
+        "--json", "evaluate", str(checkpoint), "--data", str(data), "--attest", "--report-out",
+        str(report), key=1,
+    )  # fmt: skip
+
+    assert code == EXIT_OK, err
+    answer = json.loads(out)
+    assert answer["outcome"] == "reproduced" and answer["report"] == str(report)
+    made = answer["attestation"]
+    assert (made["accuracy_bps"], made["test_set"]) == (claim["accuracy_bps"], "anchored")
+    assert made["report_digest"] == str(digest_file(report))
+    reported = json.loads(report.read_bytes())
+    assert reported == {k: v for k, v in answer.items() if k not in ("attestation", "report")}
+
+    own = write_npz(tmp_path / "own.npz", test_seed=7)
+    code, out, err = run(
+        "--json", "evaluate", str(checkpoint), "--data", str(own), "--attest", key=2
+    )
+    assert code == EXIT_FAILED, err  # evaluate's answer: the claim was not made on this data
+    answer = json.loads(out)
+    assert answer["outcome"] == "different_test_set"
+    made = answer["attestation"]
+    assert (made["test_set"], made["report_digest"]) == ("own", None)
+    assert made["test_set_digest"] == answer["measured"]["test_set_digest"]
+    assert made["accuracy_bps"] == answer["measured"]["accuracy_bps"]
+    listed = show_json(run, model)["attestations"]
+    assert [(a["evaluator"], a["test_set"]) for a in listed] == [
+        (anvil.address(1), "anchored"),
+        (anvil.address(2), "own"),
+    ]
+
+
+@pytest.mark.anvil
+def test_evaluate_attest_by_the_registrant_is_refused_before_measuring(
+    registry_cli: Any, anvil: Any, tmp_path: Path
+) -> None:
+    from apikit import CLASS_NAMES, make_checkpoint
+
+    run = registry_cli
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(make_checkpoint(seed=44))
+    model = digest_file(path)
+    anvil.client.register(RegisterRequest(model, 9_500, TEST_SET, CARD))
+    anvil.client.grant_role(Role.EVALUATOR, anvil.address(0))
+    report = tmp_path / "evaluation.json"
+    data = write_npz(tmp_path / "scans.npz", classes=len(CLASS_NAMES))
+
+    code, _, err = run(
+        "evaluate", str(path), "--data", str(data), "--attest", "--report-out", str(report)
+    )
+
+    assert code == EXIT_FAILED and "cannot attest it" in err
+    assert not report.exists()
+    assert show_json(run, model)["attestations"] == []
