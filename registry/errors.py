@@ -26,6 +26,8 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     │   ├── PayloadTooLarge
     │   ├── RequestTimeout           a request body that does not arrive in time
     │   ├── HostNotAllowed           a Host header this service does not answer to
+    │   ├── InvalidRegistrationRequest  a signed registration file that is not one (core.signed_request)
+    │   ├── WrongSigningDomain       a signed registration for another chain or contract (chain.delegation)
     │   └── InvalidOmsBundle         not a key-based model-signing bundle, or no usable key (registry.oms)
     ├── DeadlineExceeded             a request not processed within the service's deadline
     ├── ConfigurationError           settings, keys, artifacts, deployments
@@ -37,6 +39,9 @@ parent's meaning without changing it (tests/modelformat/test_error_tree.py holds
     │   │   └── NonceGap             waits behind a nonce the chain no longer has (registry.chain)
     │   ├── ContractRevert           the contract refused the call (registry.chain.reverts)
     │   │   ├── RegistryContractError  = parent's code; one subclass per custom error in the ABI
+    │   │   │   └── InvalidNonce
+    │   │   │       ├── NonceUsed    a signed registration replayed (chain.delegation)
+    │   │   │       └── NonceCancelled  its nonce cancelled by the registrar (chain.delegation)
     │   │   └── UndecodedRevert      = parent's code; revert data no ABI error matches
     │   └── ProofsUnsupported        the node gives no eth_getProof (registry.chain.proofs)
     ├── BundleRejected               a proof bundle that does not prove what it claims
