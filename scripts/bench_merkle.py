@@ -9,7 +9,10 @@
    encoding, the floor any implementation pays); the bound is 2 s for 10 000 leaves
    (``bench_registry.py`` runs the same measurement through ``bench_batch_tree``);
 2. the audit-log tree (registry.core.merkle_log, RFC 6962): the root of ``--leaves`` entries,
-   incrementally, and an inclusion and a consistency proof, against SHA-256 of the entries alone.
+   incrementally, and an inclusion and a consistency proof, against SHA-256 of the entries alone;
+3. a receipt's proof for logs of 10^3 and 10^6 entries (``--proof-sizes``): its hashes and bytes,
+   the node hashes its check costs (``O(log n)``) and the check's time; building the proof hashes
+   the whole tree (``O(n)``, the service's side) and is timed once.
 
 Each figure is the best of ``--repeat`` runs (the least disturbed by other work on the machine).
 Exit 1 if the batch tree misses its bound.
@@ -73,6 +76,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaves", type=int, default=BOUND_LEAVES, help="leaves (default 10000)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (default 5)")
+    parser.add_argument(
+        "--proof-sizes",
+        type=int,
+        nargs="*",
+        default=[1_000, 1_000_000],
+        help="log sizes whose receipt proofs are measured (default 1000 1000000)",
+    )
     args = parser.parse_args()
     n = args.leaves
 
@@ -104,10 +114,32 @@ def main() -> int:
         f"  baseline: SHA-256 of the entries alone {log_baseline:.3f} s; "
         f"ratio {log_time / log_baseline:.2f}x"
     )
+    for size in args.proof_sizes:
+        receipt_proof(size, args.repeat)
     if batch > bound:
         print(f"FAIL: the batch tree took {batch:.3f} s, over its {bound:.1f} s bound")
         return 1
     return 0
+
+
+def receipt_proof(n: int, repeat: int) -> None:
+    """Print what a receipt's inclusion proof in a log of ``n`` entries weighs and costs."""
+    hashes = [merkle_log.leaf_hash(i.to_bytes(8, "big")) for i in range(n)]
+    index = n // 3
+    start = time.perf_counter()
+    path = merkle_log.inclusion_proof(hashes, index)
+    built = time.perf_counter() - start
+    root = merkle_log.root_of(hashes)
+    consistency = merkle_log.consistency_proof(hashes, n // 2)
+    checked = best_of(
+        repeat, lambda: merkle_log.verify_inclusion(hashes[index], index, n, path, root)
+    )
+    assert merkle_log.verify_inclusion(hashes[index], index, n, path, root)
+    print(
+        f"receipt proof, log of {n} entries: {len(path)} hashes ({len(path) * 32} bytes, "
+        f"{len(path)} node hashes to check it, {checked * 1e6:.0f} us); consistency proof from "
+        f"{n // 2}: {len(consistency)} hashes; building the proof {built:.2f} s"
+    )
 
 
 if __name__ == "__main__":
