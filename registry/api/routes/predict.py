@@ -136,10 +136,15 @@ async def predict(
         # Rendered here (allow_nan=False) and only then "predicted": a failure to predict or to
         # serialise is recorded as that failure. A ready JSONResponse, because the route's
         # response_model documents the shape and validating our own dict again costs time.
-        JSONResponse(result)  # rendered again below with the receipt: microseconds
+        result["receipt"] = None
+        response = JSONResponse(result)
         entry.update(block=result["provenance"]["validity_confirmed_at_block"], outcome="predicted")
-    # The entry is written: its receipt names where it sits in the log (registry.api.anchoring).
-    result["receipt"] = get_anchoring(request).receipt(result["provenance"])
+    # The entry is written: its receipt names where it sits in the log (registry.api.anchoring),
+    # rendered again with it (microseconds); None when the entry's index cannot be told.
+    receipt = get_anchoring(request).receipt(result["provenance"])
+    if receipt is None:
+        return response
+    result["receipt"] = receipt
     return JSONResponse(result)
 
 
