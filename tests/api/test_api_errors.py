@@ -118,6 +118,7 @@ ENDPOINTS = {
     ("post", "/models/{digest}/predict"): (400, 401, 403, 404, 413, 422, 503),
     ("post", "/models/{digest}/import"): (400, 401, 403, 404, 413, 422, 503),
     ("post", "/models/{digest}/pull"): (400, 401, 403, 404, 422, 502, 503),
+    ("post", "/models/relay"): (400, 401, 403, 404, 409, 413, 502, 503),
 }
 
 
