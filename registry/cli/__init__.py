@@ -7,6 +7,7 @@ on the command line (they would show in the process list): use REGISTRY_PRIVATE_
 
     output    Output, the exit codes, flags -> Settings and chain client
     records   hash, register, verify, revoke, show, history, list
+    delegate  sign-registration (offline, EIP-712), submit, cancel-nonce, nonce
     admin     chain, deploy, roles, admin
     runtime   train, serve, audit (the commands that need an extra, and the audit log check)
     evaluate  evaluate: re-run an anchored accuracy claim on test data (the [train] extra)
