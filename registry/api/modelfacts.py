@@ -151,4 +151,7 @@ def policy_facts(policy: Policy, confirmations: int) -> dict[str, Any]:
         "min_accuracy_percent": policy.min_accuracy_bps / 100,
         "trusted_registrants": sorted(policy.trusted_registrants),
         "confirmations": confirmations,
+        "min_attestations": policy.min_attestations,
+        "trusted_evaluators": list(policy.trusted_evaluators),
+        "attestation_tolerance_bps": policy.attestation_tolerance_bps,
     }

@@ -76,6 +76,15 @@ class PolicyOut(BaseModel):
         description="lowercase addresses whose registrations are accepted; empty: any registrar"
     )
     confirmations: int = Field(description="blocks, its own included, before a record counts")
+    min_attestations: int = Field(
+        description="trusted evaluators that must have attested the model; 0: none required"
+    )
+    trusted_evaluators: list[str] = Field(
+        description="lowercase addresses whose attestations count"
+    )
+    attestation_tolerance_bps: int = Field(
+        description="an attestation on the anchored test set counts only this close to the claim"
+    )
 
 
 class BatchFactsOut(BaseModel):
@@ -152,12 +161,35 @@ class ModelListOut(BaseModel):
     models: list[ModelSummary]
 
 
+class AttestationOut(BaseModel):
+    """An evaluator's own measurement of the checkpoint, anchored on chain."""
+
+    digest: str
+    evaluator: str = Field(description="the evaluator's address (never the model's registrant)")
+    accuracy_bps: int = Field(description="what the evaluator measured, basis points")
+    accuracy_percent: float
+    test_set_digest: str = Field(description="the test split the evaluator measured on")
+    test_set: Literal["anchored", "own"] = Field(
+        description="`anchored`: the test set of the registrant's claim; `own`: another one"
+    )
+    report_digest: str | None = Field(description="SHA-256 of the evaluation report; null: none")
+    attested_at: str
+    attested_block: int
+    tx_hash: str | None
+    withdrawn: bool = Field(description="true: the evaluator withdrew it (or replaced it)")
+    withdrawn_at: str | None
+
+
 class ModelDetailOut(BaseModel):
     record: RecordOut
     stored: bool
     lineage: list[RecordOut] = Field(description="the checkpoint first, then its ancestors")
     children: list[str] = Field(description="digests registered with this one as parent")
     card: dict[str, Any] | None = Field(description="the model card, when this service holds it")
+    attestations: list[AttestationOut] = Field(
+        description="every evaluator attestation of the checkpoint, oldest first, withdrawn "
+        "ones included and marked"
+    )
 
 
 class RegistrationOut(BaseModel):

@@ -199,6 +199,9 @@ def test_verify_names_the_model_its_use_its_data_and_the_policy_it_applied(api: 
         "min_accuracy_percent": 0.0,
         "trusted_registrants": [],
         "confirmations": 1,
+        "min_attestations": 0,
+        "trusted_evaluators": [],
+        "attestation_tolerance_bps": 100,
     }
     assert api.verify(checkpoint).json()["model"] == verdict["model"]  # the remembered path too
 
@@ -281,6 +284,9 @@ def test_get_policy_and_every_verdict_state_the_clinic_policy(make_api) -> None:
         "min_accuracy_percent": 95.0,
         "trusted_registrants": [trusted],
         "confirmations": 1,
+        "min_attestations": 0,
+        "trusted_evaluators": [],
+        "attestation_tolerance_bps": 100,
     }
 
     response = api.http.get("/policy")

@@ -30,6 +30,7 @@ from registry.api.schemas import (
     RevokeIn,
 )
 from registry.api.uploads import file_bytes, read_form, text_field
+from registry.chain.attestations import Attestations
 from registry.core.address import parse_address
 from registry.core.digest import Digest, digest_bytes
 from registry.core.records import ModelRecord
@@ -161,7 +162,7 @@ def _name(value: str | None) -> str | None:
 @router.get(
     "/{digest}",
     response_model=ModelDetailOut,
-    summary="A checkpoint's record, lineage, children and model card",
+    summary="A checkpoint's record, lineage, children, model card and evaluator attestations",
     responses=responses(400, 401, 404, 502, 503),
     openapi_extra=KEY_OPTIONAL,
 )
@@ -177,6 +178,7 @@ def show_model(digest: DigestPath, services: ServicesDep, caller: Reader) -> Any
         "lineage": [r.to_dict() for r in client.lineage(wanted)],
         "children": [str(d) for d in client.children(wanted)],
         "card": _stored_card(services, record),
+        "attestations": [a.to_dict(record) for a in Attestations(client).all(wanted)],
     }
 
 
