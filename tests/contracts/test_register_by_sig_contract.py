@@ -1,0 +1,488 @@
+"""Signed registrations on eth-tester: ``registerBySig``, ``cancelNonce``, ``nonces``, ``eip712Domain``.
+
+A registrar signs a record offline as EIP-712 typed data (with eth_account, the way a wallet
+would); anyone sends it. The domain comes from the contract's own ERC-5267 answer. Every refusal
+is checked by its error class and fields, and by the nonce and the record reading as before.
+A contract registrar answers through ERC-1271: the wallet under tests/contracts is compiled
+here with the solc-js build the artifact comes from.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import pytest
+from chainkit import CARD, TEST_SET, ZERO32, ZERO_ADDRESS, digest, request
+from contractkit import send
+from eth_abi import encode
+from eth_account import Account
+from eth_account.messages import SignableMessage, encode_typed_data
+from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+
+from registry.chain import reverts
+from registry.chain.abi import to_hex
+from registry.chain.artifacts import PROJECT_ROOT
+from registry.core.records import Role
+
+WALLET_SOURCE = PROJECT_ROOT / "tests" / "contracts" / "Erc1271Wallet.sol"
+# secp256k1's group order: s and n - s sign the same message.
+N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+REGISTRATION = [
+    {"name": "digest", "type": "bytes32"},
+    {"name": "accuracyBps", "type": "uint16"},
+    {"name": "testSetDigest", "type": "bytes32"},
+    {"name": "cardDigest", "type": "bytes32"},
+    {"name": "parent", "type": "bytes32"},
+    {"name": "registrar", "type": "address"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+DOMAIN = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+REGISTRAR, RELAYER, OTHER = 1, 2, 3
+
+
+# --------------------------------------------------------------------------------------------
+# Building and signing requests
+# --------------------------------------------------------------------------------------------
+
+
+def leaf(label: str, accuracy: int = 9_731, parent: bytes = ZERO32) -> tuple:
+    return (digest(label).raw, accuracy, TEST_SET.raw, CARD.raw, parent)
+
+
+def domain(memory) -> dict[str, Any]:
+    """The signing domain, as the contract itself names it (ERC-5267)."""
+    fields, name, version, chain_id, contract, salt, extensions = memory.client.call("eip712Domain")
+    assert (fields, salt, tuple(extensions)) == (b"\x0f", ZERO32, ())
+    return {
+        "name": name,
+        "version": version,
+        "chainId": chain_id,
+        "verifyingContract": to_checksum_address(contract),
+    }
+
+
+def message(
+    record: tuple, registrar: str, nonce: int, deadline: int, where: dict[str, Any]
+) -> SignableMessage:
+    names = ("digest", "accuracyBps", "testSetDigest", "cardDigest", "parent")
+    fields = dict(zip(names, record, strict=True))
+    return encode_typed_data(
+        full_message={
+            "types": {"EIP712Domain": DOMAIN, "Registration": REGISTRATION},
+            "primaryType": "Registration",
+            "domain": where,
+            "message": {**fields, "registrar": registrar, "nonce": nonce, "deadline": deadline},
+        }
+    )
+
+
+def signed(
+    memory,
+    record: tuple,
+    nonce: int = 0,
+    *,
+    deadline: int | None = None,
+    key_index: int = REGISTRAR,
+    registrar: str | None = None,
+    where: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A request for ``record`` by ``registrar`` (account REGISTRAR), signed by ``key_index``."""
+    registrar = registrar or memory.address(REGISTRAR)
+    deadline = later(memory) if deadline is None else deadline
+    signable = message(record, registrar, nonce, deadline, where or domain(memory))
+    signature = Account.sign_message(signable, memory.keys[key_index]).signature
+    return {
+        "record": record,
+        "registrar": registrar,
+        "nonce": nonce,
+        "deadline": deadline,
+        "signature": bytes(signature),
+    }
+
+
+def later(memory) -> int:
+    return int(memory.client.w3.eth.get_block("latest")["timestamp"]) + 3_600
+
+
+def relay(memory, signed_request: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """Send ``signed_request`` (with ``changes``) from the relayer, an account with no role."""
+    r = {**signed_request, **changes}
+    relayer = memory.other(RELAYER)
+    return send(
+        relayer, "registerBySig", r["record"], r["registrar"], r["nonce"], r["deadline"],
+        r["signature"],
+    )  # fmt: skip
+
+
+def recovered_by_the_contract(memory, r: dict[str, Any]) -> str:
+    """Whom the signature recovers to over the typed data the contract hashes."""
+    signable = message(r["record"], r["registrar"], r["nonce"], r["deadline"], domain(memory))
+    return Account.recover_message(signable, signature=r["signature"])
+
+
+def eip712_hash(signable: SignableMessage) -> bytes:
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
+def nonce_of(memory, registrar: str, lane: int = 0) -> int:
+    (value,) = memory.client.call("nonces", registrar, lane)
+    return int(value)
+
+
+def registrant_of(memory, label: str) -> str:
+    record, _, _, _ = memory.client.call("lookup", digest(label).raw)
+    return to_checksum_address(record[0])
+
+
+@pytest.fixture
+def registrar(memory) -> str:
+    """Account REGISTRAR, holding the Registrar role; it never sends a transaction itself."""
+    address = memory.address(REGISTRAR)
+    memory.client.grant_role(Role.REGISTRAR, address)
+    return address
+
+
+def assert_unchanged(memory, registrar: str, label: str, lane: int = 0, nonce: int = 0) -> None:
+    assert nonce_of(memory, registrar, lane) == (lane << 64) | nonce
+    assert registrant_of(memory, label) == ZERO_ADDRESS
+
+
+# --------------------------------------------------------------------------------------------
+# The domain and an accepted request
+# --------------------------------------------------------------------------------------------
+
+
+def test_eip712_domain_names_this_contract_on_this_chain(memory) -> None:
+    assert domain(memory) == {
+        "name": "ModelRegistry",
+        "version": "1",
+        "chainId": memory.client.chain_id,
+        "verifyingContract": memory.client.address,
+    }
+
+
+def test_register_by_sig_sent_by_anyone_registers_for_the_registrar(memory, registrar) -> None:
+    req = signed(memory, leaf("v1"))
+    receipt = relay(memory, req)
+    assert memory.events(receipt["transactionHash"]) == [
+        (
+            "ModelRegistered",
+            {
+                "digest": digest("v1").raw,
+                "registrant": registrar,
+                "parent": ZERO32,
+                "accuracyBps": 9_731,
+                "testSetDigest": TEST_SET.raw,
+                "cardDigest": CARD.raw,
+                "registeredAt": memory.timestamp(receipt["transactionHash"]),
+            },
+        )
+    ]
+    assert registrant_of(memory, "v1") == registrar
+    assert nonce_of(memory, registrar) == 1
+    # The relayer holds no role and is named nowhere.
+    assert not memory.client.has_role(Role.REGISTRAR, memory.address(RELAYER))
+
+
+def test_a_signed_record_is_checked_as_register_checks_it(memory, registrar) -> None:
+    memory.client.register(request("v1"))  # the admin's
+    req = signed(memory, leaf("v1", accuracy=9_000))
+    with pytest.raises(reverts.AlreadyRegistered) as caught:
+        relay(memory, req)
+    assert caught.value.registrant == memory.admin
+    child = signed(memory, leaf("v2", parent=digest("unknown parent").raw))
+    with pytest.raises(reverts.InvalidParent) as caught_parent:
+        relay(memory, child)
+    assert caught_parent.value.parent == digest("unknown parent")
+    assert_unchanged(memory, registrar, "v2")
+
+
+def test_register_by_sig_reverts_when_the_signer_is_not_a_registrar(memory) -> None:
+    req = signed(memory, leaf("v1"))
+    with pytest.raises(reverts.MissingRole) as caught:
+        relay(memory, req)
+    assert caught.value.account == memory.address(REGISTRAR)
+    assert caught.value.role == "registrar"
+    assert_unchanged(memory, memory.address(REGISTRAR), "v1")
+
+
+# --------------------------------------------------------------------------------------------
+# Nonces: lanes, order, replay, cancellation
+# --------------------------------------------------------------------------------------------
+
+
+def test_lanes_are_used_in_any_order_and_a_lane_in_sequence(memory, registrar) -> None:
+    lane = 7
+    assert nonce_of(memory, registrar, lane) == lane << 64
+    in_lane = [signed(memory, leaf(f"lane {i}"), (lane << 64) | i) for i in range(2)]
+    first_lane = signed(memory, leaf("lane zero"), 0)
+    # The second of lane 7 cannot go before the first.
+    with pytest.raises(reverts.InvalidNonce) as caught:
+        relay(memory, in_lane[1])
+    assert (caught.value.registrar, caught.value.nonce, caught.value.expected) == (
+        registrar,
+        (lane << 64) | 1,
+        lane << 64,
+    )
+    assert_unchanged(memory, registrar, "lane 1", lane=lane)
+    relay(memory, in_lane[0])
+    relay(memory, first_lane)  # lane 0 after lane 7: lanes are independent
+    relay(memory, in_lane[1])
+    assert nonce_of(memory, registrar, lane) == (lane << 64) | 2
+    assert nonce_of(memory, registrar, 0) == 1
+    labels = ["lane 0", "lane 1", "lane zero"]
+    assert [registrant_of(memory, label) for label in labels] == [registrar] * 3
+
+
+def test_a_replayed_request_reverts_with_the_next_nonce(memory, registrar) -> None:
+    req = signed(memory, leaf("v1"))
+    relay(memory, req)
+    with pytest.raises(reverts.InvalidNonce) as caught:
+        relay(memory, req)
+    assert (caught.value.registrar, caught.value.nonce, caught.value.expected) == (registrar, 0, 1)
+    assert nonce_of(memory, registrar) == 1
+
+
+def test_cancel_nonce_emits_and_voids_a_signed_request(memory, registrar) -> None:
+    req = signed(memory, leaf("v1"), (3 << 64) | 0)
+    owner = memory.other(REGISTRAR)
+    receipt = send(owner, "cancelNonce", 3 << 64)
+    assert memory.events(receipt["transactionHash"]) == [
+        ("NonceCancelled", {"registrar": registrar, "nonce": 3 << 64})
+    ]
+    assert nonce_of(memory, registrar, 3) == (3 << 64) | 1
+    with pytest.raises(reverts.InvalidNonce) as caught:
+        relay(memory, req)
+    assert caught.value.expected == (3 << 64) | 1
+    assert_unchanged(memory, registrar, "v1", lane=3, nonce=1)
+
+
+def test_cancel_nonce_reverts_unless_it_is_the_callers_next(memory, registrar) -> None:
+    owner = memory.other(REGISTRAR)
+    for nonce in (1, (2 << 64) | 5):
+        with pytest.raises(reverts.InvalidNonce) as caught:
+            send(owner, "cancelNonce", nonce)
+        assert (caught.value.registrar, caught.value.nonce) == (registrar, nonce)
+        assert caught.value.expected == (nonce >> 64) << 64
+    assert nonce_of(memory, registrar, 0) == 0
+    assert nonce_of(memory, registrar, 2) == 2 << 64
+    # Another account's cancellation is its own lane space, not the registrar's.
+    send(memory.other(OTHER), "cancelNonce", 0)
+    assert nonce_of(memory, registrar) == 0
+    assert nonce_of(memory, memory.address(OTHER)) == 1
+
+
+def test_an_expired_request_reverts_with_its_deadline_and_the_chains_time(
+    memory, registrar
+) -> None:
+    now = int(memory.client.w3.eth.get_block("latest")["timestamp"])
+    req = signed(memory, leaf("v1"), deadline=now - 1)
+    with pytest.raises(reverts.ExpiredSignature) as caught:
+        relay(memory, req)
+    assert caught.value.deadline == now - 1
+    assert caught.value.now >= now
+    assert_unchanged(memory, registrar, "v1")
+
+
+# --------------------------------------------------------------------------------------------
+# Signatures
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["chain id", "verifying contract", "name", "other accuracy", "other nonce", "other key"],
+)
+def test_a_signature_over_anything_else_reverts_naming_whom_it_recovers_to(
+    memory, registrar, change: str
+) -> None:
+    where = domain(memory)
+    record = leaf("v1")
+    if change == "chain id":
+        req = signed(memory, record, where={**where, "chainId": where["chainId"] + 1})
+    elif change == "verifying contract":
+        elsewhere = to_checksum_address("0x" + "11" * 20)
+        req = signed(memory, record, where={**where, "verifyingContract": elsewhere})
+    elif change == "name":
+        req = signed(memory, record, where={**where, "name": "ModelRegistry2"})
+    elif change == "other accuracy":
+        req = {**signed(memory, leaf("v1", accuracy=9_000)), "record": record}
+    elif change == "other nonce":
+        req = {**signed(memory, record, 1 << 64), "nonce": 0}
+    else:
+        req = signed(memory, record, key_index=OTHER)
+    recovered = recovered_by_the_contract(memory, req)
+    assert recovered != registrar
+    if change == "other key":
+        assert recovered == memory.address(OTHER)
+    with pytest.raises(reverts.InvalidSigner) as caught:
+        relay(memory, req)
+    assert (caught.value.registrar, caught.value.recovered) == (registrar, recovered)
+    assert_unchanged(memory, registrar, "v1")
+
+
+def test_the_high_s_twin_of_a_valid_signature_reverts(memory, registrar) -> None:
+    req = signed(memory, leaf("v1"))
+    sig = req["signature"]
+    r, s, v = sig[:32], int.from_bytes(sig[32:64], "big"), sig[64]
+    twin = r + (N - s).to_bytes(32, "big") + bytes([55 - v])
+    # The twin does recover the registrar: only the low-s rule refuses it.
+    assert recovered_by_the_contract(memory, {**req, "signature": twin}) == registrar
+    with pytest.raises(reverts.InvalidSigner) as caught:
+        relay(memory, req, signature=twin)
+    assert (caught.value.registrar, caught.value.recovered) == (registrar, ZERO_ADDRESS)
+    assert_unchanged(memory, registrar, "v1")
+    relay(memory, req)  # the low-s original still goes through
+    assert registrant_of(memory, "v1") == registrar
+
+
+def compact(sig: bytes) -> bytes:
+    """EIP-2098's 64-byte form (r, yParity and s in one word), which the contract refuses."""
+    s = int.from_bytes(sig[32:64], "big") | ((sig[64] - 27) << 255)
+    return sig[:32] + s.to_bytes(32, "big")
+
+
+@pytest.mark.parametrize(
+    "malform",
+    [
+        pytest.param(lambda sig: b"", id="empty"),
+        pytest.param(compact, id="64 bytes (EIP-2098)"),
+        pytest.param(lambda sig: sig + b"\x00", id="66 bytes"),
+        pytest.param(lambda sig: sig[:64] + bytes([sig[64] - 27]), id="v 0 or 1"),
+        pytest.param(lambda sig: sig[:64] + bytes([29]), id="v 29"),
+        pytest.param(lambda sig: bytes(32) + sig[32:], id="r zero"),
+    ],
+)
+def test_a_malformed_signature_reverts_naming_no_signer(memory, registrar, malform) -> None:
+    req = signed(memory, leaf("v1"))
+    with pytest.raises(reverts.InvalidSigner) as caught:
+        relay(memory, req, signature=malform(req["signature"]))
+    assert (caught.value.registrar, caught.value.recovered) == (registrar, ZERO_ADDRESS)
+    assert_unchanged(memory, registrar, "v1")
+
+
+# --------------------------------------------------------------------------------------------
+# ERC-1271: a contract registrar
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wallet_build() -> bytes:
+    """The test wallet's creation code, compiled by the compiler the artifact comes from."""
+    spec = importlib.util.spec_from_file_location(
+        "compile_contracts", PROJECT_ROOT / "scripts" / "compile_contracts.py"
+    )
+    assert spec is not None and spec.loader is not None
+    compiler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compiler)
+    standard_input = {
+        "language": "Solidity",
+        "sources": {WALLET_SOURCE.name: {"content": WALLET_SOURCE.read_text(encoding="utf-8")}},
+        "settings": {
+            "evmVersion": "cancun",
+            "outputSelection": {"*": {"*": ["evm.bytecode.object"]}},
+        },
+    }
+    output = compiler.standard_json_output(
+        compiler.run_standard_json(compiler.find_solc(), standard_input)
+    )
+    errors = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
+    assert not errors, errors
+    code = output["contracts"][WALLET_SOURCE.name]["Erc1271Wallet"]["evm"]["bytecode"]["object"]
+    return bytes.fromhex(code)
+
+
+def wallet_call(client, wallet: str, signature: str, *args: Any) -> dict[str, Any]:
+    types = signature[signature.index("(") + 1 : -1].split(",")
+    data = function_signature_to_4byte_selector(signature) + encode(types, list(args))
+    receipt: dict[str, Any] = client.transactions.execute(
+        {"to": wallet, "data": to_hex(data), "gas": 300_000}
+    )
+    return receipt
+
+
+@pytest.fixture
+def wallet(memory, wallet_build) -> str:
+    """A wallet contract owned by account REGISTRAR's key, holding the Registrar role."""
+    owner = memory.other(REGISTRAR)
+    creation = wallet_build + encode(["address"], [owner.account.address])
+    receipt = owner.transactions.execute({"to": None, "data": to_hex(creation), "gas": 1_500_000})
+    address = to_checksum_address(receipt["contractAddress"])
+    memory.client.grant_role(Role.REGISTRAR, address)
+    return address
+
+
+def wallet_signed(memory, wallet: str, record: tuple, key_index: int = REGISTRAR) -> dict:
+    """A request by ``wallet``: the EIP-712 hash signed as it is by ``key_index``'s key."""
+    req = {"record": record, "registrar": wallet, "nonce": 0, "deadline": later(memory)}
+    signable = message(record, wallet, 0, req["deadline"], domain(memory))
+    signature = Account.unsafe_sign_hash(eip712_hash(signable), memory.keys[key_index]).signature
+    return {**req, "signature": bytes(signature)}
+
+
+def test_a_contract_registrar_is_accepted_when_its_wallet_says_so(memory, wallet) -> None:
+    receipt = relay(memory, wallet_signed(memory, wallet, leaf("v1")))
+    ((name, fields),) = memory.events(receipt["transactionHash"])
+    assert (name, fields["registrant"]) == ("ModelRegistered", wallet)
+    assert registrant_of(memory, "v1") == wallet
+    assert nonce_of(memory, wallet) == 1
+
+
+def test_a_contract_registrar_cancels_its_own_nonce(memory, wallet) -> None:
+    req = wallet_signed(memory, wallet, leaf("v1"))
+    owner = memory.other(REGISTRAR)
+    cancel = memory.client.abi.encode_call("cancelNonce", 0)
+    wallet_call(owner, wallet, "execute(address,bytes)", memory.client.address, cancel)
+    with pytest.raises(reverts.InvalidNonce) as caught:
+        relay(memory, req)
+    assert (caught.value.registrar, caught.value.expected) == (wallet, 1)
+    assert_unchanged(memory, wallet, "v1", nonce=1)
+
+
+@pytest.mark.parametrize(
+    "mode", [0, 1, 2, 3], ids=["other key", "reverts", "writes storage", "31-byte answer"]
+)
+def test_a_contract_registrar_is_refused_unless_its_wallet_returns_the_magic_value(
+    memory, wallet, mode: int
+) -> None:
+    # Mode 0 is honest but the signature is not its owner's; mode 2 accepts only when it may
+    # write, which a staticcall forbids.
+    owner = memory.other(REGISTRAR)
+    wallet_call(owner, wallet, "setMode(uint8)", mode)
+    req = wallet_signed(memory, wallet, leaf("v1"), key_index=OTHER if mode == 0 else REGISTRAR)
+    with pytest.raises(reverts.InvalidSigner) as caught:
+        relay(memory, req)
+    assert (caught.value.registrar, caught.value.recovered) == (wallet, ZERO_ADDRESS)
+    assert_unchanged(memory, wallet, "v1")
+
+
+def test_an_ecdsa_signature_by_a_wallets_owner_is_not_the_wallets(memory, wallet) -> None:
+    # A contract registrar is asked through ERC-1271 only: its owner's typed-data signature of
+    # the request is what the wallet checks, never recovered against the wallet's address.
+    owner_signed = signed(memory, leaf("v1"), registrar=wallet)
+    wallet_call(memory.other(REGISTRAR), wallet, "setMode(uint8)", 1)
+    with pytest.raises(reverts.InvalidSigner):
+        relay(memory, owner_signed)
+    assert_unchanged(memory, wallet, "v1")
+
+
+# --------------------------------------------------------------------------------------------
+# Gas
+# --------------------------------------------------------------------------------------------
+
+
+def test_register_by_sig_costs_at_most_1_25_times_a_direct_registration(memory, registrar) -> None:
+    direct = memory.client.register(request("direct")).gas_used
+    assert direct is not None
+    # The first request of a lane also writes the lane's fresh nonce slot (22 100 gas); the
+    # ones after it rewrite that slot, which is the steady cost of a relayed registration.
+    relay(memory, signed(memory, leaf("first"), 0))
+    used = relay(memory, signed(memory, leaf("second"), 1))["gasUsed"]
+    assert used <= 1.25 * direct
