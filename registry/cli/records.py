@@ -287,13 +287,15 @@ def _verify_offline(
         )
     settings = settings_for(args)
     bundle = ProofBundle.parse(read_regular_file(args.bundle), source=str(args.bundle))
-    pins = read_trusted_blocks(args.trusted_checkpoint) if args.trusted_checkpoint else None
+    pinned = args.trusted_checkpoint
+    if pinned is None and args.trusted_block_hash is None:
+        pinned = settings.trusted_checkpoint_file  # the clinic's own pins, when it has some
     trust = trust_for(
         settings,
         bundle,
         trusted_block_hash=args.trusted_block_hash,
-        trusted_blocks=pins,
-        source=str(args.trusted_checkpoint),
+        trusted_blocks=read_trusted_blocks(pinned) if pinned is not None else None,
+        source=str(pinned),
     )
     offline = verify_bundle(
         bundle,
@@ -342,7 +344,8 @@ def _add_verify(add: AddCommand) -> None:
         type=Path,
         metavar="FILE",
         help="with --bundle: a file of pinned block numbers and hashes (and the chain id and "
-        "registry address) the bundle's block must be one of",
+        "registry address) the bundle's block must be one of (default: "
+        "REGISTRY_TRUSTED_CHECKPOINT_FILE)",
     )
     p.add_argument("--min-accuracy-bps", type=int, help="policy: minimum accuracy (default 0)")
     p.add_argument(

@@ -231,7 +231,10 @@ def _registered_file(tmp_path: Path, client: Any) -> Path:
 
 
 def test_cli_verifies_offline_after_the_node_stopped(
-    make_anvil_node: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_anvil_node: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from conftest import anvil_backend
 
@@ -256,6 +259,13 @@ def test_cli_verifies_offline_after_the_node_stopped(
     number = ProofBundle.parse(bundle.read_bytes()).block_number
     pins.write_bytes(TrustedBlocks(31337, backend.client.address, {number: block_hash}).to_json())
     assert main([*verify, "--trusted-checkpoint", str(pins)]) == 0
+    monkeypatch.setenv("REGISTRY_TRUSTED_CHECKPOINT_FILE", str(pins))
+    assert main(verify) == 0  # the clinic's own pins, from its settings
+    monkeypatch.delenv("REGISTRY_TRUSTED_CHECKPOINT_FILE")
+    capsys.readouterr()
+    assert main(verify) == 2  # no trusted hash at all: nothing to believe the bundle from
+    assert "trusted" in json.loads(capsys.readouterr().out)["error"]["message"]
+    assert main([*verify[:-2], "--trusted-block-hash", "0x" + block_hash.hex()]) == 2
     pins.write_bytes(TrustedBlocks(31337, None, {number - 1: block_hash}).to_json())
     capsys.readouterr()
     assert main([*verify, "--trusted-checkpoint", str(pins)]) == 1
