@@ -394,3 +394,46 @@ def test_page_names_the_batch_a_checkpoint_was_anchored_in(
     position = [leaf[0] for leaf in tree.values].index(bytes.fromhex(digest_of(checkpoints[1])[7:]))
     assert "Anchored in batch" in text and "0x" + tree.root.hex() in text
     assert f"Position in batch\n{position}" in text
+
+
+def _attestations(driver: Any) -> str:
+    """The text of the verdict's "Independent evaluations" section, once it has loaded."""
+    return str(_wait(driver, lambda d: d.find_element("css selector", ".attestations").text))
+
+
+def test_page_lists_attestations_and_admits_once_a_trusted_evaluator_attested(
+    memory: Any, browser: Any, tmp_path: Path
+) -> None:
+    from chainkit import digest as label_digest
+
+    from registry.chain.attestations import Attestations
+    from registry.core.digest import Digest
+    from registry.core.records import Role
+
+    evaluator = memory.other(1, Role.EVALUATOR)
+    address = evaluator.account.address
+    with serving(
+        memory.client, tmp_path / "evaluated", min_attestations=1, trusted_evaluators=address
+    ) as base:
+        checkpoint = make_checkpoint(seed=17)
+        model = Digest.parse(_register(base, checkpoint))
+        model_file = tmp_path / "model.safetensors"
+        model_file.write_bytes(checkpoint)
+
+        browser.get(base + "/")
+        browser.find_element("id", "checkpoint-input").send_keys(str(model_file))
+        assert _verdict(browser) == "false"
+        assert "No evaluator has attested this model's accuracy." in _attestations(browser)
+        result = browser.find_element("id", "verify-result").text
+        assert f"too few trusted attestations: 1 needed, 0 found ({address.lower()}" in result
+        assert "Independent evaluations needed\n1 from its 1 trusted evaluator(s)" in result
+
+        test_set = memory.client.get(model).test_set_digest
+        Attestations(evaluator).attest(model, 9_700, test_set, label_digest("report"))
+        browser.get(base + "/")
+        browser.find_element("id", "checkpoint-input").send_keys(str(model_file))
+
+        assert _verdict(browser) == "true"
+        listed = _attestations(browser)
+        assert f"{address} measured 97.00 % on the anchored test set" in listed
+        assert f"(report {label_digest('report')})" in listed and "WITHDRAWN" not in listed

@@ -117,12 +117,19 @@
     return trusted.length ? trusted.join(", ") : "any registrar";
   }
 
+  function evaluationsNeeded(policy) {
+    const k = policy.min_attestations || 0;
+    if (k === 0) return "none";
+    return k + " from its " + policy.trusted_evaluators.length + " trusted evaluator(s)";
+  }
+
   function policySentence(policy) {
     const minimum = policy.min_accuracy_bps > 0 ? "minimum accuracy " + percent(policy.min_accuracy_bps) : "no minimum accuracy";
     const who = policy.trusted_registrants.length
       ? "models from " + policy.trusted_registrants.length + " trusted registrant(s) only"
       : "models from any registrar";
-    return "This clinic's policy: " + minimum + "; " + who + ".";
+    const evaluated = policy.min_attestations > 0 ? "; independent evaluations needed: " + evaluationsNeeded(policy) : "";
+    return "This clinic's policy: " + minimum + "; " + who + evaluated + ".";
   }
 
   function policySection(policy) {
@@ -135,6 +142,7 @@
         ["Minimum accuracy", policy.min_accuracy_bps > 0 ? percent(policy.min_accuracy_bps) : "none"],
         ["Accepted registrants", registrants(policy), policy.trusted_registrants.length > 0],
         ["Confirmations needed", policy.confirmations],
+        ["Independent evaluations needed", evaluationsNeeded(policy)],
       ]),
     );
   }
@@ -276,6 +284,43 @@
     showPolicy(verdict.policy);
   }
 
+  // Evaluators' own measurements of the model, from its record (GET /models/{digest}).
+  function attestationItem(a) {
+    const testSet =
+      a.test_set === "anchored"
+        ? "on the anchored test set (the one the registered accuracy was measured on)"
+        : "on the evaluator's own test set " + a.test_set_digest;
+    const item = el(
+      "li",
+      { class: a.withdrawn ? "attestation withdrawn" : "attestation", "data-withdrawn": String(a.withdrawn) },
+      el("span", { class: "mono", text: a.evaluator }),
+      " measured " + percent(a.accuracy_bps) + " " + testSet + ", on " + when(a.attested_at),
+    );
+    if (a.report_digest) item.append(el("span", { class: "mono", text: " (report " + a.report_digest + ")" }));
+    if (a.withdrawn) item.append(el("strong", { text: " WITHDRAWN" + (a.withdrawn_at ? " on " + when(a.withdrawn_at) : "") }));
+    return item;
+  }
+
+  async function showAttestations(digest) {
+    const box = $("verify-result");
+    let detail;
+    try {
+      detail = await call("/models/" + encodeURIComponent(digest));
+    } catch (error) {
+      detail = null;
+    }
+    if (box.dataset.digest !== digest) return; // another file was checked meanwhile
+    const section = el("section", { class: "attestations", "aria-label": "Independent evaluations" }, el("h3", { text: "Independent evaluations" }));
+    if (detail === null) {
+      section.append(el("p", { text: "The evaluations of this model could not be loaded." }));
+    } else if (detail.attestations.length === 0) {
+      section.append(el("p", { text: "No evaluator has attested this model's accuracy." }));
+    } else {
+      section.append(el("ul", { class: "attestation-list" }, ...detail.attestations.map(attestationItem)));
+    }
+    box.append(section);
+  }
+
   function renderVerifyError(error) {
     const box = $("verify-result");
     box.dataset.verified = "false";
@@ -317,6 +362,7 @@
     setPredictable(null, "Available once a model file has been checked and found verified.");
     const box = $("verify-result");
     box.dataset.verified = "";
+    box.dataset.digest = "";
     box.dataset.standIn = "";
     box.classList.remove("error");
     show(box, el("p", { text: "Checking " + file.name + " against the registry…" }));
@@ -329,6 +375,8 @@
         body: file,
       });
       renderVerdict(verdict);
+      box.dataset.digest = verdict.digest;
+      if (verdict.record) showAttestations(verdict.digest);
       if (verdict.verified && verdict.stored) {
         const demo = verdict.model.stand_in === true ? " demonstration model (not for patients)" : " model";
         setPredictable(verdict, "Using the verified" + demo + " " + verdict.digest.slice(0, 19) + "…; choose an image to analyse.");
