@@ -2,6 +2,7 @@
 """Registry benchmarks, each a ratio against a baseline measured in the same run.
 
     python scripts/bench_registry.py [--hash-mib 1024] [--lookups 500] [--registrations 100]
+    python scripts/bench_registry.py --gas-only     # sections 1, 5 and 6
 
 1. gas of a full registration (with parent) vs the 62 000 budget, the EVM floor for one fresh
    storage slot (21 000 + 22 100 + calldata) and EAS ``attest`` (206 914);
@@ -11,7 +12,11 @@
    polling their receipts the same way;
 5. gas per model of a batch (one ``registerBatch`` of N records) at N = 16, 128 and 1 024, as a
    share of one full registration (goals: at most 1 % at 128, 0.2 % at 1 024), with the revocation
-   of one leaf through its proof.
+   of one leaf through its proof;
+6. gas of the other writes against a direct registration of the same run: an evaluator's
+   ``attest`` (goal <= 1.2x) and its withdrawal, a first and a next ``anchorAuditLog``,
+   ``registerBySig`` sent by a relayer (goal <= 1.25x once its nonce lane is in use), and
+   ``cancelNonce``.
 Everything runs against a fresh anvil on loopback that is stopped at the end.
 """
 
@@ -26,11 +31,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import requests
 from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
 
+from registry.chain.abi import to_hex
 from registry.chain.client import RegistryClient
 from registry.chain.connection import make_web3
 from registry.chain.deploy import deploy_contract
@@ -62,9 +71,10 @@ def request(i: int, tag: bytes, parent: bytes | None = None) -> RegisterRequest:
     )
 
 
-def bench_gas(client: RegistryClient) -> int:
+def bench_gas(client: RegistryClient) -> tuple[int, int]:
+    """Gas of a registration without and with a parent."""
     parent = request(0, b"gas-parent")
-    client.register(parent)
+    first = client.register(parent).gas_used or 0
     child = RegisterRequest(
         digest_bytes(b"gas-child"),
         9_912,
@@ -84,12 +94,13 @@ def bench_gas(client: RegistryClient) -> int:
     floor = 21_000 + 22_100 + calldata_gas(data)
     print("1. gas per full registration (with parent)")
     print(f"   used {used:,}   budget {BUDGET_GAS:,} -> {used / BUDGET_GAS:.3f}x of budget")
+    print(f"   without a parent {first:,} -> {first / used:.3f}x of one with a parent")
     print(
         f"   EVM floor {floor:,} (21 000 + 22 100 + {calldata_gas(data):,} calldata) -> "
         f"{used / floor:.3f}x of floor"
     )
     print(f"   EAS attest {EAS_ATTEST_GAS:,} -> {used / EAS_ATTEST_GAS:.3f}x of EAS\n")
-    return used
+    return first, used
 
 
 def bench_batches(client: RegistryClient, single_gas: int) -> None:
@@ -116,6 +127,154 @@ def bench_batches(client: RegistryClient, single_gas: int) -> None:
                 f"   revoking one leaf of N=1 024 (proof of {len(tree.proof(7))} hashes): "
                 f"{int(revoked['gasUsed']):,} gas"
             )
+    print()
+
+
+# IModelRegistry.Role.Evaluator; the raw writes below carry their own gas limit, so that this
+# section measures the contract whatever limits the client keeps for its typed writes.
+EVALUATOR_ROLE = 3
+RAW_WRITE_GAS = 300_000
+
+
+def raw_write(client: RegistryClient, name: str, *args: object) -> int:
+    """Gas used by ``name(*args)`` sent from ``client``'s account."""
+    data = to_hex(client.abi.encode_call(name, *args))
+    receipt = client.transactions.execute(
+        {"to": client.address, "data": data, "gas": RAW_WRITE_GAS}
+    )
+    return int(receipt["gasUsed"])
+
+
+def sign_registration(
+    client: RegistryClient, signer: LocalAccount, r: RegisterRequest, nonce: int, deadline: int
+) -> tuple[tuple[bytes, int, bytes, bytes, bytes], bytes]:
+    """The record as registerBySig takes it and ``signer``'s EIP-712 signature of it."""
+    _, name, version, chain_id, contract, _, _ = client.call("eip712Domain")
+    record = (
+        r.digest.raw,
+        r.accuracy_bps,
+        r.test_set_digest.raw,
+        r.card_digest.raw,
+        r.parent.raw if r.parent else bytes(32),
+    )
+    fields = ("digest", "accuracyBps", "testSetDigest", "cardDigest", "parent")
+    typed = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Registration": [
+                {"name": "digest", "type": "bytes32"},
+                {"name": "accuracyBps", "type": "uint16"},
+                {"name": "testSetDigest", "type": "bytes32"},
+                {"name": "cardDigest", "type": "bytes32"},
+                {"name": "parent", "type": "bytes32"},
+                {"name": "registrar", "type": "address"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Registration",
+        "domain": {
+            "name": name,
+            "version": version,
+            "chainId": chain_id,
+            "verifyingContract": client.w3.to_checksum_address(contract),
+        },
+        "message": {
+            **dict(zip(fields, record, strict=True)),
+            "registrar": signer.address,
+            "nonce": nonce,
+            "deadline": deadline,
+        },
+    }
+    signature = signer.sign_message(encode_typed_data(full_message=typed)).signature
+    return record, bytes(signature)
+
+
+def bench_other_writes(client: RegistryClient, url: str, single_gas: int, parent_gas: int) -> None:
+    """Gas of attestations, audit anchors and signed registrations vs a direct registration."""
+    w3 = client.w3
+
+    def other(index: int) -> RegistryClient:
+        return RegistryClient(
+            w3,
+            address=client.address,
+            deployment_block=client.deployment_block,
+            account=Account.from_key(DEV_PRIVATE_KEYS[index]),
+            endpoint=url,
+        )
+
+    evaluator, service, relayer = other(1), other(2), other(3)
+    raw_write(client, "grantRole", EVALUATOR_ROLE, evaluator.account.address)  # type: ignore[union-attr]
+    registrar = client.account
+    assert registrar is not None
+    subject = request(0, b"attested")
+    client.register(subject)
+    rows: list[tuple[str, int, int]] = []
+    rows.append(("attest (evaluator, anchored test set)", raw_write(
+        evaluator, "attest", subject.digest.raw, 9_650, subject.test_set_digest.raw,
+        digest_bytes(b"report").raw,
+    ), single_gas))  # fmt: skip
+    rows.append(
+        (
+            "revokeAttestation",
+            raw_write(evaluator, "revokeAttestation", subject.digest.raw),
+            single_gas,
+        )
+    )
+    rows.append(
+        (
+            "anchorAuditLog, first",
+            raw_write(service, "anchorAuditLog", 1_000, digest_bytes(b"1000").raw),
+            single_gas,
+        )
+    )
+    rows.append(
+        (
+            "anchorAuditLog, next",
+            raw_write(service, "anchorAuditLog", 2_000, digest_bytes(b"2000").raw),
+            single_gas,
+        )
+    )
+
+    deadline = int(w3.eth.get_block("latest")["timestamp"]) + 3_600
+
+    def relayed(r: RegisterRequest, nonce: int) -> int:
+        record, signature = sign_registration(client, registrar, r, nonce, deadline)
+        return raw_write(
+            relayer, "registerBySig", record, registrar.address, nonce, deadline, signature
+        )
+
+    parent = request(1, b"relayed")
+    rows.append(("registerBySig, first of its lane", relayed(parent, 0), single_gas))
+    rows.append(("registerBySig, next in its lane", relayed(request(2, b"relayed"), 1), single_gas))
+    child = replace(request(3, b"relayed"), parent=parent.digest)
+    rows.append(("registerBySig with parent, next in its lane", relayed(child, 2), parent_gas))
+    rows.append(
+        ("cancelNonce, first of its lane", raw_write(client, "cancelNonce", 9 << 64), single_gas)
+    )
+    rows.append(
+        (
+            "cancelNonce, next in its lane",
+            raw_write(client, "cancelNonce", (9 << 64) | 1),
+            single_gas,
+        )
+    )
+
+    goals = {"attest (evaluator, anchored test set)": 1.2, "registerBySig, next in its lane": 1.25,
+             "registerBySig with parent, next in its lane": 1.25}  # fmt: skip
+    print("6. gas of the other writes vs a direct registration of the same shape")
+    print(f"   register {single_gas:,}; register with parent {parent_gas:,}")
+    for label, used, base in rows:
+        goal = goals.get(label)
+        verdict = (
+            f"   goal <= {goal}x: {'met' if used <= goal * base else 'MISSED'}" if goal else ""
+        )
+        print(f"   {label:<44} {used:>7,} -> {used / base:.3f}x{verdict}")
     print()
 
 
@@ -262,6 +421,9 @@ def main() -> int:
     parser.add_argument("--hash-mib", type=int, default=1024, help="file size (default 1024)")
     parser.add_argument("--lookups", type=int, default=500, help="calls per round (default 500)")
     parser.add_argument("--registrations", type=int, default=100, help="per round (default 100)")
+    parser.add_argument(
+        "--gas-only", action="store_true", help="only the gas sections 1, 5 and 6 (default: all)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as data_dir, AnvilNode(Path(data_dir)) as node:
@@ -270,8 +432,11 @@ def main() -> int:
         client, _ = deploy_contract(w3, account, endpoint=node.url)
         client.grant_role(Role.REGISTRAR, account.address)
         print(f"anvil at {node.url}, registry at {client.address}\n")
-        single_gas = bench_gas(client)
-        bench_batches(client, single_gas)
+        single_gas, parent_gas = bench_gas(client)
+        bench_batches(client, parent_gas)
+        bench_other_writes(client, node.url, single_gas, parent_gas)
+        if args.gas_only:
+            return 0
         bench_lookup(client, node.url, args.lookups)
         bench_register(client, args.registrations)
     bench_hashing(args.hash_mib)
