@@ -10,7 +10,9 @@ on the command line (they would show in the process list): use REGISTRY_PRIVATE_
     delegate  sign-registration (offline, EIP-712), submit, cancel-nonce, nonce
     admin     chain, deploy, roles, admin
     runtime   train, serve, audit (the commands that need an extra, and the audit log check)
-    evaluate  evaluate: re-run an anchored accuracy claim on test data (the [train] extra)
+    evaluate  evaluate: re-run an anchored accuracy claim on test data (the [train] extra);
+              --attest makes the measurement an evaluator attestation
+    attest    attest, attest revoke: an evaluator's own measurement of a checkpoint
     oms       export-signature, import-signature: OpenSSF model-signing bundles (the [oms] extra)
     main      build_parser (the shared flags) and main (errors -> exit codes)
 """
