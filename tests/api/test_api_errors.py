@@ -119,6 +119,10 @@ ENDPOINTS = {
     ("post", "/models/{digest}/import"): (400, 401, 403, 404, 413, 422, 503),
     ("post", "/models/{digest}/pull"): (400, 401, 403, 404, 422, 502, 503),
     ("post", "/models/relay"): (400, 401, 403, 404, 409, 413, 502, 503),
+    ("post", "/models/{digest}/oms-bundle"): (400, 401, 403, 413, 503),
+    ("post", "/batches"): (400, 401, 404, 413, 503),
+    ("get", "/batches/{root}"): (400, 401, 404, 503),
+    ("get", "/batches/manifests/{digest}"): (400, 401, 404, 503),
 }
 
 
