@@ -24,6 +24,8 @@ from chainkit import request as plain_request
 from eth_abi import encode as abi_encode
 from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_utils import to_checksum_address
+from hypothesis import given
+from hypothesis import strategies as st
 
 from registry.chain.abi import to_hex
 from registry.chain.artifacts import PROJECT_ROOT
@@ -50,10 +52,12 @@ from registry.chain.reverts import (
     MissingRole,
 )
 from registry.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from registry.core.digest import digest_bytes
+from registry.core.digest import Digest, digest_bytes
 from registry.core.records import Role
 from registry.core.signed_request import (
+    UINT256_MAX,
     InvalidRegistrationRequest,
+    Registration,
     SignedRegistration,
     SigningDomain,
     compose_nonce,
@@ -372,6 +376,73 @@ def test_a_request_that_is_not_strict_json_is_refused_as_the_file(text: bytes) -
     with pytest.raises(InvalidRegistrationRequest) as caught:
         SignedRegistration.parse(text)
     assert caught.value.field == "<file>"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=12,
+)
+_REQUEST = json.loads(
+    SignedRegistration(
+        SigningDomain(31_337, "0x" + "ab" * 20),
+        Registration(
+            digest_bytes(b"a"), 9_250, digest_bytes(b"t"), digest_bytes(b"c"), None,
+            "0x" + "cd" * 20, 0, 1,
+        ),
+        b"\x01" * 65,
+    ).to_json()
+)  # fmt: skip
+
+
+@given(path=st.sampled_from(["", "typed_data", "typed_data.domain", "typed_data.message"]),
+       key=st.text(max_size=16), value=_JSON)  # fmt: skip
+def test_any_value_anywhere_is_parsed_or_refused_as_the_request_never_otherwise(
+    path: str, key: str, value: Any
+) -> None:
+    document = json.loads(json.dumps(_REQUEST))
+    node = document
+    for part in filter(None, path.split(".")):
+        node = node[part]
+    node[key] = value
+    try:
+        parsed = SignedRegistration.parse(json.dumps(document).encode())
+    except InvalidRegistrationRequest as exc:
+        assert exc.field and exc.problem
+        return
+    assert SignedRegistration.parse(parsed.to_json()) == parsed  # what is taken, is kept
+
+
+@given(
+    digest=st.binary(min_size=32, max_size=32).filter(any),
+    accuracy=st.integers(0, 10_000),
+    parent=st.binary(min_size=32, max_size=32),
+    registrar=st.binary(min_size=20, max_size=20),
+    nonce=st.integers(0, UINT256_MAX),
+    deadline=st.integers(0, UINT256_MAX),
+    chain_id=st.integers(1, UINT256_MAX),
+    signature=st.binary(min_size=1, max_size=200),
+)
+def test_every_request_round_trips_through_its_file(
+    digest: bytes,
+    accuracy: int,
+    parent: bytes,
+    registrar: bytes,
+    nonce: int,
+    deadline: int,
+    chain_id: int,
+    signature: bytes,
+) -> None:
+    request = SignedRegistration(
+        SigningDomain(chain_id, "0x" + registrar[::-1].hex()),
+        Registration(
+            Digest.from_bytes(digest), accuracy, digest_bytes(b"t"), digest_bytes(b"c"),
+            None if not any(parent) else Digest.from_bytes(parent), "0x" + registrar.hex(),
+            nonce, deadline,
+        ),
+        signature,
+    )  # fmt: skip
+    assert SignedRegistration.parse(request.to_json()) == request
 
 
 # --- deadlines and nonces as people type them --------------------------------------------------
