@@ -19,6 +19,7 @@ from eth_abi import encode
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from web3.exceptions import ContractCustomError
 
 from registry.chain import reverts
 from registry.chain.abi import to_hex
@@ -486,3 +487,64 @@ def test_register_by_sig_costs_at_most_1_25_times_a_direct_registration(memory, 
     relay(memory, signed(memory, leaf("first"), 0))
     used = relay(memory, signed(memory, leaf("second"), 1))["gasUsed"]
     assert used <= 1.25 * direct
+
+
+# --------------------------------------------------------------------------------------------
+# A fork that takes another chain id (anvil can change its chain id; eth-tester cannot)
+# --------------------------------------------------------------------------------------------
+
+
+def raw_relay(anvil, r: dict[str, Any], chain_id: int) -> tuple[int, bytes]:
+    """Send ``r`` as the relayer, signed for ``chain_id``, past the client (whose identity check
+    refuses a chain that changed its id): the receipt's status and, if it failed, the revert."""
+    w3 = anvil.client.w3
+    relayer = anvil.account(RELAYER)
+    data = anvil.client.abi.encode_call(
+        "registerBySig", r["record"], r["registrar"], r["nonce"], r["deadline"], r["signature"]
+    )
+    tx = {"to": anvil.client.address, "data": data, "from": relayer.address}
+    revert = b""
+    try:
+        w3.eth.call(tx)  # type: ignore[arg-type]
+    except ContractCustomError as exc:
+        revert = bytes.fromhex(str(exc.data)[2:])
+    block = w3.eth.get_block("latest")
+    signed_tx = relayer.sign_transaction(
+        {
+            **tx,
+            "gas": 300_000,
+            "nonce": w3.eth.get_transaction_count(relayer.address),
+            "chainId": chain_id,
+            "maxFeePerGas": 2 * int(block["baseFeePerGas"]) + 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    )
+    tx_hash = w3.eth.send_raw_transaction(signed_tx.raw_transaction)
+    return int(w3.eth.wait_for_transaction_receipt(tx_hash)["status"]), revert
+
+
+@pytest.mark.anvil
+def test_a_request_signed_before_a_chain_id_change_is_refused_after_it(anvil) -> None:
+    registrar = anvil.address(REGISTRAR)
+    anvil.client.grant_role(Role.REGISTRAR, registrar)
+    before = domain(anvil)
+    old_chain = signed(anvil, leaf("v1"), where=before)
+    after = {**before, "chainId": before["chainId"] + 1}
+    new_chain = signed(anvil, leaf("v1"), where=after)
+    anvil.node.rpc("anvil_setChainId", [after["chainId"]])
+    try:
+        # The contract names the new chain in its domain at once: nothing was cached.
+        fn = anvil.client.abi.function("eip712Domain")
+        raw = anvil.client.w3.eth.call({"to": anvil.client.address, "data": fn.encode()})
+        assert fn.decode(raw)[3] == after["chainId"]
+        status, revert = raw_relay(anvil, old_chain, after["chainId"])
+        assert status == 0
+        error = reverts.RevertDecoder(anvil.client.artifact.abi).decode(revert)
+        assert isinstance(error, reverts.InvalidSigner)
+        signable = message(old_chain["record"], registrar, 0, old_chain["deadline"], after)
+        recovered = Account.recover_message(signable, signature=old_chain["signature"])
+        assert (error.registrar, error.recovered) == (registrar, recovered)
+        assert raw_relay(anvil, new_chain, after["chainId"]) == (1, b"")
+    finally:
+        anvil.node.rpc("anvil_setChainId", [before["chainId"]])
+    assert registrant_of(anvil, "v1") == registrar
