@@ -13,12 +13,14 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from registry.api.auth import Caller
 from registry.api.deps import KEY_OPTIONAL, DigestPath, Reader, Services, ServicesDep
 from registry.api.errors import responses
+from registry.api.schemas import BatchFactsOut
 from registry.api.uploads import body_or_file
 from registry.chain.reverts import UnknownBatch
 from registry.core.batches import BatchRecord, Manifest
@@ -26,6 +28,17 @@ from registry.core.digest import Digest
 from registry.errors import InvalidInput, NotFound
 
 router = APIRouter(prefix="/batches", tags=["batches"])
+
+
+class BatchOut(BatchFactsOut):
+    manifest_stored: bool = Field(description="whether this service holds the batch's manifest")
+    manifest_url: str | None = Field(description="where to download it, when held")
+
+
+class ManifestAcceptedOut(BatchOut):
+    checkpoints_shelved: int = Field(description="checkpoints this manifest newly placed")
+    new: bool = Field(description="false when the manifest was held already (200)")
+
 
 ROOT_PATTERN = r"^0[xX][0-9a-fA-F]{64}$"
 RootPath = Annotated[
@@ -85,6 +98,7 @@ def _facts(services: Services, batch: BatchRecord) -> dict[str, Any]:
 @router.post(
     "",
     summary="Keep a batch's manifest, so that its checkpoints verify here",
+    response_model=ManifestAcceptedOut,
     responses=responses(400, 401, 404, 413, 503),
     openapi_extra={**MANIFEST_BODY, **KEY_OPTIONAL},
     status_code=201,
@@ -157,6 +171,7 @@ def get_manifest(digest: DigestPath, services: ServicesDep, caller: Reader) -> R
 @router.get(
     "/{root}",
     summary="A batch as the chain knows it: registrant, block, time, count, manifest, revocation",
+    response_model=BatchOut,
     responses=responses(400, 401, 404, 503),
     openapi_extra=KEY_OPTIONAL,
 )
