@@ -90,6 +90,8 @@ def test_bundle_of_an_unregistered_digest_proves_it_unknown(anvil: Any) -> None:
         checked.bundle, digest("never"), trust, anvil.client.artifact.deployed_bytecode
     )
     assert not offline.verdict.verified and offline.verdict.reason == "unknown"
+    with pytest.raises(BundleRejected, match="not for this file"):
+        verify_bundle(checked.bundle, digest("a"), trust, anvil.client.artifact.deployed_bytecode)
 
 
 def test_bundle_at_a_block_before_the_revocation_still_shows_it_valid(anvil: Any) -> None:
