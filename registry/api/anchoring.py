@@ -87,11 +87,23 @@ class AuditAnchoring:
         if self._thread is not None:
             self._thread.join()
         if self.account is not None:
-            self.anchor_once(wait=True)
+            self._guarded(wait=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.anchor_once()
+            self._guarded(wait=False)
+
+    def _guarded(self, *, wait: bool) -> None:
+        """``anchor_once`` where nobody waits for it: a bug is logged with its traceback, and
+        neither the next interval nor the rest of a shutdown (the audit log's flush) is lost."""
+        try:
+            self.anchor_once(wait=wait)
+        except Exception:
+            log.exception("anchoring the audit log failed unexpectedly")
+            self.problem = (
+                "the last anchoring failed unexpectedly; the operator finds the cause in the "
+                "service log"
+            )
 
     def anchor_once(self, *, wait: bool = False) -> AuditAnchor | None:
         """Catch the tree up and anchor it if the log grew; the anchor made, or None (nothing

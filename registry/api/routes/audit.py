@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 
 from registry.api.anchoring import AuditAnchoring, get_anchoring
 from registry.api.deps import KEY_OPTIONAL, Reader
@@ -31,6 +32,34 @@ from registry.errors import InvalidInput, NotFound
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 AnchoringDep = Annotated[AuditAnchoring, Depends(get_anchoring)]
+
+
+class AnchorOut(BaseModel):
+    service: str
+    size: int
+    root: str
+    anchored_at: int
+    anchored_block: int
+    tx_hash: str | None
+
+
+class AuditProofOut(BaseModel):
+    log_index: int
+    size: int = Field(description="the tree size the proof is for")
+    entry: str = Field(description="the entry's line, exactly the bytes its leaf hashes")
+    proof: list[str] = Field(description="the audit path, hex, the sibling nearest the leaf first")
+    root: str = Field(description="the root of the tree of `size` entries, as this service has it")
+    service: str | None = Field(description="the address that anchors this log")
+    anchor: AnchorOut | None = Field(description="the latest anchor this service made")
+
+
+class ConsistencyOut(BaseModel):
+    first: int
+    second: int
+    proof: list[str]
+    first_root: str
+    second_root: str
+    service: str | None
 
 
 def _anchored(anchoring: AuditAnchoring) -> dict[str, Any] | None:
@@ -47,6 +76,7 @@ def _count(value: int, what: str) -> int:
 @router.get(
     "/proof/{index}",
     summary="An audit entry, its inclusion proof and the anchored root it leads to",
+    response_model=AuditProofOut,
     responses=responses(400, 401, 404),
     openapi_extra=KEY_OPTIONAL,
 )
@@ -97,6 +127,7 @@ def proof(
 @router.get(
     "/consistency",
     summary="A consistency proof between two sizes of the audit log's tree",
+    response_model=ConsistencyOut,
     responses=responses(400, 401, 404),
     openapi_extra=KEY_OPTIONAL,
 )
