@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from registry.config import Settings
+from registry.core.address import to_checksum_address
 from registry.core.attestations import Attestation
 from registry.core.records import ModelRecord
 
@@ -133,7 +134,7 @@ class Policy:
             if attestation is not None and attestation.digest != record.digest:
                 attestation = None
             problem = self._not_counting(record, attestation)
-            name = attestation.evaluator if attestation is not None else evaluator
+            name = to_checksum_address(evaluator)  # as the chain and `registry show` write it
             if problem is None:
                 counted.append(name)
             else:

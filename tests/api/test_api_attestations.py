@@ -64,7 +64,7 @@ def test_verify_and_predict_refuse_until_a_trusted_evaluator_attests(make_api: A
 
     assert (refused["verified"], refused["reason"]) == (False, "policy")
     assert refused["policy_failures"] == [
-        f"too few trusted attestations: 1 needed, 0 found ({trusted.lower()}: no attestation)"
+        f"too few trusted attestations: 1 needed, 0 found ({trusted}: no attestation)"
     ]
     assert refused["policy"]["min_attestations"] == 1
     assert refused["policy"]["trusted_evaluators"] == [trusted.lower()]

@@ -425,7 +425,7 @@ def test_page_lists_attestations_and_admits_once_a_trusted_evaluator_attested(
         assert _verdict(browser) == "false"
         assert "No evaluator has attested this model's accuracy." in _attestations(browser)
         result = browser.find_element("id", "verify-result").text
-        assert f"too few trusted attestations: 1 needed, 0 found ({address.lower()}" in result
+        assert f"too few trusted attestations: 1 needed, 0 found ({address}" in result
         assert "Independent evaluations needed\n1 from its 1 trusted evaluator(s)" in result
 
         test_set = memory.client.get(model).test_set_digest

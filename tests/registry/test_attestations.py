@@ -328,7 +328,7 @@ def test_the_gate_refuses_without_a_trusted_attestation_and_admits_after_one(mem
         "policy",
         (
             "too few trusted attestations: 1 needed, 0 found "
-            f"({evaluator.account.address.lower()}: no attestation)",
+            f"({evaluator.account.address}: no attestation)",
         ),
     )
     assert not gate.loaded(model)
@@ -559,7 +559,7 @@ def test_cli_verify_is_refused_until_a_trusted_evaluator_attests(
     code, out, _ = run("verify", str(path))
     assert code == EXIT_FAILED
     assert "[policy]: too few trusted attestations: 1 needed, 0 found" in out
-    assert f"{evaluator.lower()}: no attestation" in out
+    assert f"{evaluator}: no attestation" in out
 
     evidence = ("--accuracy-bps", "9480", "--test-set-digest", str(TEST_SET))
     assert run("attest", str(model), *evidence, key=1)[0] == EXIT_OK
