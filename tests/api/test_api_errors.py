@@ -123,6 +123,7 @@ ENDPOINTS = {
     ("post", "/batches"): (400, 401, 404, 413, 503),
     ("get", "/batches/{root}"): (400, 401, 404, 503),
     ("get", "/batches/manifests/{digest}"): (400, 401, 404, 503),
+    ("get", "/models/{digest}/proof"): (400, 401, 403, 502, 503),
     ("get", "/audit/proof/{index}"): (400, 401, 404),
     ("get", "/audit/consistency"): (400, 401, 404),
 }
