@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from chainkit import CARD, TEST_SET, ZERO32, ZERO_ADDRESS, digest, request
-from contractkit import send
+from contractkit import eip712_domain, registration_message, send
+from contractkit import later as later_than_latest
+from contractkit import relay as relay_from
 from eth_abi import encode
 from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
+from eth_account.messages import SignableMessage
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 from web3.exceptions import ContractCustomError
 
@@ -29,22 +31,6 @@ from registry.core.records import Role
 WALLET_SOURCE = PROJECT_ROOT / "tests" / "contracts" / "Erc1271Wallet.sol"
 # secp256k1's group order: s and n - s sign the same message.
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-REGISTRATION = [
-    {"name": "digest", "type": "bytes32"},
-    {"name": "accuracyBps", "type": "uint16"},
-    {"name": "testSetDigest", "type": "bytes32"},
-    {"name": "cardDigest", "type": "bytes32"},
-    {"name": "parent", "type": "bytes32"},
-    {"name": "registrar", "type": "address"},
-    {"name": "nonce", "type": "uint256"},
-    {"name": "deadline", "type": "uint256"},
-]
-DOMAIN = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
 REGISTRAR, RELAYER, OTHER = 1, 2, 3
 
 
@@ -59,29 +45,7 @@ def leaf(label: str, accuracy: int = 9_731, parent: bytes = ZERO32) -> tuple:
 
 def domain(memory) -> dict[str, Any]:
     """The signing domain, as the contract itself names it (ERC-5267)."""
-    fields, name, version, chain_id, contract, salt, extensions = memory.client.call("eip712Domain")
-    assert (fields, salt, tuple(extensions)) == (b"\x0f", ZERO32, ())
-    return {
-        "name": name,
-        "version": version,
-        "chainId": chain_id,
-        "verifyingContract": to_checksum_address(contract),
-    }
-
-
-def message(
-    record: tuple, registrar: str, nonce: int, deadline: int, where: dict[str, Any]
-) -> SignableMessage:
-    names = ("digest", "accuracyBps", "testSetDigest", "cardDigest", "parent")
-    fields = dict(zip(names, record, strict=True))
-    return encode_typed_data(
-        full_message={
-            "types": {"EIP712Domain": DOMAIN, "Registration": REGISTRATION},
-            "primaryType": "Registration",
-            "domain": where,
-            "message": {**fields, "registrar": registrar, "nonce": nonce, "deadline": deadline},
-        }
-    )
+    return eip712_domain(memory.client)
 
 
 def signed(
@@ -97,7 +61,7 @@ def signed(
     """A request for ``record`` by ``registrar`` (account REGISTRAR), signed by ``key_index``."""
     registrar = registrar or memory.address(REGISTRAR)
     deadline = later(memory) if deadline is None else deadline
-    signable = message(record, registrar, nonce, deadline, where or domain(memory))
+    signable = registration_message(record, registrar, nonce, deadline, where or domain(memory))
     signature = Account.sign_message(signable, memory.keys[key_index]).signature
     return {
         "record": record,
@@ -109,22 +73,19 @@ def signed(
 
 
 def later(memory) -> int:
-    return int(memory.client.w3.eth.get_block("latest")["timestamp"]) + 3_600
+    return later_than_latest(memory.client)
 
 
 def relay(memory, signed_request: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """Send ``signed_request`` (with ``changes``) from the relayer, an account with no role."""
-    r = {**signed_request, **changes}
-    relayer = memory.other(RELAYER)
-    return send(
-        relayer, "registerBySig", r["record"], r["registrar"], r["nonce"], r["deadline"],
-        r["signature"],
-    )  # fmt: skip
+    return relay_from(memory.other(RELAYER), {**signed_request, **changes})
 
 
 def recovered_by_the_contract(memory, r: dict[str, Any]) -> str:
     """Whom the signature recovers to over the typed data the contract hashes."""
-    signable = message(r["record"], r["registrar"], r["nonce"], r["deadline"], domain(memory))
+    signable = registration_message(
+        r["record"], r["registrar"], r["nonce"], r["deadline"], domain(memory)
+    )
     return Account.recover_message(signable, signature=r["signature"])
 
 
@@ -423,7 +384,7 @@ def wallet(memory, wallet_build) -> str:
 def wallet_signed(memory, wallet: str, record: tuple, key_index: int = REGISTRAR) -> dict:
     """A request by ``wallet``: the EIP-712 hash signed as it is by ``key_index``'s key."""
     req = {"record": record, "registrar": wallet, "nonce": 0, "deadline": later(memory)}
-    signable = message(record, wallet, 0, req["deadline"], domain(memory))
+    signable = registration_message(record, wallet, 0, req["deadline"], domain(memory))
     signature = Account.unsafe_sign_hash(eip712_hash(signable), memory.keys[key_index]).signature
     return {**req, "signature": bytes(signature)}
 
@@ -541,7 +502,9 @@ def test_a_request_signed_before_a_chain_id_change_is_refused_after_it(anvil) ->
         assert status == 0
         error = reverts.RevertDecoder(anvil.client.artifact.abi).decode(revert)
         assert isinstance(error, reverts.InvalidSigner)
-        signable = message(old_chain["record"], registrar, 0, old_chain["deadline"], after)
+        signable = registration_message(
+            old_chain["record"], registrar, 0, old_chain["deadline"], after
+        )
         recovered = Account.recover_message(signable, signature=old_chain["signature"])
         assert (error.registrar, error.recovered) == (registrar, recovered)
         assert raw_relay(anvil, new_chain, after["chainId"]) == (1, b"")
