@@ -117,18 +117,16 @@ def verify_in_manifest(
             digest=str(digest),
             root="0x" + manifest.root.hex(),
         )
-    batch, _ = client.batch(manifest.root)
-    if batch is not None and batch.manifest_digest != manifest.digest:
-        raise InvalidInput(
-            f"the manifest's SHA-256 {manifest.digest.short} is not the one anchored for batch "
-            f"0x{manifest.root.hex()} ({batch.manifest_digest.short}); it is not the published "
-            "manifest, so none of its proofs is used",
-            manifest_digest=str(manifest.digest),
-            anchored=str(batch.manifest_digest),
-        )
     leaf = manifest.tree.values[position]
     return verify_in_batch(
-        client, digest, manifest.root, leaf, manifest.tree.proof(position), policy, position
+        client,
+        digest,
+        manifest.root,
+        leaf,
+        manifest.tree.proof(position),
+        policy,
+        position,
+        manifest_digest=manifest.digest,
     )
 
 
@@ -140,12 +138,15 @@ def verify_in_batch(
     proof: Sequence[bytes],
     policy: Policy | None = None,
     position: int = -1,
+    *,
+    manifest_digest: Digest | None = None,
 ) -> tuple[Verdict, BatchPosition]:
     """A checkpoint's verdict through batch ``root``, given its leaf and inclusion proof.
 
     A proof that does not lead from this leaf of this digest to ``root`` (forged, or another
-    batch's) is bad input. A digest registered on its own is judged by that record: a single
-    registration always wins over a batched leaf.
+    batch's) is bad input; so is ``manifest_digest``, the SHA-256 of the manifest the proof was
+    taken from, when it is not the one anchored with the batch. A digest registered on its own
+    is judged by that record: a single registration always wins over a batched leaf.
     """
     request = request_of(leaf)
     if request.digest != digest or not verify_proof(root, leaf_of(request), proof):
@@ -155,12 +156,28 @@ def verify_in_batch(
             digest=str(digest),
             root="0x" + root.hex(),
         )
-    if client.get(digest) is not None:
-        single = verify_digest(client, digest, policy)
-        return single, BatchPosition(root, position, None)
     policy = policy or Policy()
     identity = client.check_identity()
-    batch, block = client.batch(root)
+    # The contract's own answer beside the batch, in one round trip: true only for an anchored,
+    # unrevoked batch, a proof that holds, and a digest neither revoked nor registered on its
+    # own. So a valid leaf costs what a single lookup does; only a "no" is explained call by call.
+    batch, block, valid = client.batch_and_validity(root, leaf_of(request), proof)
+    if (
+        batch is not None
+        and manifest_digest is not None
+        and batch.manifest_digest != manifest_digest
+    ):
+        raise InvalidInput(
+            f"the manifest's SHA-256 {manifest_digest.short} is not the one anchored for batch "
+            f"0x{root.hex()} ({batch.manifest_digest.short}); it is not the published "
+            "manifest, so none of its proofs is used",
+            manifest_digest=str(manifest_digest),
+            anchored=str(batch.manifest_digest),
+        )
+    valid = valid and batch is not None and batch.revocation_reason is None
+    if not valid and client.get(digest) is not None:
+        single = verify_digest(client, digest, policy)
+        return single, BatchPosition(root, position, None)
     record = None
     if batch is not None:
         record = ModelRecord(
@@ -189,12 +206,17 @@ def verify_in_batch(
         return verdict(
             False, "revoked", f"its batch was revoked (reason: {batch.revocation_reason.label})"
         ), place
-    leaf_revoked = client.leaf_revocation(digest)
-    if leaf_revoked is not None:
-        reason, revoked_at = leaf_revoked
-        return verdict(
-            False, "revoked", f"revoked on {human_utc(revoked_at)} (reason: {reason.label}) {where}"
-        ), place
+    if not valid:
+        leaf_revoked = client.leaf_revocation(digest)
+        if leaf_revoked is not None:
+            reason, revoked_at = leaf_revoked
+            return verdict(
+                False,
+                "revoked",
+                f"revoked on {human_utc(revoked_at)} (reason: {reason.label}) {where}",
+            ), place
+        # Every check passed but the contract says no: something changed under us.
+        raise ChainError(f"the contract does not confirm {digest.short} {where}; try again")
     confirmed_at = batch.registered_block + client.confirmations - 1
     if confirmed_at > block:
         return verdict(
@@ -203,11 +225,6 @@ def verify_in_batch(
             f"anchored {where} in block {batch.registered_block} but the policy needs "
             f"{client.confirmations} confirmations (at block {confirmed_at}; chain is at {block})",
         ), place
-    if not client.is_valid_in_batch(root, leaf_of(request), proof):
-        # Every check above passed but the contract says no: something changed under us.
-        raise ChainError(
-            f"the contract does not confirm {digest.short} {where}; try again",
-        )
     # The contract attests single registrations only: a batched leaf can never meet k.
     failures = policy.failures(record) + policy.attestations_unreadable(
         "a checkpoint registered in a batch cannot be attested"
@@ -230,21 +247,21 @@ def verify_located(
 ) -> Verdict:
     """``digest``'s verdict from its own record, else through the batches ``proofs`` place it in.
 
-    A single registration always answers when there is one (it wins over any batch leaf). An
-    unregistered digest is tried in each batch: the first "verified" answers, else the last
-    batch's "no" (a revoked batch is still a reason worth naming), else "unknown". The proofs
+    A single registration always answers when there is one (it wins over any batch leaf). A
+    digest in batches is tried in each: the first "verified" answers, else the last batch's
+    "no" (a revoked batch is still a reason worth naming), else its own lookup's. The proofs
     come from stored manifests or a caller, so none is trusted: each is checked against its
     root and the chain as ``verify_in_batch`` checks it.
     """
-    verdict = verify_digest(client, digest, policy)
-    if verdict.reason != "unknown":
-        return verdict
+    verdict = None
     for proof in proofs:
-        batched, _ = verify_in_batch(
+        batched, place = verify_in_batch(
             client, digest, proof.root, proof.leaf, proof.proof, policy, proof.position
         )
+        if place.batch is None and batched.reason != "unknown":
+            return batched  # its own record answered (or the batch is unknown and it has one)
+        if batched.verified:
+            return batched
         if batched.reason != "unknown":
             verdict = batched
-        if batched.verified:
-            break
-    return verdict
+    return verdict if verdict is not None else verify_digest(client, digest, policy)

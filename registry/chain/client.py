@@ -46,6 +46,9 @@ from registry.core.records import (
 )
 from registry.errors import ChainError, ContractMismatch, WrongChain
 
+# BatchRegistered events kept per client (a few hundred bytes each), forgotten all at once.
+MAX_CACHED_BATCH_EVENTS = 4096
+
 
 class RegistryClient:
     """Typed operations on one deployed ModelRegistry contract."""
@@ -83,6 +86,7 @@ class RegistryClient:
             expected_chain_id=expected_chain_id,
             ttl_s=identity_ttl_s,
         )
+        self._batch_events: dict[tuple[bytes, str, int, int], BatchRegisteredEvent] = {}
         self.events = ContractEvents(
             self.rpc,
             self.abi,
@@ -158,6 +162,7 @@ class RegistryClient:
         self.transactions.resync_nonce()
         self.transactions.expire_fees()
         self.events.forget()
+        self._batch_events.clear()
 
     # ------------------------------------------------------------------------------------
     # Reads
@@ -388,27 +393,60 @@ class RegistryClient:
 
     def batch(self, root: bytes) -> tuple[BatchRecord | None, int]:
         """The batch of ``root`` (None if unknown) and the block whose state answered."""
-        stored, block, chain_id = self.call("lookupBatch", root)
+        return self._batch_from(root, self.call("lookupBatch", root))
+
+    def batch_and_validity(
+        self, root: bytes, leaf: ModelLeaf, proof: Sequence[bytes]
+    ) -> tuple[BatchRecord | None, int, bool]:
+        """``batch(root)`` and ``is_valid_in_batch`` in one round trip to the node: what
+        verifying a batched checkpoint asks. The second call answers at the first's block or a
+        later one; revocation is one-way, so a "valid" then was valid at the first's block."""
+        self.check_identity()
+        lookup, valid = self.abi.function("lookupBatch"), self.abi.function("isValidInBatch")
+        raw = self.rpc.eth_calls(
+            [
+                {"to": self.address, "data": to_hex(lookup.encode(root))},
+                {"to": self.address, "data": to_hex(valid.encode(root, leaf, list(proof)))},
+            ]
+        )
+        if not raw[0] or not raw[1]:
+            self.identity.forget()  # code vanished between checks: fail closed
+            raise ContractMismatch(self.address, "returned nothing; it may hold no contract now")
+        batch, block = self._batch_from(root, lookup.decode(raw[0]))
+        return batch, block, bool(valid.decode(raw[1])[0])
+
+    def _batch_from(self, root: bytes, answer: tuple[Any, ...]) -> tuple[BatchRecord | None, int]:
+        stored, block, chain_id = answer
         identity = self.identity.last
         expected = self.expected_chain_id or (identity.chain_id if identity else None)
         if expected is not None and chain_id != expected:
             self.identity.forget()
             raise WrongChain(expected, int(chain_id), self.endpoint)
-        registrant, _registered_at, registered_block, reason = stored
+        registrant, registered_at, registered_block, reason = stored
         if int(registrant, 16) == 0:
             return None, int(block)
-        logs = self.events.logs(
-            [self.abi.batch_registered_topic, to_hex(root)],
-            int(registered_block),
-            int(registered_block),
-        )
-        if not logs:
-            # Storage names a block whose event the node does not have: fail closed.
-            raise ChainError(
-                f"batch 0x{root.hex()} is stored but block {registered_block} holds no "
-                "BatchRegistered event for it; the node may be pruned or reorganising"
+        # The event is read once per registration as storage states it: a reorg that moved or
+        # re-signed it changes the key. What else the event says (count, manifest digest) the
+        # root itself commits to, so a cached one can never vouch for other leaves.
+        key = (bytes(root), str(registrant).lower(), int(registered_at), int(registered_block))
+        event = self._batch_events.get(key)
+        if event is None:
+            logs = self.events.logs(
+                [self.abi.batch_registered_topic, to_hex(root)],
+                int(registered_block),
+                int(registered_block),
             )
-        return self._batch_record(BatchRegisteredEvent.from_log(logs[-1]), int(reason)), int(block)
+            if not logs:
+                # Storage names a block whose event the node does not have: fail closed.
+                raise ChainError(
+                    f"batch 0x{root.hex()} is stored but block {registered_block} holds no "
+                    "BatchRegistered event for it; the node may be pruned or reorganising"
+                )
+            event = BatchRegisteredEvent.from_log(logs[-1])
+            if len(self._batch_events) >= MAX_CACHED_BATCH_EVENTS:
+                self._batch_events.clear()
+            self._batch_events[key] = event
+        return self._batch_record(event, int(reason)), int(block)
 
     @staticmethod
     def _batch_record(event: BatchRegisteredEvent, reason: int) -> BatchRecord:
