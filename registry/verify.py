@@ -16,7 +16,7 @@ from registry.core.batch_proof import BatchProof
 from registry.core.batches import BatchPosition, Manifest, leaf_of, request_of
 from registry.core.digest import Digest
 from registry.core.merkle_batch import verify as verify_proof
-from registry.core.policy import Policy
+from registry.core.policy import AttestationCount, Policy
 from registry.core.records import ModelRecord, Verdict
 from registry.core.times import human_utc
 from registry.errors import ChainError, InvalidInput
@@ -79,26 +79,32 @@ def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None 
             f"registered in block {record.registered_block} but the policy needs "
             f"{client.confirmations} confirmations (at block {confirmed_at}; chain is at {block})",
         )
-    failures = policy.failures(record) + _attestation_failures(client, record, policy)
+    attested = _attestations_counted(client, record, policy)
+    failures = policy.failures(record)
+    unmet = attested.failure() if attested is not None else None
+    if unmet is not None:
+        failures += (unmet,)
     if failures:
         return verdict(False, "policy", "; ".join(failures), failures)
-    return verdict(
-        True,
-        "verified",
+    detail = (
         f"registered by {record.registrant} on {human_utc(record.registered_at)} with accuracy "
-        f"{record.accuracy_bps / 100:.2f} % on test set {record.test_set_digest.short}",
+        f"{record.accuracy_bps / 100:.2f} % on test set {record.test_set_digest.short}"
     )
+    if attested is not None:
+        detail += f"; attested by {', '.join(attested.counted)}"
+    return verdict(True, "verified", detail)
 
 
-def _attestation_failures(
+def _attestations_counted(
     client: RegistryClient, record: ModelRecord, policy: Policy
-) -> tuple[str, ...]:
-    """The attestation condition, read from the chain only when the clinic requires it: the
-    trusted evaluators' attestations in one call (a chain that cannot answer raises)."""
+) -> AttestationCount | None:
+    """The attestation condition, read from the chain only when the clinic requires it (None
+    otherwise): the trusted evaluators' attestations in one call, a chain that cannot answer
+    raises."""
     if not policy.needs_attestations:
-        return ()
+        return None
     found = Attestations(client).of(record.digest, policy.trusted_evaluators)
-    return policy.attestation_failures(record, found)
+    return policy.count_attestations(record, found)
 
 
 def verify_in_manifest(

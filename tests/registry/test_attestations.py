@@ -335,7 +335,10 @@ def test_the_gate_refuses_without_a_trusted_attestation_and_admits_after_one(mem
 
     Attestations(evaluator).attest(model, 9_480, TEST_SET)
 
-    assert gate.admit(data).verdict.verified
+    admitted = gate.admit(data).verdict
+    assert admitted.verified and admitted.detail.endswith(
+        f"; attested by {evaluator.account.address}"
+    )
     assert gate.loaded(model)
 
 
