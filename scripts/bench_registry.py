@@ -16,7 +16,10 @@
 6. gas of the other writes against a direct registration of the same run: an evaluator's
    ``attest`` (goal <= 1.2x) and its withdrawal, a first and a next ``anchorAuditLog``,
    ``registerBySig`` sent by a relayer (goal <= 1.25x once its nonce lane is in use), and
-   ``cancelNonce``.
+   ``cancelNonce``;
+7. verifying a batched checkpoint through its manifest (read and parsed once, as a service keeps
+   it) vs verifying a single registration, in the same run (target <= 2x), and the tree with every
+   proof of a batch of 10 000 five-field leaves (bound 2 s; ``bench_merkle.py``'s measurement).
 Everything runs against a fresh anvil on loopback that is stopped at the end.
 """
 
@@ -416,11 +419,78 @@ def bench_register(client: RegistryClient, n: int) -> None:
     )
 
 
+def bench_batch_verify(client: RegistryClient, n: int) -> None:
+    """``verify_in_manifest`` (the manifest read and parsed once, as the service keeps it) against
+    ``verify_digest`` of a single registration, each the median of three rounds of ``n`` calls."""
+    from registry.core.batches import Manifest
+    from registry.verify import verify_digest, verify_in_manifest
+
+    single = request(0, b"verify-single")
+    client.register(single)
+    tree = build_tree([request(i, b"verify-batch") for i in range(128)])
+    raw = manifest_bytes(tree)
+    client.register_batch(tree.root, len(tree), digest_bytes(raw))
+    client.register(request(1, b"verify: the next block"))  # neither is in the head block
+    parse_s = best_of(3, lambda: _timed(lambda: Manifest.parse(raw)))
+    manifest = Manifest.parse(raw)
+    batched = request(77, b"verify-batch").digest
+
+    def round_of(verify: Callable[[], object]) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            verify()
+        return (time.perf_counter() - t) / n
+
+    def one() -> object:
+        return verify_digest(client, single.digest)
+
+    def through_batch() -> object:
+        return verify_in_manifest(client, batched, manifest)
+
+    assert verify_in_manifest(client, batched, manifest)[0].verified
+    round_of(one), round_of(through_batch)  # warm both paths' caches
+    s, b = [], []
+    for _ in range(3):
+        s.append(round_of(one))
+        b.append(round_of(through_batch))
+    single_s, batch_s = statistics.median(s), statistics.median(b)
+    print(f"7. verifying a batched checkpoint ({n} calls x 3, a batch of 128)")
+    print(
+        f"   single record {single_s * 1e3:.3f} ms   through its batch's manifest "
+        f"{batch_s * 1e3:.3f} ms -> {batch_s / single_s:.2f}x (target <= 2x)\n"
+        f"   reading the 128-leaf manifest once (every hash checked) {parse_s * 1e3:.1f} ms"
+    )
+
+
+def bench_batch_tree_build(leaves: int) -> None:
+    """The tree and every proof of a batch, as ``bench_merkle.py`` measures it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_merkle import BOUND_LEAVES, BOUND_S, bench_batch_tree
+
+    tree_s, hashes_s = bench_batch_tree(leaves, 3)
+    bound = BOUND_S * leaves / BOUND_LEAVES
+    print(
+        f"   a batch of {leaves:,} five-field leaves: tree + every proof {tree_s:.3f} s "
+        f"(bound {bound:.1f} s: {'met' if tree_s <= bound else 'MISSED'}); the leaf hashes "
+        f"alone {hashes_s:.3f} s -> {tree_s / hashes_s:.2f}x\n"
+    )
+
+
+def _timed(work: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    work()
+    return time.perf_counter() - t
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hash-mib", type=int, default=1024, help="file size (default 1024)")
     parser.add_argument("--lookups", type=int, default=500, help="calls per round (default 500)")
     parser.add_argument("--registrations", type=int, default=100, help="per round (default 100)")
+    parser.add_argument(
+        "--verifications", type=int, default=200, help="batched verifications per round (200)"
+    )
+    parser.add_argument("--batch-leaves", type=int, default=10_000, help="leaves (default 10000)")
     parser.add_argument(
         "--gas-only", action="store_true", help="only the gas sections 1, 5 and 6 (default: all)"
     )
@@ -439,6 +509,8 @@ def main() -> int:
             return 0
         bench_lookup(client, node.url, args.lookups)
         bench_register(client, args.registrations)
+        bench_batch_verify(client, args.verifications)
+    bench_batch_tree_build(args.batch_leaves)
     bench_hashing(args.hash_mib)
     return 0
 
