@@ -85,10 +85,10 @@ class CheckedBundle:
 def _trie() -> Any:
     try:
         from trie import HexaryTrie
-    except ImportError as exc:  # a dev dependency today; the base install may lack it
+    except ImportError as exc:  # a base dependency: only a broken install lacks it
         raise ConfigurationError(
-            f"checking a proof bundle needs the 'trie' package ({exc}); install it with "
-            "`pip install trie` (it comes with the [memory] and [dev] extras)"
+            f"checking a proof bundle needs the 'trie' package ({exc}), a dependency of this "
+            "package: reinstall it (`pip install medical-model-registry`) or `pip install trie`"
         ) from exc
     return HexaryTrie
 
