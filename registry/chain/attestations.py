@@ -36,6 +36,10 @@ from registry.core.digest import ZERO, Digest
 from registry.core.records import ModelRecord, Role, check_accuracy_bps
 from registry.errors import ChainError, ContractRevert, InvalidInput, WrongChain
 
+# Stored attestations whose events lie within this many blocks of each other are read with one
+# log query (a node answers a topic-filtered range of a thousand blocks about as fast as one).
+EVENT_SPAN_BLOCKS = 1_000
+
 
 def _topic_address(topic: bytes | str) -> str:
     return checksum("0x" + to_bytes(topic)[-20:].hex())
@@ -255,11 +259,23 @@ class Attestations:
             return {}
         slots, _ = self.stored(digest, evaluators)
         answer: dict[str, Attestation | None] = {s.evaluator.lower(): None for s in slots}
-        present = [s for s in slots if s.exists]
-        for block in sorted({s.attested_block for s in present}):
-            here = [s for s in present if s.attested_block == block]
-            events = self._made_events(digest, [s.evaluator for s in here], block)
-            for slot in here:
+        present = sorted((s for s in slots if s.exists), key=lambda s: s.attested_block)
+        # Blocks close together are read with one log query: k trusted attestations made within
+        # EVENT_SPAN_BLOCKS of each other cost one request, not k.
+        groups: list[list[StoredAttestation]] = []
+        for slot in present:
+            if groups and slot.attested_block - groups[-1][0].attested_block < EVENT_SPAN_BLOCKS:
+                groups[-1].append(slot)
+            else:
+                groups.append([slot])
+        for group in groups:
+            events = self._made_events(
+                digest,
+                {s.evaluator for s in group},
+                group[0].attested_block,
+                group[-1].attested_block,
+            )
+            for slot in group:
                 event = self._matching(events, slot, digest)
                 answer[slot.evaluator.lower()] = event.to_attestation(
                     withdrawn_at=slot.revoked_at or None
@@ -299,15 +315,11 @@ class Attestations:
         return found
 
     def _made_events(
-        self, digest: Digest, evaluators: Iterable[str], block: int
+        self, digest: Digest, evaluators: Iterable[str], first: int, last: int
     ) -> list[AttestationMadeEvent]:
-        topics = [address_topic(e) for e in evaluators]
-        logs = self.client.events.logs([self.made_topic, digest.raw, list(topics)], block, block)
+        topics: list[str | bytes] = [address_topic(e) for e in sorted(evaluators)]
+        logs = self.client.events.logs([self.made_topic, digest.raw, topics], first, last)
         return [AttestationMadeEvent.from_log(log) for log in logs]
-
-    def _made_event(self, digest: Digest, slot: StoredAttestation) -> AttestationMadeEvent:
-        events = self._made_events(digest, [slot.evaluator], slot.attested_block)
-        return self._matching(events, slot, digest)
 
     @staticmethod
     def _matching(
@@ -317,6 +329,7 @@ class Attestations:
             e
             for e in events
             if e.evaluator == slot.evaluator
+            and e.block_number == slot.attested_block
             and e.attested_at == slot.attested_at
             and e.accuracy_bps == slot.accuracy_bps
         ]
