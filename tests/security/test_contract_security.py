@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from chainkit import CARD, TEST_SET, ZERO32, ZERO_ADDRESS, digest, request
 from chainkit import raw_register as register_raw
+from contractkit import relay, send, sign_registration
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
@@ -135,6 +136,7 @@ class Cast:
             client.call("lookupBatch", BATCH.root)[0],
             client.call("lookupBatch", FRESH_BATCH.root)[0],
             client.call("lookup", digest("batched-0").raw)[0],
+            client.call("attestations", self.target.raw, accounts)[0],
         )
 
 
@@ -146,6 +148,7 @@ CALLERS = (
     "registrant-of-another-model",
     "removed-registrar",
     "renounced-roles",
+    "evaluator-only",
 )
 
 
@@ -172,6 +175,7 @@ def make_cast(chain) -> Cast:
         "registrant-of-another-model": other_registrant,
         "removed-registrar": removed,
         "renounced-roles": renounced,
+        "evaluator-only": chain.other(9, Role.EVALUATOR),
     }
     return Cast(chain, callers, owner, digest("target"), chain.address(8))
 
@@ -234,6 +238,31 @@ def _renounced(cast: Cast, who: str, receipt: dict) -> list[tuple[str, dict]]:
 
 def _batch_refusal(cast: Cast, who: str) -> tuple[type[ContractRevert], dict[str, Any]]:
     return reverts.NotAllowedToRevokeBatch, {"account": who, "root": "0x" + BATCH.root.hex()}
+
+
+AUDIT_ROOT = digest_bytes(b"audit log of 5 entries").raw
+SIGNED = (digest("signed").raw, 9_100, TEST_SET.raw, CARD.raw, ZERO32)
+
+
+def _relayed(cast: Cast, c) -> dict:
+    """The owner signs a registration; the caller, whoever it is, sends it."""
+    return relay(c, sign_registration(cast.chain.client, cast.owner.account, SIGNED))
+
+
+def _attested(cast: Cast, who: str, receipt: dict) -> list[tuple[str, dict]]:
+    return [
+        (
+            "AttestationMade",
+            {
+                "digest": cast.target.raw,
+                "evaluator": who,
+                "accuracyBps": 9_000,
+                "testSetDigest": TEST_SET.raw,
+                "reportDigest": ZERO32,
+                "attestedAt": cast.chain.timestamp(receipt["transactionHash"]),
+            },
+        )
+    ]
 
 
 WRITES: dict[str, WriteCase] = {
@@ -355,6 +384,77 @@ WRITES: dict[str, WriteCase] = {
         refusal=lambda cast, who: (ContractRevert, {}),
         events=_renounced,
         effect=lambda cast, who: not cast.chain.client.has_role(Role.REGISTRAR, who),
+    ),
+    "attest": WriteCase(
+        act=lambda cast, c: send(c, "attest", cast.target.raw, 9_000, TEST_SET.raw, ZERO32),
+        allowed=frozenset({"evaluator-only"}),
+        refusal=lambda cast, who: (reverts.MissingRole, {"account": who, "role": "evaluator"}),
+        events=_attested,
+        effect=lambda cast, who: (
+            cast.chain.client.call("attestations", cast.target.raw, [who])[0][0][2] == 9_000
+        ),
+    ),
+    "revokeAttestation": WriteCase(
+        act=lambda cast, c: send(c, "revokeAttestation", cast.target.raw),
+        allowed=frozenset(),  # nobody has attested the target: not even an evaluator may
+        refusal=lambda cast, who: (
+            reverts.NoAttestation,
+            {"digest": cast.target, "evaluator": who},
+        ),
+        events=lambda cast, who, receipt: [],
+        effect=lambda cast, who: False,
+    ),
+    "anchorAuditLog": WriteCase(
+        act=lambda cast, c: send(c, "anchorAuditLog", 5, AUDIT_ROOT),
+        allowed=frozenset(CALLERS),  # anyone, in its own namespace
+        refusal=lambda cast, who: (ContractRevert, {}),
+        events=lambda cast, who, receipt: [
+            (
+                "AuditLogAnchored",
+                {
+                    "service": who,
+                    "size": 5,
+                    "root": AUDIT_ROOT,
+                    "anchoredAt": cast.chain.timestamp(receipt["transactionHash"]),
+                },
+            )
+        ],
+        effect=lambda cast, who: (
+            cast.chain.client.call("auditRoot", who, 5)[0] == AUDIT_ROOT
+            and cast.chain.client.call("auditRoot", cast.owner.account.address, 5)[0] == ZERO32
+        ),
+    ),
+    "cancelNonce": WriteCase(
+        act=lambda cast, c: send(c, "cancelNonce", 0),
+        allowed=frozenset(CALLERS),  # anyone, but only its own nonces
+        refusal=lambda cast, who: (ContractRevert, {}),
+        events=lambda cast, who, receipt: [("NonceCancelled", {"registrar": who, "nonce": 0})],
+        effect=lambda cast, who: (
+            cast.chain.client.call("nonces", who, 0)[0] == 1
+            and cast.chain.client.call("nonces", cast.owner.account.address, 0)[0] == 0
+        ),
+    ),
+    "registerBySig": WriteCase(
+        act=_relayed,
+        allowed=frozenset(CALLERS),  # anyone may send the owner's signed registration
+        refusal=lambda cast, who: (ContractRevert, {}),
+        events=lambda cast, who, receipt: [
+            (
+                "ModelRegistered",
+                {
+                    "digest": digest("signed").raw,
+                    "registrant": cast.owner.account.address,
+                    "parent": ZERO32,
+                    "accuracyBps": 9_100,
+                    "testSetDigest": TEST_SET.raw,
+                    "cardDigest": CARD.raw,
+                    "registeredAt": cast.chain.timestamp(receipt["transactionHash"]),
+                },
+            )
+        ],
+        effect=lambda cast, who: (
+            cast.chain.client.get(digest("signed")).registrant == cast.owner.account.address
+        ),
     ),
 }
 
@@ -969,6 +1069,10 @@ def _raises(cls, act) -> None:
         act()
 
 
+def _attest(evaluator, label: str) -> dict:
+    return send(evaluator, "attest", digest(label).raw, 9_000, TEST_SET.raw, ZERO32)
+
+
 KEPT_BATCH = build_tree([request("kept", parent=digest("root")), request("new-batched")])
 
 
@@ -1043,6 +1147,50 @@ IMMUTABILITY: dict[str, tuple[str, Callable[[Any, Bystanders], None]]] = {
             ),
         ),
     ),
+    "attest-kept": ("attest", lambda c, b: _attest(c.other(4, Role.EVALUATOR), "kept")),
+    "attest-gone-refused": (
+        "attest",
+        lambda c, b: _raises(
+            reverts.RevokedModel, lambda: _attest(c.other(4, Role.EVALUATOR), "gone")
+        ),
+    ),
+    "withdraw-an-attestation-of-kept": (
+        "revokeAttestation",
+        lambda c, b: (
+            _attest(c.other(4, Role.EVALUATOR), "kept"),
+            send(c.other(4), "revokeAttestation", digest("kept").raw),
+        ),
+    ),
+    "anchor-an-audit-log": (
+        "anchorAuditLog",
+        lambda c, b: send(b.owner, "anchorAuditLog", 9, AUDIT_ROOT),
+    ),
+    "relay-a-signed-child-of-kept": (
+        "registerBySig",
+        lambda c, b: relay(
+            c.other(4),
+            sign_registration(
+                c.client,
+                b.owner.account,
+                (digest("signed child").raw, 9_000, TEST_SET.raw, CARD.raw, digest("kept").raw),
+            ),
+        ),
+    ),
+    "relay-a-signed-duplicate-of-kept-by-another-registrar": (
+        "registerBySig",
+        lambda c, b: _raises(
+            reverts.AlreadyRegistered,
+            lambda: relay(
+                c.other(4),
+                sign_registration(
+                    c.client,
+                    c.other(3, Role.REGISTRAR).account,
+                    (digest("kept").raw, 10_000, TEST_SET.raw, CARD.raw, ZERO32),
+                ),
+            ),
+        ),
+    ),
+    "cancel-a-nonce": ("cancelNonce", lambda c, b: send(b.owner, "cancelNonce", 0)),
     "grant-role": ("grantRole", lambda c, b: c.client.grant_role(Role.REVOKER, c.address(4))),
     "remove-registrant-role": (
         "removeRole",
