@@ -353,6 +353,8 @@ class AuditTree:
     def leaf_hashes(self, size: int) -> list[bytes]:
         """The leaf hashes of the first ``size`` entries, as caught up."""
         self._within(size, "size")
+        if size == 0:
+            return []  # before the first catch-up there is no leaves file at all
         with self.leaves_path.open("rb") as f:
             raw = f.read(size * _RECORD.size)
         return [raw[i : i + 32] for i in range(0, len(raw), _RECORD.size)]

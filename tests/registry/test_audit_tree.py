@@ -164,6 +164,15 @@ def test_an_entry_changed_after_the_tree_read_it_is_refused_not_served(log: Audi
         tree.entry(index)
 
 
+def test_the_empty_tree_before_any_catch_up_has_the_empty_root_and_proofs(
+    log: AuditLog,
+) -> None:
+    tree = AuditTree(log.path)
+
+    assert tree.consistency(0, 0) == ([], merkle_log.EMPTY_ROOT, merkle_log.EMPTY_ROOT)
+    assert tree.leaf_hashes(0) == []
+
+
 def test_an_entry_beyond_the_tree_is_not_found(log: AuditLog) -> None:
     tree = AuditTree(log.path)
     tree.catch_up()
