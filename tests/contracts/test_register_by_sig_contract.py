@@ -31,7 +31,9 @@ from registry.core.records import Role
 WALLET_SOURCE = PROJECT_ROOT / "tests" / "contracts" / "Erc1271Wallet.sol"
 # secp256k1's group order: s and n - s sign the same message.
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-REGISTRAR, RELAYER, OTHER = 1, 2, 3
+REGISTRAR, RELAYER, OTHER, BYSTANDER = 1, 2, 3, 4
+# _nonces, the tenth slot of the storage layout written in ModelRegistry.sol.
+SLOT_NONCES = 9
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,6 +98,15 @@ def eip712_hash(signable: SignableMessage) -> bytes:
 def nonce_of(memory, registrar: str, lane: int = 0) -> int:
     (value,) = memory.client.call("nonces", registrar, lane)
     return int(value)
+
+
+def raw_lane(memory, account: str, lane: int) -> int:
+    """The stored word of ``account``'s ``lane``: 0 never touched, else its next sequence + 1."""
+    outer = keccak(encode(["address", "uint256"], [account, SLOT_NONCES]))
+    slot = keccak(encode(["uint192", "bytes32"], [lane, outer]))
+    client = memory.client
+    word = client.w3.eth.get_storage_at(client.address, int.from_bytes(slot, "big"))
+    return int.from_bytes(word, "big")
 
 
 def registrant_of(memory, label: str) -> str:
@@ -443,11 +454,132 @@ def test_an_ecdsa_signature_by_a_wallets_owner_is_not_the_wallets(memory, wallet
 def test_register_by_sig_costs_at_most_1_25_times_a_direct_registration(memory, registrar) -> None:
     direct = memory.client.register(request("direct")).gas_used
     assert direct is not None
-    # The first request of a lane also writes the lane's fresh nonce slot (22 100 gas); the
-    # ones after it rewrite that slot, which is the steady cost of a relayed registration.
-    relay(memory, signed(memory, leaf("first"), 0))
-    used = relay(memory, signed(memory, leaf("second"), 1))["gasUsed"]
+    # The first request of a lane other than 0 also writes the lane's fresh nonce slot (22 100
+    # gas); the ones after it rewrite that slot, which is the steady cost of a relayed
+    # registration.
+    lane = 5 << 64
+    relay(memory, signed(memory, leaf("first"), lane))
+    used = relay(memory, signed(memory, leaf("second"), lane | 1))["gasUsed"]
     assert used <= 1.25 * direct
+
+
+def test_the_first_request_in_lane_0_after_a_grant_costs_at_most_1_25_times_a_direct_one(
+    memory, registrar
+) -> None:
+    direct = memory.client.register(request("direct")).gas_used
+    assert direct is not None
+    # The grant paid for the lane's slot: the first request only updates it.
+    used = relay(memory, signed(memory, leaf("first"), 0))["gasUsed"]
+    assert used <= 1.25 * direct
+    assert nonce_of(memory, registrar) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Granting the Registrar role initialises lane 0; nonces() reads as if it had not
+# --------------------------------------------------------------------------------------------
+
+
+def test_granting_the_registrar_role_initialises_lane_0_and_no_other_lane(memory) -> None:
+    account = memory.address(REGISTRAR)
+    receipt = send(memory.client, "grantRole", int(Role.REGISTRAR), account)
+    assert memory.events(receipt["transactionHash"]) == [
+        ("RoleGranted", {"role": int(Role.REGISTRAR), "account": account, "sender": memory.admin})
+    ]
+    assert [raw_lane(memory, account, lane) for lane in (0, 1)] == [1, 0]
+    assert [nonce_of(memory, account, lane) for lane in (0, 1)] == [0, 1 << 64]
+    # Another role has no signed registrations to prepare for.
+    bystander = memory.address(BYSTANDER)
+    memory.client.grant_role(Role.REVOKER, bystander)
+    memory.client.grant_role(Role.EVALUATOR, bystander)
+    assert raw_lane(memory, bystander, 0) == 0
+
+
+def test_lane_1_is_first_used_after_a_grant_with_its_own_fresh_slot(memory, registrar) -> None:
+    relay(memory, signed(memory, leaf("lane one"), 1 << 64))
+    assert (raw_lane(memory, registrar, 1), nonce_of(memory, registrar, 1)) == (2, 1 << 64 | 1)
+    send(memory.other(REGISTRAR), "cancelNonce", 1 << 64 | 1)
+    assert nonce_of(memory, registrar, 1) == 1 << 64 | 2
+    # Lane 0 is as the grant left it, and its first request goes through.
+    assert (raw_lane(memory, registrar, 0), nonce_of(memory, registrar, 0)) == (1, 0)
+    relay(memory, signed(memory, leaf("lane zero"), 0))
+    assert nonce_of(memory, registrar, 0) == 1
+    assert [registrant_of(memory, label) for label in ("lane one", "lane zero")] == [registrar] * 2
+
+
+@pytest.mark.parametrize("how", ["removed by the admin", "renounced"])
+def test_losing_and_regaining_the_role_never_makes_a_used_nonce_valid_again(
+    memory, registrar, how: str
+) -> None:
+    owner = memory.other(REGISTRAR)
+    relay(memory, signed(memory, leaf("v1"), 0))
+    send(owner, "cancelNonce", 1)
+    relay(memory, signed(memory, leaf("lane one"), 1 << 64))
+    if how == "renounced":
+        owner.renounce_role(Role.REGISTRAR)
+    else:
+        memory.client.remove_role(Role.REGISTRAR, registrar)
+    assert not memory.client.has_role(Role.REGISTRAR, registrar)
+    memory.client.grant_role(Role.REGISTRAR, registrar)
+    assert nonce_of(memory, registrar, 0) == 2
+    assert nonce_of(memory, registrar, 1) == 1 << 64 | 1
+    # Sequences 0 (used) and 1 (cancelled) stay spent, in lane 0 and in lane 1.
+    for nonce, expected in ((0, 2), (1, 2), (1 << 64, 1 << 64 | 1)):
+        with pytest.raises(reverts.InvalidNonce) as caught:
+            relay(memory, signed(memory, leaf("v2"), nonce))
+        assert (caught.value.registrar, caught.value.nonce) == (registrar, nonce)
+        assert caught.value.expected == expected
+        assert registrant_of(memory, "v2") == ZERO_ADDRESS
+    relay(memory, signed(memory, leaf("v2"), 2))
+    assert (registrant_of(memory, "v2"), nonce_of(memory, registrar, 0)) == (registrar, 3)
+
+
+def test_a_grant_keeps_the_sequence_of_nonces_cancelled_before_it(memory) -> None:
+    account = memory.address(REGISTRAR)
+    send(memory.other(REGISTRAR), "cancelNonce", 0)
+    assert raw_lane(memory, account, 0) == 2
+    memory.client.grant_role(Role.REGISTRAR, account)
+    assert (raw_lane(memory, account, 0), nonce_of(memory, account, 0)) == (2, 1)
+    with pytest.raises(reverts.InvalidNonce) as caught:
+        relay(memory, signed(memory, leaf("v1"), 0))
+    assert (caught.value.nonce, caught.value.expected) == (0, 1)
+    assert_unchanged(memory, account, "v1", nonce=1)
+    relay(memory, signed(memory, leaf("v1"), 1))
+    assert registrant_of(memory, "v1") == account
+
+
+def test_nonces_count_those_used_or_cancelled_in_a_lane_whatever_the_grants(memory) -> None:
+    account = memory.address(REGISTRAR)
+    owner = memory.other(REGISTRAR)
+    spent = {0: 0, 1: 0, 2: 0}
+
+    def cancel(lane: int) -> None:
+        send(owner, "cancelNonce", lane << 64 | spent[lane])
+        spent[lane] += 1
+
+    def register(lane: int) -> None:
+        relay(memory, signed(memory, leaf(f"{lane}/{spent[lane]}"), lane << 64 | spent[lane]))
+        spent[lane] += 1
+
+    steps = [
+        lambda: cancel(2),  # a fresh slot, before any grant
+        lambda: memory.client.grant_role(Role.REGISTRAR, account),
+        lambda: register(0),  # the slot the grant initialised
+        lambda: cancel(0),
+        lambda: register(1),  # a fresh slot, after the grant
+        lambda: register(2),
+        lambda: memory.client.remove_role(Role.REGISTRAR, account),
+        lambda: cancel(1),
+        lambda: cancel(0),
+        lambda: memory.client.grant_role(Role.REGISTRAR, account),
+        lambda: register(0),
+        lambda: register(1),
+    ]
+    for step in [lambda: None, *steps]:
+        step()
+        assert [nonce_of(memory, account, lane) for lane in spent] == [
+            lane << 64 | count for lane, count in spent.items()
+        ]
+    assert spent == {0: 4, 1: 3, 2: 2}
 
 
 # --------------------------------------------------------------------------------------------
