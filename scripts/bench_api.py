@@ -4,6 +4,9 @@ measured in the same run (same machine, same load generator, one uvicorn worker 
 
 1. ``POST /models/{digest}/predict`` vs a bare FastAPI endpoint doing the same inference (same PNG
    decoding, same network, same probabilities) with no gate, no chain, no audit;
+   1b. the same ``/predict`` with its receipt vs the same service whose answers carry none
+   (``AuditAnchoring.receipt`` replaced by one that gives None, as before receipts), same launcher,
+   same data directory;
 2. ``POST /verify`` of a stored-size checkpoint vs a bare upload-and-hash endpoint, with the
    default audit durability (entries written before the response, fsynced within
    ``REGISTRY_AUDIT_SYNC_INTERVAL_S``) and then with every entry fsynced before its response;
@@ -43,6 +46,15 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# `python -m registry.api.server`, with predict answers as they were before receipts.
+NO_RECEIPTS_SERVER = """
+from registry.api import anchoring
+anchoring.AuditAnchoring.receipt = lambda self, provenance: None
+from registry.api.server import run
+from registry.config import get_settings
+run(get_settings())
+"""
 
 BASELINE_APP = """
 import hashlib, os
@@ -455,6 +467,22 @@ def main() -> int:
             lambda h: h.post(f"{ours}/models/{digest}/predict", files=files),
             "target >= 0.9x",
         )
+        plain = start_service(
+            {**env, "REGISTRY_DATA_DIR": str(root / "data1")},
+            command=[sys.executable, "-c", NO_RECEIPTS_SERVER],
+            log_path=root / "no-receipts.log",
+        )
+        processes.append(plain)
+        compare(
+            "1b. POST /predict with receipts (registry) vs without (baseline)",
+            args.seconds,
+            args.clients,
+            lambda h: h.post(f"{plain.url}/models/{digest}/predict", files=files),
+            lambda h: h.post(f"{ours}/models/{digest}/predict", files=files),
+            "target >= 0.9x",
+        )
+        processes.remove(plain)
+        plain.stop()
         compare(
             "2. POST /verify of the stored checkpoint",
             args.seconds,
