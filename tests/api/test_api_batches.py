@@ -230,3 +230,18 @@ def test_each_batch_revert_is_its_own_problem(error: Exception, status: int, cod
     body = json.loads(bytes(response.body))
     assert body["error"]["code"] == code
     assert body["error"]["message"] == str(error)
+
+
+def test_a_manifest_already_in_a_shared_store_is_shelved_when_its_batch_is_asked_for(
+    api: Any, files: Any
+) -> None:
+    # `registry register --batch` elsewhere put the manifest in the store this service shares.
+    tree, manifest = anchored(api, files)
+    api.http.app.state.services.store.put(manifest, "manifest")  # type: ignore[attr-defined]
+    assert api.verify(files[0][0]).json()["reason"] == "unknown"  # nothing shelved yet
+
+    facts = api.http.get(f"/batches/0x{tree.root.hex()}").json()
+    assert facts["manifest_stored"] is True
+
+    verdict = api.verify(files[0][0]).json()
+    assert verdict["verified"] and verdict["batch"]["root"] == "0x" + tree.root.hex()
