@@ -25,7 +25,8 @@ from registry.chain.reverts import (
     NotAllowedToRevokeBatch,
     UnknownBatch,
 )
-from registry.core.batches import build_tree, manifest_bytes, request_of
+from registry.core.batch_proof import BatchProof
+from registry.core.batches import Manifest, build_tree, manifest_bytes, request_of
 from registry.core.digest import digest_bytes
 from registry.core.records import RevocationReason
 from registry.services import check_batch, register_batch
@@ -245,3 +246,37 @@ def test_a_manifest_already_in_a_shared_store_is_shelved_when_its_batch_is_asked
 
     verdict = api.verify(files[0][0]).json()
     assert verdict["verified"] and verdict["batch"]["root"] == "0x" + tree.root.hex()
+
+
+def verify_with_proof(api: Any, checkpoint: bytes, proof: bytes, query: str = "") -> Any:
+    files = [
+        ("file", ("m.safetensors", checkpoint, "application/octet-stream")),
+        ("proof", ("p.json", proof, "application/json")),
+    ]
+    return api.http.post(f"/verify{query}", files=files, headers=READER)
+
+
+def test_verify_takes_a_proof_sent_with_the_file_and_refuses_a_forged_one(
+    api: Any, files: Any
+) -> None:
+    tree, manifest = anchored(api, files)
+    digest = digest_bytes(files[1][0])
+    proof = BatchProof.from_manifest(Manifest.parse(manifest), digest).to_json()
+    answer = verify_with_proof(api, files[1][0], proof)
+    assert answer.status_code == 200, answer.text
+    verdict = answer.json()
+    assert verdict["verified"] and verdict["batch"]["root"] == "0x" + tree.root.hex()
+    assert verdict["batch"]["position"] == 1 and verdict["stored"] is False
+
+    forged = json.loads(proof)
+    forged["leaf"][1] = "10000"  # a better accuracy than was anchored
+    error = assert_error(
+        verify_with_proof(api, files[1][0], json.dumps(forged).encode()), 400, "invalid_input"
+    )
+    assert "does not lead" in error["message"]
+    # One file's proof does not vouch for another file.
+    assert_error(verify_with_proof(api, files[0][0], proof), 400, "invalid_input")
+    assert_error(verify_with_proof(api, files[1][0], proof, "?store=true"), 400, "invalid_input")
+    assert store(api) == []
+    outcomes = [e["outcome"] for e in api.audit_entries() if e["event"] == "verify"]
+    assert outcomes == ["verified", "invalid_input", "invalid_input"]

@@ -15,11 +15,13 @@ from registry.api.errors import responses
 from registry.api.modelfacts import CARDS, model_facts, policy_facts
 from registry.api.routes.imports import import_bytes
 from registry.api.schemas import PolicyOut, VerdictOut
-from registry.api.uploads import body_or_file
+from registry.api.uploads import body_or_file, file_bytes, is_multipart, read_form
+from registry.core.batch_proof import BatchProof
 from registry.core.digest import Digest, digest_bytes
 from registry.core.records import Verdict
 from registry.core.store import FileStore
-from registry.errors import StoreUnavailable
+from registry.errors import InvalidInput, StoreUnavailable
+from registry.verify import verify_located
 
 log = logging.getLogger("registry.api")
 router = APIRouter(tags=["verification"])
@@ -37,7 +39,16 @@ CHECKPOINT_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "proof": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "optional: the file's inclusion proof in its batch "
+                            "(registry-batch-proof-v1, `registry batch proof`), for a batched "
+                            "checkpoint whose manifest this service does not hold",
+                        },
+                    },
                 }
             },
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -71,8 +82,18 @@ async def verify(
     malformed safetensors file is refused (422) without ever being deserialised. Beside the
     verdict: what the model's card and header say (`model`: name, intended use, whether it was
     trained on stand-in data) and the clinic's `policy` the verdict applied. With `store=true`
-    a verified file is kept (audited as an `import`); any other file never is."""
-    data = await body_or_file(request, "file")
+    a verified file is kept (audited as an `import`); any other file never is. A checkpoint
+    anchored in a batch is judged through its batch (`batch`: root and position) when this
+    service holds the batch's manifest (POST /batches), or through a `proof` part sent with it;
+    a proof that does not lead to an anchored root is a 400."""
+    data, proof = await _checkpoint_and_proof(request)
+    if proof is not None and store:
+        raise InvalidInput(
+            "store=true keeps a file for /predict, which judges a batched checkpoint through a "
+            "manifest this service holds, not a proof sent once: send the batch's manifest "
+            "(POST /batches) instead",
+            store=True,
+        )
     digest = (
         digest_bytes(data)
         if len(data) <= INLINE_HASH_BYTES
@@ -82,7 +103,9 @@ async def verify(
         # A file whose header already passed, and whose verdict is still fresh, costs no thread
         # and no chain call: the answer is known. Anything else is worked out off the loop.
         verdict = services.fresh_verdict(digest)
-        if verdict is None or services.checked_headers.passed(digest) is None:
+        if proof is not None:
+            verdict = await run_in_threadpool(_verdict_with_proof, services, data, digest, proof)
+        elif verdict is None or services.checked_headers.passed(digest) is None:
             verdict = await run_in_threadpool(_verdict, services, data, digest)
         entry.update(block=verdict.checked_block, outcome=verdict.reason)
     # A folder store answers with a stat, on the loop; a bucket's answer is a request, off it.
@@ -124,6 +147,32 @@ def _verdict(services: Services, data: bytes, digest: Digest) -> Verdict:
     services.checked_headers.inspect(data, digest)  # 422 for anything but a LeNet safetensors
     verdict = services.gate().verdict(digest)
     _model(services, verdict)  # reads the card here, off the event loop, once per card
+    return verdict
+
+
+async def _checkpoint_and_proof(request: Request) -> tuple[bytes, bytes | None]:
+    """The checkpoint (multipart ``file`` or the raw body) and, in a form, an optional ``proof``."""
+    if not is_multipart(request):
+        return await body_or_file(request, "file"), None
+    form = await read_form(request, max_files=2)
+    try:
+        data = await file_bytes(form, "file")
+        proof = await file_bytes(form, "proof") if form.getlist("proof") else None
+    finally:
+        await form.close()
+    if not data:
+        raise InvalidInput("the upload is empty; send the checkpoint as the multipart field 'file'")
+    return data, proof
+
+
+def _verdict_with_proof(services: Services, data: bytes, digest: Digest, proof: bytes) -> Verdict:
+    """The verdict through the batch a proof sent with the file names (checked against its root
+    and the chain like any other); a single registration still wins. Never cached: the gate
+    judges batched checkpoints only through manifests this service holds."""
+    services.checked_headers.inspect(data, digest)
+    parsed = BatchProof.parse(proof, source="the proof sent")
+    verdict = verify_located(services.client(), digest, [parsed], services.policy)
+    _model(services, verdict)
     return verdict
 
 
