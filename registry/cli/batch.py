@@ -1,5 +1,6 @@
-"""Batched checkpoints on the command line: cutting one checkpoint's proof out of a manifest, and
-what the record commands (register, verify, show, history) need to say about batches.
+"""Batched checkpoints on the command line: listing the batches, cutting one checkpoint's proof
+out of a manifest, and what the record commands (register, verify, show, history) need to say
+about batches.
 
 ``registry batch proof --manifest M DIGEST -o PROOF.json`` writes the small file one hands over
 with one checkpoint instead of the whole manifest; ``registry verify FILE --proof PROOF.json``
@@ -24,7 +25,42 @@ if TYPE_CHECKING:
     from registry.index.batches import BatchShelf
 
 
-def cmd_batch_proof(args: argparse.Namespace, out: Output) -> int:
+def cmd_batch(args: argparse.Namespace, out: Output) -> int:
+    if args.action == "list":
+        return _batch_list(args, out)
+    if args.digest is None or args.manifest is None:
+        raise InvalidInput(
+            "`registry batch proof` needs the checkpoint's digest and --manifest M",
+            missing=[n for n in ("digest", "manifest") if getattr(args, n) is None],
+        )
+    return _batch_proof(args, out)
+
+
+def _batch_list(args: argparse.Namespace, out: Output) -> int:
+    """Every anchored batch, in chain order, and whether the data dir's shelf holds its
+    manifest (then its checkpoints verify without one: `registry show`, the service)."""
+    from registry.cli.output import client_for
+
+    client = client_for(args)
+    entries = batch_history(args, client, None)
+    shelf = shelf_for(args)
+    try:
+        for entry in entries:
+            entry["shelved"] = shelf is not None and shelf.holds(bytes.fromhex(entry["root"][2:]))
+    finally:
+        if shelf is not None:
+            shelf.close()
+    lines = [
+        f"{e['root']}  {'valid  ' if not e['revoked'] else 'revoked'}  {e['count']:>6} models  "
+        f"by {e['registrant']} in block {e['block_number']}"
+        f"{'  (manifest here)' if e['shelved'] else ''}"
+        for e in entries
+    ]
+    out.result(entries, "\n".join(lines) or "no batches")
+    return EXIT_OK
+
+
+def _batch_proof(args: argparse.Namespace, out: Output) -> int:
     from registry.core.batch_proof import BatchProof
     from registry.core.batches import Manifest
     from registry.core.files import atomic_write
@@ -49,10 +85,14 @@ def cmd_batch_proof(args: argparse.Namespace, out: Output) -> int:
 
 
 def _add_batch(add: AddCommand) -> None:
-    p = add("batch", cmd_batch_proof, "batched checkpoints: cut one checkpoint's proof")
-    p.add_argument("action", choices=["proof"], help="proof: write one checkpoint's proof")
-    p.add_argument("digest", help="the checkpoint's SHA-256 (registry hash FILE)")
-    p.add_argument("--manifest", type=Path, required=True, help="the batch's manifest")
+    p = add("batch", cmd_batch, "batched checkpoints: list the batches, cut one checkpoint's proof")
+    p.add_argument(
+        "action",
+        choices=["list", "proof"],
+        help="list: every anchored batch; proof: write one checkpoint's proof",
+    )
+    p.add_argument("digest", nargs="?", help="proof: the checkpoint's SHA-256 (registry hash)")
+    p.add_argument("--manifest", type=Path, help="proof: the batch's manifest")
     p.add_argument(
         "-o",
         "--output",

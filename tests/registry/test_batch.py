@@ -349,6 +349,10 @@ def test_cli_keeps_the_manifest_cuts_a_proof_and_verifies_show_and_history_throu
     ]
     code, events, _ = run(capsys, "history")
     assert ("batch-registered", batch["root"]) in [(e["kind"], e.get("root")) for e in events]
+    code, batches, err = run(capsys, "batch", "list")
+    assert code == 0, err
+    listed = [(b["root"], b["count"], b["shelved"], b["revoked"]) for b in batches]
+    assert (batch["root"], 3, True, False) in listed
 
 
 def test_cli_refuses_a_forged_proof_and_verifies_nothing(cli, files, tmp_path, capsys) -> None:
@@ -373,3 +377,5 @@ def test_cli_refuses_a_forged_proof_and_verifies_nothing(cli, files, tmp_path, c
         capsys, "batch", "proof", digest, "--manifest", str(manifest), "-o", str(proof)
     )
     assert code == 2 and "never overwritten" in err
+    code, _, err = run(capsys, "batch", "proof", digest)
+    assert code == 2 and "--manifest" in err
