@@ -126,7 +126,7 @@ class BatchProof:
                 f"{Digest.from_bytes(leaf[0]).short} to root {shown(root)}: it was altered, or "
                 "belongs to another batch",
                 source=source,
-                root=shown(root),
+                root=root if isinstance(root, str) else shown(root),
             )
         manifest_digest = raw.get("manifest_digest")
         return cls(
