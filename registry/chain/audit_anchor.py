@@ -32,12 +32,9 @@ from eth_utils import to_checksum_address as checksum
 from registry.chain.abi import address_topic, to_bytes, to_hex
 from registry.chain.client import RegistryClient
 from registry.chain.rpc import Rpc
-from registry.chain.transactions import Transactions
+from registry.chain.transactions import GAS_LIMITS, Transactions
 from registry.errors import ChainError, ContractMismatch, WrongChain
 
-# Measured on eth-tester: 69 057 for an account's first anchor (two fresh slots and the event),
-# 51 921 for a later one.
-ANCHOR_GAS = 150_000
 EVENT = "AuditLogAnchored"
 
 
@@ -115,7 +112,7 @@ class AuditAnchors:
             raise ChainError("no anchoring key is configured; nothing can be anchored")
         self.client.check_identity()
         data = self.client.abi.encode_call("anchorAuditLog", size, root)
-        tx = {"to": self.client.address, "data": to_hex(data), "gas": ANCHOR_GAS}
+        tx = {"to": self.client.address, "data": to_hex(data), "gas": GAS_LIMITS["anchorAuditLog"]}
         receipt = self._transactions.execute(tx)
         topic = anchored_topic(self.client)
         for log in receipt["logs"]:

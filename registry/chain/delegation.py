@@ -37,6 +37,7 @@ from registry.chain.reverts import (
     MissingRole,
 )
 from registry.chain.signing import SECP256K1_N
+from registry.chain.transactions import GAS_LIMITS
 from registry.core.records import ModelRecord, RegistrationResult, Role
 from registry.core.signed_request import (
     DOMAIN_FIELDS,
@@ -48,11 +49,6 @@ from registry.core.signed_request import (
     split_nonce,
 )
 from registry.errors import ChainError, ConfigurationError, InvalidInput
-
-# Fixed, like every gas limit of the client (estimating costs a round trip): about 1.5x what a
-# registration by signature costs, plus room for an ERC-1271 wallet's own check of the signature.
-REGISTER_BY_SIG_GAS = 150_000
-CANCEL_NONCE_GAS = 60_000
 
 DOMAIN_TYPEHASH = keccak(f"EIP712Domain({','.join(f'{t} {n}' for n, t in DOMAIN_FIELDS)})".encode())
 REGISTRATION_TYPEHASH = keccak(
@@ -287,7 +283,7 @@ def preflight(client: RegistryClient, request: SignedRegistration) -> Preflight:
     if not client.has_role(Role.REGISTRAR, reg.registrar):
         raise MissingRole(reg.registrar, int(Role.REGISTRAR))
     sender = client.account.address if client.account is not None else None
-    simulate(client, "registerBySig", _arguments(request), REGISTER_BY_SIG_GAS)
+    simulate(client, "registerBySig", _arguments(request))
     return Preflight(chain_time=now, signer=signer, sender=sender)
 
 
@@ -305,13 +301,14 @@ def check_nonce(client: RegistryClient, registrar: str, nonce: int) -> None:
     raise NonceUsed(registrar, nonce, expected)
 
 
-def simulate(client: RegistryClient, name: str, args: tuple[Any, ...], gas: int) -> None:
-    """Run the write as a call from the sender (the contract's typed error if it would revert)."""
+def simulate(client: RegistryClient, name: str, args: tuple[Any, ...]) -> None:
+    """Run the write as a call from the sender, with the gas it will be sent with (the contract's
+    typed error if it would revert)."""
     client.check_identity()
     call: dict[str, Any] = {
         "to": client.address,
         "data": to_hex(client.abi.encode_call(name, *args)),
-        "gas": gas,
+        "gas": GAS_LIMITS[name],
     }
     if client.account is not None:
         call["from"] = client.account.address
@@ -348,7 +345,7 @@ def submit(client: RegistryClient, request: SignedRegistration) -> Submitted:
     _sender(client, "submitting a signed registration")
     checked = preflight(client, request)
     reg = request.registration
-    receipt = _execute(client, "registerBySig", _arguments(request), REGISTER_BY_SIG_GAS)
+    receipt = client.transact("registerBySig", *_arguments(request))
     event = next(
         (
             RegisteredEvent.from_log(log)
@@ -394,8 +391,8 @@ def cancel_nonce(client: RegistryClient, nonce: int) -> CancelledNonce:
     longer be sent. Checked and simulated first, like a submission."""
     me = _sender(client, "cancelling a nonce").address
     check_nonce(client, me, nonce)
-    simulate(client, "cancelNonce", (nonce,), CANCEL_NONCE_GAS)
-    receipt = _execute(client, "cancelNonce", (nonce,), CANCEL_NONCE_GAS)
+    simulate(client, "cancelNonce", (nonce,))
+    receipt = client.transact("cancelNonce", nonce)
     return CancelledNonce(
         me, nonce, to_hex(receipt["transactionHash"]), int(receipt["blockNumber"])
     )
@@ -408,9 +405,3 @@ def _sender(client: RegistryClient, what: str) -> LocalAccount:
             "REGISTRY_PRIVATE_KEY or REGISTRY_KEYSTORE (+ REGISTRY_KEYSTORE_PASSWORD)"
         )
     return client.account
-
-
-def _execute(client: RegistryClient, name: str, args: tuple[Any, ...], gas: int) -> dict[str, Any]:
-    client.check_identity()
-    tx = {"to": client.address, "data": to_hex(client.abi.encode_call(name, *args)), "gas": gas}
-    return client.transactions.execute(tx)

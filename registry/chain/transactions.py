@@ -40,6 +40,12 @@ GAS_LIMITS = {
     "revokeLeaf": 150_000,
     "attest": 85_000,
     "revokeAttestation": 45_000,
+    # A registration by signature, plus room for an ERC-1271 wallet's own check of the signature.
+    "registerBySig": 150_000,
+    "cancelNonce": 60_000,
+    # Measured on eth-tester: 69 057 for an account's first anchor (two fresh slots and the
+    # event), 51 921 for a later one.
+    "anchorAuditLog": 150_000,
     "grantRole": 80_000,
     "removeRole": 60_000,
     "renounceRole": 60_000,
