@@ -33,6 +33,7 @@ from registry.core.audit_chain import (
     verify,
 )
 from registry.core.audit_key import AuditKey
+from registry.core.files import fsync_dir
 from registry.core.times import now_iso_utc
 from registry.errors import AuditLogCorrupt, InvalidInput
 
@@ -133,8 +134,4 @@ def _install_successor(path: Path, key: AuditKey, seal: Seal) -> None:
         os.rename(temporary, path)  # the name now points at the new log, never at nothing
     finally:
         temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(path.parent)
