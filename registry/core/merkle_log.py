@@ -18,7 +18,11 @@ published reference vectors of the CT implementations:
 ``CompactTree`` computes the root of a growing log incrementally, holding one hash per set bit of
 its size (a stack of perfect-subtree roots), so a log of millions of entries is rooted without
 holding its entries. The provers take the leaf hashes (``leaf_hash`` of each entry) and cost
-``O(n)`` hashing each.
+``O(n)`` hashing each: they are the reference. The ``*_from_nodes`` provers build the same bytes
+from stored *perfect subtrees* (the root of every complete, aligned block of ``2^k`` leaves, which
+``CompactTree.push`` hands out as the log grows): every node of a proof for size ``n`` is either
+one such subtree or the root of the tree's ragged right edge, folded from the ``O(log n)``
+subtrees of ``n``'s compact range, so a proof reads ``O(log n)`` stored hashes.
 
 A verifier answers ``False`` for a well-formed proof that does not hold (another root, another
 index or size, a changed bit) and raises ``InvalidInput`` for a malformed one (a hash that is not
@@ -29,8 +33,8 @@ is ``SHA-256("")``, so a consistency claim from size 0 must carry that root.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, TypeAlias
 
 from registry.errors import InvalidInput
 
@@ -38,10 +42,16 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "CompactTree",
+    "NodeReader",
+    "compact_range",
     "consistency_proof",
+    "consistency_proof_from_nodes",
     "inclusion_proof",
+    "inclusion_proof_from_nodes",
     "leaf_hash",
     "node_hash",
+    "perfect_levels",
+    "root_from_nodes",
     "root_of",
     "verify_consistency",
     "verify_inclusion",
@@ -149,6 +159,21 @@ class CompactTree:
         for leaf in leaves:
             self.append(leaf)
 
+    def push(self, leaf: bytes) -> list[bytes]:
+        """``append``, returning the perfect subtrees the leaf completes, smallest first: entry
+        ``j`` is the root of the block of ``2^(j+1)`` leaves that now ends with it (none when
+        the new size is odd). Kept as they come, they are the nodes the ``*_from_nodes``
+        provers read."""
+        node = _hash(leaf, "leaf hash")
+        size, completed = self._size, []
+        while size & 1:
+            node = node_hash(self._nodes.pop(), node)
+            completed.append(node)
+            size >>= 1
+        self._nodes.append(node)
+        self._size += 1
+        return completed
+
     def root(self) -> bytes:
         """``MTH`` of the leaves appended so far (``EMPTY_ROOT`` for none)."""
         if not self._nodes:
@@ -220,6 +245,128 @@ def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:
     if not whole:
         proof.append(_range_root(leaves, start, end))
     return proof[::-1]
+
+
+NodeReader: TypeAlias = Callable[[int, int], bytes]
+"""``node(level, index)``: the root of the perfect subtree over leaves ``index * 2^level`` to
+``(index + 1) * 2^level - 1`` (level 0: the leaf hashes themselves)."""
+
+
+def perfect_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every perfect aligned subtree of ``leaves``, level by level (``levels[0]`` the leaves):
+    an in-memory ``NodeReader`` is ``lambda level, index: levels[level][index]``. ``O(n)``
+    hashes once, for a caller that proves many sizes of one list."""
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
+    return levels
+
+
+def compact_range(node: NodeReader, size: int) -> list[bytes]:
+    """The perfect subtrees whose concatenation is the tree of ``size`` leaves, largest (leftmost)
+    first: what ``CompactTree.nodes`` holds at that size, read as ``size.bit_count()`` nodes."""
+    size, nodes, start = _count(size, "size"), [], 0
+    for level in reversed(range(size.bit_length())):
+        if size >> level & 1:
+            nodes.append(_hash(node(level, start >> level), f"node ({level}, {start >> level})"))
+            start += 1 << level
+    return nodes
+
+
+class _StoredTree:
+    """The tree of ``size`` leaves over a ``NodeReader``: the root of any subtree a proof names.
+
+    A proof's subtrees are the ranges RFC 6962's recursion visits: each is perfect and aligned
+    (one stored node), or runs to the tree's end (a suffix of the compact range, folded from the
+    right: all of them cost ``size.bit_count()`` reads and hashes, once)."""
+
+    def __init__(self, node: NodeReader, size: int) -> None:
+        self._node, self.size = node, size
+        starts, start = [], 0
+        for level in reversed(range(size.bit_length())):
+            if size >> level & 1:
+                starts.append(start)
+                start += 1 << level
+        self._edge: dict[int, bytes] = {}
+        root = b""
+        for start, level_node in zip(
+            reversed(starts), reversed(compact_range(node, size)), strict=True
+        ):
+            root = node_hash(level_node, root) if root else level_node
+            self._edge[start] = root  # the root of leaves start..size-1
+        self.root = root or EMPTY_ROOT
+
+    def subtree(self, start: int, end: int) -> bytes:
+        width = end - start
+        if width & (width - 1) == 0 and start % width == 0:
+            level = width.bit_length() - 1
+            return _hash(self._node(level, start >> level), f"node ({level}, {start >> level})")
+        return self._edge[start]  # end == size: RFC 6962 only splits off ragged right edges
+
+
+def root_from_nodes(node: NodeReader, size: int) -> bytes:
+    """``MTH`` of the first ``size`` leaves from stored perfect subtrees: ``O(log n)`` reads."""
+    return _StoredTree(node, _count(size, "size")).root
+
+
+def inclusion_proof_from_nodes(
+    node: NodeReader, size: int, index: int
+) -> tuple[list[bytes], bytes]:
+    """``inclusion_proof`` of ``index`` in the tree of ``size`` leaves, byte for byte, and that
+    tree's root, from stored perfect subtrees: ``O(log n)`` reads."""
+    index, size = _count(index, "leaf index"), _count(size, "size")
+    if index >= size:
+        raise InvalidInput(
+            f"leaf index {index} is outside a tree of {size} leaves; "
+            f"prove an index from 0 to {size - 1}",
+            index=index,
+            size=size,
+        )
+    tree = _StoredTree(node, size)
+    path: list[bytes] = []
+    start, end = 0, size
+    while end - start > 1:  # the reference's descent, each sibling read instead of hashed
+        k = _split(end - start)
+        if index < start + k:
+            path.append(tree.subtree(start + k, end))
+            end = start + k
+        else:
+            path.append(tree.subtree(start, start + k))
+            start += k
+    return path[::-1], tree.root
+
+
+def consistency_proof_from_nodes(
+    node: NodeReader, size: int, old_size: int
+) -> tuple[list[bytes], bytes, bytes]:
+    """``consistency_proof`` from ``old_size`` to ``size`` leaves, byte for byte, and the two
+    roots, from stored perfect subtrees: ``O(log n)`` reads."""
+    old_size, size = _count(old_size, "old size"), _count(size, "size")
+    if old_size > size:
+        raise InvalidInput(
+            f"old size {old_size} is larger than the tree's {size} leaves; "
+            "a consistency proof goes from an earlier, smaller tree to a later one",
+            old_size=old_size,
+            size=size,
+        )
+    tree = _StoredTree(node, size)
+    old_root = tree.root if old_size == size else _StoredTree(node, old_size).root
+    if old_size in (0, size):
+        return [], old_root, tree.root
+    proof: list[bytes] = []
+    start, end, m, whole = 0, size, old_size, True
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            proof.append(tree.subtree(start + k, end))
+            end = start + k
+        else:
+            proof.append(tree.subtree(start, start + k))
+            start, m, whole = start + k, m - k, False
+    if not whole:
+        proof.append(tree.subtree(start, end))
+    return proof[::-1], old_root, tree.root
 
 
 def verify_inclusion(
