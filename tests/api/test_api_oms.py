@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from apikit import READER, Api, assert_error, digest_of, make_checkpoint, png
+from omskit import key_pair
+from omskit import ms_sign as sign_file
 
 from registry.config import Settings
 from registry.core.digest import Digest
@@ -25,37 +27,12 @@ from registry.oms import trusted_keys
 model_signing = pytest.importorskip("model_signing", reason="the [oms] extra is not installed")
 
 
-def key_pair(folder: Path, name: str) -> tuple[Path, Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = folder / f"{name}.pem", folder / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
-
-
 def ms_sign(checkpoint: bytes, private: Path, folder: Path, hashing: Any = None) -> bytes:
     """model_signing's own bundle for the checkpoint as a file."""
     folder.mkdir(parents=True, exist_ok=True)
     model, signature = folder / "model.safetensors", folder / "model.sig"
     model.write_bytes(checkpoint)
-    config = model_signing.signing.Config().use_elliptic_key_signer(private_key=private)
-    if hashing is not None:
-        config.set_hashing_config(hashing)
-    config.sign(model, signature)
-    return signature.read_bytes()
+    return sign_file(model, private, signature, hashing)
 
 
 @pytest.fixture

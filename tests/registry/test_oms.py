@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from apikit import make_card, make_checkpoint
+from omskit import key_pair, ms_sign
 
 from registry.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from registry.core.digest import Digest, digest_bytes
@@ -37,37 +38,6 @@ from registry.oms import (
 )
 
 model_signing = pytest.importorskip("model_signing", reason="the [oms] extra is not installed")
-
-
-def key_pair(folder: Path, name: str) -> tuple[Path, Path]:
-    """An EC P-256 pair as model_signing takes it: (private PEM, public PEM)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = folder / f"{name}.pem", folder / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
-
-
-def ms_sign(model: Path, private: Path, signature: Path, hashing: Any = None) -> bytes:
-    """Sign with model_signing's own API, as a hospital already using it would."""
-    config = model_signing.signing.Config().use_elliptic_key_signer(private_key=private)
-    if hashing is not None:
-        config.set_hashing_config(hashing)
-    config.sign(model, signature)
-    return signature.read_bytes()
 
 
 def ms_verify_cli(model: Path, signature: Path, public: Path) -> subprocess.CompletedProcess[str]:
@@ -331,6 +301,18 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def verify_with_bundle(
+    capsys: pytest.CaptureFixture[str],
+    before: tuple[str, ...],
+    model: Path,
+    bundle: Path,
+    key: Path,
+) -> tuple[int, str, str]:
+    """``registry <before> verify MODEL --oms-bundle BUNDLE --oms-key KEY``."""
+    argv = ["verify", str(model), "--oms-bundle", str(bundle), "--oms-key", str(key)]
+    return run(capsys, *before, *argv)
+
+
 def register(capsys: pytest.CaptureFixture[str], chain: tuple[str, ...], model: Path) -> Digest:
     card = model.parent / "model_card.json"
     card.write_bytes(make_card(model.read_bytes()))
@@ -350,8 +332,7 @@ def test_cli_verify_accepts_a_model_signing_bundle_over_the_registered_file(
     register(capsys, chain, model)
     signature = tmp_path / "model.sig"
     ms_sign(model, keys["trusted"], signature)
-    argv = ["verify", str(model), "--oms-bundle", str(signature)]
-    code, out, err = run(capsys, *chain, *argv, "--oms-key", str(keys["trusted_pub"]))
+    code, out, err = verify_with_bundle(capsys, chain, model, signature, keys["trusted_pub"])
     assert code == EXIT_OK, err
     assert out.startswith("VERIFIED") and "model-signing bundle by key" in out
 
@@ -389,8 +370,8 @@ def test_cli_verify_refuses_untrusted_mismatching_shard_and_other_hash_bundles(
     for n, (expected, bundle) in enumerate(bundles.items()):
         signature = tmp_path / f"case{n}.sig"
         signature.write_bytes(bundle)
-        argv = ["--json", "verify", str(model), "--oms-bundle", str(signature)]
-        code, out, _ = run(capsys, *chain, *argv, "--oms-key", str(keys["trusted_pub"]))
+        json_chain = (*chain, "--json")
+        code, out, _ = verify_with_bundle(capsys, json_chain, model, signature, keys["trusted_pub"])
         answer = json.loads(out)
         assert code == EXIT_FAILED, expected
         assert (answer["verified"], answer["reason"]) == (False, "policy"), expected
@@ -407,16 +388,7 @@ def test_cli_verify_with_an_unusable_bundle_or_no_key_is_bad_input(
 ) -> None:
     junk = tmp_path / "junk.sig"
     junk.write_text("{}")
-    code, _, err = run(
-        capsys,
-        *chain,
-        "verify",
-        str(model),
-        "--oms-bundle",
-        str(junk),
-        "--oms-key",
-        str(keys["trusted_pub"]),
-    )
+    code, _, err = verify_with_bundle(capsys, chain, model, junk, keys["trusted_pub"])
     assert code == EXIT_USAGE and "not a key-based model-signing bundle" in err
     code, _, err = run(capsys, *chain, "verify", str(model), "--oms-bundle", str(junk))
     assert code == EXIT_USAGE and "--oms-key" in err
@@ -446,16 +418,7 @@ def test_cli_export_signature_writes_what_model_signing_verify_key_accepts(
     result = ms_verify_cli(model, signature, keys["trusted_pub"])
     assert result.returncode == 0, result.stderr
     # and our own verify takes it back
-    code, out, err = run(
-        capsys,
-        *chain,
-        "verify",
-        str(model),
-        "--oms-bundle",
-        str(signature),
-        "--oms-key",
-        str(keys["trusted_pub"]),
-    )
+    code, out, err = verify_with_bundle(capsys, chain, model, signature, keys["trusted_pub"])
     assert code == EXIT_OK, err
     # a tampered copy of the file fails their check
     tampered = tmp_path / "tampered.safetensors"
@@ -525,7 +488,7 @@ def test_without_the_oms_extra_the_commands_say_what_to_install(
     # model_signing as a base install lacks it: importing it fails.
     for name in [m for m in sys.modules if m == "model_signing" or m.startswith("model_signing.")]:
         monkeypatch.setitem(sys.modules, name, None)
-    argv = ["verify", str(model), "--oms-bundle", str(signature)]
-    code, _, err = run(capsys, "--rpc-url", "memory", *argv, "--oms-key", str(keys["trusted_pub"]))
+    memory = ("--rpc-url", "memory")
+    code, _, err = verify_with_bundle(capsys, memory, model, signature, keys["trusted_pub"])
     assert code == EXIT_USAGE
     assert "pip install '.[oms]'" in err
