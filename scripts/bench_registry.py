@@ -40,17 +40,18 @@ from pathlib import Path
 
 import requests
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
 from registry.chain.abi import to_hex
 from registry.chain.client import RegistryClient
 from registry.chain.connection import make_web3
+from registry.chain.delegation import read_domain, sign
 from registry.chain.deploy import deploy_contract
 from registry.chain.transactions import GAS_LIMITS
 from registry.core.batches import build_tree, manifest_bytes
 from registry.core.digest import digest_bytes, digest_file
 from registry.core.records import RegisterRequest, Role
+from registry.core.signed_request import Registration
 from registry.devnet import DEV_PRIVATE_KEYS, AnvilNode
 
 EAS_ATTEST_GAS = 206_914
@@ -152,51 +153,13 @@ def raw_write(client: RegistryClient, name: str, *args: object) -> int:
 def sign_registration(
     client: RegistryClient, signer: LocalAccount, r: RegisterRequest, nonce: int, deadline: int
 ) -> tuple[tuple[bytes, int, bytes, bytes, bytes], bytes]:
-    """The record as registerBySig takes it and ``signer``'s EIP-712 signature of it."""
-    _, name, version, chain_id, contract, _, _ = client.call("eip712Domain")
-    record = (
-        r.digest.raw,
-        r.accuracy_bps,
-        r.test_set_digest.raw,
-        r.card_digest.raw,
-        r.parent.raw if r.parent else bytes(32),
-    )
-    fields = ("digest", "accuracyBps", "testSetDigest", "cardDigest", "parent")
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Registration": [
-                {"name": "digest", "type": "bytes32"},
-                {"name": "accuracyBps", "type": "uint16"},
-                {"name": "testSetDigest", "type": "bytes32"},
-                {"name": "cardDigest", "type": "bytes32"},
-                {"name": "parent", "type": "bytes32"},
-                {"name": "registrar", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Registration",
-        "domain": {
-            "name": name,
-            "version": version,
-            "chainId": chain_id,
-            "verifyingContract": client.w3.to_checksum_address(contract),
-        },
-        "message": {
-            **dict(zip(fields, record, strict=True)),
-            "registrar": signer.address,
-            "nonce": nonce,
-            "deadline": deadline,
-        },
-    }
-    signature = signer.sign_message(encode_typed_data(full_message=typed)).signature
-    return record, bytes(signature)
+    """The record as registerBySig takes it and ``signer``'s EIP-712 signature of it, over the
+    contract's own domain (the library's signing, as ``registry sign-registration`` does)."""
+    registration = Registration(
+        r.digest, r.accuracy_bps, r.test_set_digest, r.card_digest, r.parent,
+        signer.address, nonce, deadline,
+    )  # fmt: skip
+    return registration.leaf(), sign(signer, read_domain(client), registration)
 
 
 def bench_other_writes(client: RegistryClient, url: str, single_gas: int, parent_gas: int) -> None:
