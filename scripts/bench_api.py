@@ -36,7 +36,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -44,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import request_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,28 +95,7 @@ async def upload_hash(request: Request):
 
 def load(seconds: float, clients: int, send: Callable[[httpx.Client], httpx.Response]) -> float:
     """Requests per second over ``seconds`` from ``clients`` threads; any non-200 aborts."""
-    done = [0] * clients
-    errors: list[str] = []
-    deadline = time.monotonic() + seconds
-
-    def worker(index: int) -> None:
-        with httpx.Client(timeout=30) as http:
-            while time.monotonic() < deadline and not errors:
-                response = send(http)
-                if response.status_code != 200:
-                    errors.append(f"{response.status_code}: {response.text[:300]}")
-                    return
-                done[index] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit(f"load phase failed: {errors[0]}")
-    return sum(done) / (time.monotonic() - started)
+    return request_rate(seconds, clients, send, timeout=30)
 
 
 def compare(

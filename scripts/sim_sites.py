@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 with warnings.catch_warnings():  # its TestClient import warns about starlette's httpx use
     warnings.simplefilter("ignore")
     from bench_catalogue import fill
+from loadgen import request_rate
 
 KEY = "sim-sites-registrar-and-revoker-key"
 BUCKET = "sim-sites"
@@ -467,11 +468,12 @@ def verify_under_catalogue_load(args: argparse.Namespace, url: str, data: bytes)
         if thread is not None:
             thread.start()
         try:
-            return load(
+            return request_rate(
                 args.seconds,
                 args.clients,
-                url,
                 lambda h: h.post("/verify", content=data, headers=octets),
+                base_url=url,
+                failure="/verify failed under load",
             ), lists[0]
         finally:
             stop.set()
@@ -481,33 +483,6 @@ def verify_under_catalogue_load(args: argparse.Namespace, url: str, data: bytes)
     alone, _ = rate(False)
     loaded, lists = rate(True)
     return {"alone_rps": alone, "with_lists_rps": loaded, "lists": lists, "ratio": loaded / alone}
-
-
-def load(
-    seconds: float, clients: int, url: str, send: Callable[[httpx.Client], httpx.Response]
-) -> float:
-    """Requests per second from ``clients`` threads over ``seconds``; a non-200 aborts."""
-    done, errors = [0] * clients, []
-    deadline = time.monotonic() + seconds
-
-    def worker(index: int) -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            while time.monotonic() < deadline and not errors:
-                response = send(http)
-                if response.status_code != 200:
-                    errors.append(f"{response.status_code}: {response.text[:200]}")
-                    return
-                done[index] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    t0 = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise SystemExit(f"/verify failed under load: {errors[0]}")
-    return sum(done) / (time.monotonic() - t0)
 
 
 def revoke_all(
