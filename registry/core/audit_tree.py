@@ -19,9 +19,13 @@ SHA-256 of the last line it read, all checked against the file before it is trus
 their leaves to ``audit.leaves`` (32-byte leaf hash and 8-byte offset of the line in its file,
 per entry), from which the proofs of any size up to there are built. A state that does not match
 the log (a rewritten line, a lost file) is dropped and the tree rebuilt from the log itself.
+Beside the leaves, the catch-up keeps the root of every complete aligned block of ``2^k`` leaves
+(``audit_nodes``: ``audit.level-<k>``), so a proof reads ``O(log n)`` stored hashes instead of
+hashing every leaf; those files follow the leaves file's rules, and nodes that do not make up the
+state's compact tree get the tree rebuilt too.
 Only the process that holds the anchoring lock (``AuditTree.exclusive``) catches up, so one
 process at a time writes those files; readers (the proof routes, in any worker) read the state
-first and then at most that many leaves, which are never rewritten below the state's size.
+first and then only nodes below its size, which are never rewritten below the state's size.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 
 from registry.core import merkle_log
 from registry.core.audit_chain import MAX_LINE_BYTES, Seal, parse_line
+from registry.core.audit_nodes import LevelWriter, NodeFiles, discard_levels, trim_levels
 from registry.core.files import atomic_write
 from registry.errors import AuditLogCorrupt, NotFound
 
@@ -233,10 +238,13 @@ class AuditTree:
         files = log_files(self.log)
         state = self.state()
         start = self._resume_point(state, files) if state is not None else None
+        if start is not None and state is not None and not self._levels_match(state):
+            start = None  # stored nodes that are not the saved tree's: rebuilt, never trusted
         if start is None:
             tree, position, anchor = merkle_log.CompactTree(), (0, 0, 0, ""), None
             with self.leaves_path.open("wb"):
                 pass
+            discard_levels(self.log.parent)
         else:
             assert state is not None
             tree = merkle_log.CompactTree.restore(state.size, state.nodes)
@@ -244,12 +252,14 @@ class AuditTree:
             with self.leaves_path.open("r+b") as f:
                 f.truncate(state.size * _RECORD.size)  # leaves of a catch-up cut short
         file_number, offset, lines, last = position
-        with self.leaves_path.open("ab") as leaves:
+        with self.leaves_path.open("ab") as leaves, LevelWriter(self.log.parent) as levels:
             for number in range(file_number, len(files)):
                 log_file = files[number]
                 if number != file_number:
                     offset, lines = 0, 0
-                offset, lines, last = self._read_file(log_file, offset, lines, last, tree, leaves)
+                offset, lines, last = self._read_file(
+                    log_file, offset, lines, last, tree, leaves, levels
+                )
             leaves.flush()
             os.fsync(leaves.fileno())
         current = os.stat(files[-1].path)
@@ -297,6 +307,19 @@ class AuditTree:
             return number, state.offset, state.lines, state.last_line
         return None
 
+    def _levels_match(self, state: TreeState) -> bool:
+        """Whether the level files hold the nodes of the saved tree (cut back to its size): the
+        nodes its size is made of must be the compact tree the state saved. False for a data
+        directory from before the levels were kept: its catch-up builds them."""
+        if not trim_levels(self.log.parent, state.size):
+            return False
+        with NodeFiles(self.leaves_path, _RECORD.size) as stored:
+            try:
+                nodes = merkle_log.compact_range(stored.node, state.size)
+            except AuditLogCorrupt:
+                return False
+        return tuple(nodes) == state.nodes
+
     @staticmethod
     def _read_file(
         log_file: LogFile,
@@ -305,6 +328,7 @@ class AuditTree:
         last: str,
         tree: merkle_log.CompactTree,
         leaves: Any,
+        levels: LevelWriter,
     ) -> tuple[int, int, str]:
         """Append the leaves of ``log_file``'s complete lines from ``offset``; a sealed file only
         up to the entries its seal records."""
@@ -323,7 +347,7 @@ class AuditTree:
                         break
                     line = data[start:end]
                     leaf = merkle_log.leaf_hash(line)
-                    tree.append(leaf)
+                    levels.append(tree.push(leaf))
                     leaves.write(_RECORD.pack(leaf, offset))
                     offset += end + 1 - start
                     lines += 1
@@ -376,18 +400,49 @@ class AuditTree:
         return line
 
     def inclusion(self, index: int, size: int) -> tuple[list[bytes], bytes]:
-        """The inclusion proof of entry ``index`` in the tree of ``size`` entries, and its root."""
-        leaves = self.leaf_hashes(size)
-        return merkle_log.inclusion_proof(leaves, index), merkle_log.root_of(leaves)
+        """The inclusion proof of entry ``index`` in the tree of ``size`` entries, and its root:
+        ``O(log n)`` stored nodes read (see ``audit_nodes``)."""
+        state = self._covering(size)
+        with NodeFiles(self.leaves_path, _RECORD.size) as stored:
+            if not stored.covers(size):  # a data dir from before the levels: until catch-up
+                leaves = self.leaf_hashes(size)
+                return merkle_log.inclusion_proof(leaves, index), merkle_log.root_of(leaves)
+            path, root = merkle_log.inclusion_proof_from_nodes(stored.node, size, index)
+        self._check_root(state, size, root)
+        return path, root
 
     def consistency(self, first: int, second: int) -> tuple[list[bytes], bytes, bytes]:
-        """The consistency proof from ``first`` to ``second`` entries, and the two roots."""
-        leaves = self.leaf_hashes(second)
-        return (
-            merkle_log.consistency_proof(leaves, first),
-            merkle_log.root_of(leaves[:first]),
-            merkle_log.root_of(leaves),
-        )
+        """The consistency proof from ``first`` to ``second`` entries, and the two roots:
+        ``O(log n)`` stored nodes read."""
+        state = self._covering(second)
+        with NodeFiles(self.leaves_path, _RECORD.size) as stored:
+            if not stored.covers(second):
+                leaves = self.leaf_hashes(second)
+                return (
+                    merkle_log.consistency_proof(leaves, first),
+                    merkle_log.root_of(leaves[:first]),
+                    merkle_log.root_of(leaves),
+                )
+            proof, first_root, second_root = merkle_log.consistency_proof_from_nodes(
+                stored.node, second, first
+            )
+        self._check_root(state, second, second_root)
+        return proof, first_root, second_root
+
+    def _covering(self, size: int) -> TreeState | None:
+        self._within(size, "size")
+        return self.state()
+
+    def _check_root(self, state: TreeState | None, size: int, root: bytes) -> None:
+        """Fail closed when stored nodes changed after the catch-up that wrote them: at the
+        state's own size the proof's root must be the one the state saved."""
+        if state is not None and state.size == size and root != state.root:
+            raise AuditLogCorrupt(
+                str(self.leaves_path),
+                0,
+                f"the stored tree of {size} entries hashes to {root.hex()[:12]}…, not to the "
+                f"root its state saved ({state.root.hex()[:12]}…): a node file was changed",
+            )
 
     def _within(self, size: int, what: str) -> None:
         caught_up = self.tree_size()

@@ -1,6 +1,8 @@
 """The audit log's Merkle tree: leaves are the lines' exact bytes, indexes run on across rotated
 files, the tree kept beside the log agrees with the file, and an anchored log rewritten later is
-caught; a receipt's proof is checked without the log."""
+caught; a receipt's proof is checked without the log. Proofs are built from the perfect subtrees
+stored beside the leaves and equal the reference provers' byte for byte; stored nodes that do
+not match the saved tree get it rebuilt, never trusted."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from registry.core import merkle_log
 from registry.core.audit import AuditLog, last_appended
 from registry.core.audit_chain import make_line, parse_line, sha256_hex, verify
 from registry.core.audit_key import AuditKey, load_key
+from registry.core.audit_nodes import NodeFiles
 from registry.core.audit_rotate import rotate
 from registry.core.audit_tree import AuditTree, first_index, log_files
 from registry.core.digest import Digest
@@ -413,3 +418,158 @@ def test_a_file_that_is_not_json_is_unusable_input() -> None:
     with pytest.raises(InvalidInput):
         load_json(b"not json", "proof")
     assert load_json(json.dumps({"a": 1}).encode(), "proof") == {"a": 1}
+
+
+# --------------------------------------------------------------------------------------------
+# Proofs from the stored perfect subtrees
+# --------------------------------------------------------------------------------------------
+
+# 260 entries cross a 256-leaf block, so nine levels are stored and most sizes are ragged.
+LOG_ENTRIES = 260
+
+
+def stored_levels(directory: Path) -> list[list[bytes]]:
+    """What the level files hold, level 1 upward, split into 32-byte nodes."""
+    levels = []
+    for level in range(1, 64):
+        path = directory / f"audit.level-{level}"
+        if not path.exists():
+            break
+        raw = path.read_bytes()
+        levels.append([raw[i : i + 32] for i in range(0, len(raw), 32)])
+    return levels
+
+
+def expected_levels(tree: AuditTree) -> list[list[bytes]]:
+    levels = merkle_log.perfect_levels(tree.leaf_hashes(tree.tree_size()))[1:]
+    return [level for level in levels if level]
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory: pytest.TempPathFactory) -> AuditTree:
+    """A log of ``LOG_ENTRIES`` entries caught up in three uneven steps (resuming twice)."""
+    directory = tmp_path_factory.mktemp("grown")
+    log = AuditLog(directory / "audit.log", load_key(directory / "audit.key", create=True))
+    tree = AuditTree(log.path)
+    for step in (37, 128, LOG_ENTRIES - 1 - 37 - 128):  # the header is entry 0
+        for block in range(step):
+            predict(log, block=block)
+        tree.catch_up()
+    assert tree.tree_size() == LOG_ENTRIES
+    return tree
+
+
+def test_the_level_files_hold_every_perfect_subtree_of_the_leaves(grown: AuditTree) -> None:
+    assert stored_levels(grown.log.parent) == expected_levels(grown)
+    assert len(stored_levels(grown.log.parent)) == LOG_ENTRIES.bit_length() - 1
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_proofs_from_stored_nodes_equal_the_reference_proofs_byte_for_byte(
+    grown: AuditTree, data: st.DataObject
+) -> None:
+    size = data.draw(st.integers(1, LOG_ENTRIES), label="size")
+    index = data.draw(st.integers(0, size - 1), label="index")
+    first = data.draw(st.integers(0, size), label="first")
+    leaves = grown.leaf_hashes(size)
+
+    assert grown.inclusion(index, size) == (
+        merkle_log.inclusion_proof(leaves, index),
+        merkle_log.root_of(leaves),
+    )
+    assert grown.consistency(first, size) == (
+        merkle_log.consistency_proof(leaves, first),
+        merkle_log.root_of(leaves[:first]),
+        merkle_log.root_of(leaves),
+    )
+
+
+def test_a_data_dir_from_before_the_levels_answers_and_gets_them_on_the_next_catch_up(
+    log: AuditLog,
+) -> None:
+    tree = AuditTree(log.path)
+    for block in range(20):
+        predict(log, block=block)
+    state = tree.catch_up()
+    for path in log.path.parent.glob("audit.level-*"):
+        path.unlink()
+    leaves = tree.leaf_hashes(state.size)
+
+    with NodeFiles(tree.leaves_path, 40) as stored:
+        assert not stored.covers(state.size)
+    assert tree.inclusion(5, state.size) == (
+        merkle_log.inclusion_proof(leaves, 5),
+        merkle_log.root_of(leaves),
+    )
+    predict(log)
+    new = tree.catch_up()
+
+    with NodeFiles(tree.leaves_path, 40) as stored:
+        assert stored.covers(new.size)
+    assert stored_levels(log.path.parent) == expected_levels(tree)
+    assert new.root == expected_root(log.path)
+
+
+def test_nodes_a_catch_up_cut_short_wrote_past_the_state_are_cut_back(log: AuditLog) -> None:
+    tree = AuditTree(log.path)
+    for block in range(11):
+        predict(log, block=block)
+    state = tree.catch_up()
+    # A catch-up that died after writing nodes but before its state: nodes nobody counted.
+    for level in (1, 2, 3, 5):
+        with (log.path.parent / f"audit.level-{level}").open("ab") as f:
+            f.write(b"\xee" * 32 * 3)
+    with tree.leaves_path.open("ab") as f:
+        f.write(b"\xee" * 40 * 5)
+
+    for block in range(6):
+        predict(log, block=block)
+    new = tree.catch_up()
+
+    assert new.size == state.size + 6
+    assert new.root == expected_root(log.path)
+    assert stored_levels(log.path.parent) == expected_levels(tree)
+
+
+@pytest.mark.parametrize(
+    ("level", "damage"),
+    [
+        (3, lambda raw: raw[:-32]),  # a level file shorter than the state's tree
+        (3, lambda raw: bytes([raw[0] ^ 1]) + raw[1:]),  # a node of the state's compact range
+        (2, lambda raw: b""),
+    ],
+)
+def test_stored_nodes_that_are_not_the_saved_trees_get_the_tree_rebuilt_from_the_log(
+    log: AuditLog, level: int, damage: Any
+) -> None:
+    tree = AuditTree(log.path)
+    for block in range(12):  # 13 entries: the compact range is levels 3, 2 and 0
+        predict(log, block=block)
+    tree.catch_up()
+    path = log.path.parent / f"audit.level-{level}"
+    path.write_bytes(damage(path.read_bytes()))
+
+    predict(log)
+    new = tree.catch_up()
+
+    assert new.size == 14
+    assert new.root == expected_root(log.path)
+    assert stored_levels(log.path.parent) == expected_levels(tree)
+
+
+def test_a_proof_over_a_stored_node_changed_after_the_catch_up_is_refused(log: AuditLog) -> None:
+    tree = AuditTree(log.path)
+    for block in range(12):
+        predict(log, block=block)
+    state = tree.catch_up()
+    path = log.path.parent / "audit.level-3"
+    raw = path.read_bytes()
+    path.write_bytes(bytes([raw[0] ^ 1]) + raw[1:])
+
+    with pytest.raises(AuditLogCorrupt, match="a node file was changed"):
+        tree.inclusion(0, state.size)
+    with pytest.raises(AuditLogCorrupt, match="a node file was changed"):
+        tree.consistency(1, state.size)
