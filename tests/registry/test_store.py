@@ -3,10 +3,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import threading
 from pathlib import Path
 
 import pytest
+from storekit import put_at_once
 
 from registry.core.store import CheckpointStore, FileStore
 from registry.errors import InvalidDigest, NotFound, StoreError
@@ -154,25 +154,8 @@ def test_put_refuses_non_bytes(tmp_path: Path) -> None:
 def test_concurrent_puts_of_the_same_bytes_all_succeed_with_one_object(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     data = os.urandom(1 << 20)
-    n = 16
-    barrier = threading.Barrier(n)
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            barrier.wait()
-            results.append(store.put(data, "checkpoint"))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = put_at_once(store, data, 16)
     digest = hashlib.sha256(data).hexdigest()
-    assert errors == []
-    assert results == [digest] * n
+    assert results == [digest] * 16
     assert os.listdir(object_path(tmp_path, "checkpoint", digest).parent) == [digest[2:]]
     assert store.get(digest, "checkpoint") == data

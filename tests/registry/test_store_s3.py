@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ import pytest
 
 pytest.importorskip("boto3", reason="the S3 store needs the [s3] extra")
 moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server] ([dev])")
+
+from storekit import put_at_once  # noqa: E402
 
 from registry.config import Settings  # noqa: E402
 from registry.core.store import CheckpointStore, FileStore  # noqa: E402
@@ -203,26 +204,9 @@ def test_unknown_kinds_and_non_bytes_are_refused(backend: Backend) -> None:
 
 def test_concurrent_puts_of_the_same_bytes_all_succeed(backend: Backend) -> None:
     data = os.urandom(256 << 10)
-    n = 8
-    barrier = threading.Barrier(n)
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            barrier.wait()
-            results.append(backend.store.put(data, "checkpoint"))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = put_at_once(backend.store, data, 8)
     digest = hashlib.sha256(data).hexdigest()
-    assert errors == []
-    assert results == [digest] * n
+    assert results == [digest] * 8
     assert backend.store.get(digest, "checkpoint") == data
 
 
