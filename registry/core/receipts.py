@@ -21,12 +21,14 @@ a proof at all (not JSON, a field missing or mistyped, a hash that is not 64 hex
 ``check_anchors`` is the other direction: every root a service anchored, checked against the
 local log's own tree at that size, and consecutive anchors against each other with a
 consistency proof, so a log rewritten after an anchor is caught even when its hash chain was
-recomputed with the key.
+recomputed with the key. It hashes the local log once into its perfect subtrees
+(``merkle_log.perfect_levels``); each anchor's root and proof then cost ``O(log n)``, not a pass
+over the log per anchor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,13 +282,17 @@ def check_anchors(log: Path, anchors: Iterable[tuple[int, bytes, int]]) -> list[
     """Each anchor ``(size, root, block)`` against the local log's root at that size, and each
     against the one before it with a consistency proof built from the local leaves."""
     leaves = _local_leaves(log)
+    levels = merkle_log.perfect_levels(leaves)
+
+    def node(level: int, index: int) -> bytes:
+        return levels[level][index]
+
     ordered = sorted(anchors)
-    roots = _roots_at(leaves, {size for size, _, _ in ordered})
     checks: list[AnchorCheck] = []
     previous: tuple[int, bytes] | None = None
     for size, root, block in ordered:
-        local = roots.get(size)
-        consistent = _consistent(leaves, previous, size, root)
+        local = merkle_log.root_from_nodes(node, size) if size <= len(leaves) else None
+        consistent = _consistent(node, len(leaves), previous, size, root)
         if local is None:
             problem = (
                 f"the chain holds an anchor of {size} entries, but the local log has only "
@@ -306,25 +312,17 @@ def check_anchors(log: Path, anchors: Iterable[tuple[int, bytes, int]]) -> list[
     return checks
 
 
-def _roots_at(leaves: Sequence[bytes], sizes: set[int]) -> dict[int, bytes]:
-    """The root of the first ``size`` leaves for each size, in one pass over the leaves."""
-    tree, roots = merkle_log.CompactTree(), {}
-    if 0 in sizes:
-        roots[0] = tree.root()
-    for leaf in leaves:
-        tree.append(leaf)
-        if tree.size in sizes:
-            roots[tree.size] = tree.root()
-    return roots
-
-
 def _consistent(
-    leaves: Sequence[bytes], previous: tuple[int, bytes] | None, size: int, root: bytes
+    node: merkle_log.NodeReader,
+    held: int,
+    previous: tuple[int, bytes] | None,
+    size: int,
+    root: bytes,
 ) -> bool | None:
-    """Whether the anchor before (size, root) is a prefix of it, proved from the local leaves;
-    None for the first anchor, or when the local log is too short to build the proof."""
-    if previous is None or size > len(leaves):
+    """Whether the anchor before (size, root) is a prefix of it, proved from the local log's
+    ``held`` leaves; None for the first anchor, or when the local log is too short for it."""
+    if previous is None or size > held:
         return None
     old_size, old_root = previous
-    proof = merkle_log.consistency_proof(leaves[:size], old_size)
+    proof, _, _ = merkle_log.consistency_proof_from_nodes(node, size, old_size)
     return merkle_log.verify_consistency(old_size, size, proof, old_root, root)
