@@ -12,9 +12,9 @@ among them who asked (``who``: an API key's id, or the client's address for anon
 These routes follow the service's read rules: with ``REGISTRY_REQUIRE_KEY_FOR_READS`` only key
 holders read entries, which is what a service whose callers must not see each other's addresses
 sets. Proofs come from the tree as caught up at the last anchor (``audit.leaves``): an entry
-newer than that is answered 404 until the next anchor covers it. Building a proof hashes the
-leaves of the tree (``O(n)``, about a second per million entries); the verifier's side is
-``O(log n)``.
+newer than that is answered 404 until the next anchor covers it. Building a proof reads
+``O(log n)`` perfect subtrees stored beside the leaves (``audit_nodes``), as checking it costs
+``O(log n)`` hashes: an open route, so no request may cost a pass over the log.
 """
 
 from __future__ import annotations
