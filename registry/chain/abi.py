@@ -48,11 +48,13 @@ def address_topic(address: str) -> str:
     return "0x" + checksum(address)[2:].lower().rjust(64, "0")
 
 
-def _topic_address(topic: bytes | str) -> str:
+def topic_address(topic: bytes | str) -> str:
+    """An indexed address topic (or a 32-byte word) back to its EIP-55 address."""
     return checksum("0x" + to_bytes(topic)[-20:].hex())
 
 
-def _optional_digest(word: bytes) -> Digest | None:
+def optional_digest(word: bytes) -> Digest | None:
+    """A bytes32 digest field, where the zero word means none (a parent, a report...)."""
     return None if word == ZERO_WORD else Digest.from_bytes(word)
 
 
@@ -98,8 +100,8 @@ class RegisteredEvent:
         topics = log["topics"]
         return cls(
             digest=Digest.from_bytes(to_bytes(topics[1])),
-            registrant=_topic_address(topics[2]),
-            parent=_optional_digest(to_bytes(topics[3])),
+            registrant=topic_address(topics[2]),
+            parent=optional_digest(to_bytes(topics[3])),
             accuracy_bps=int(accuracy),
             test_set_digest=Digest.from_bytes(test_set),
             card_digest=Digest.from_bytes(card),
@@ -161,8 +163,8 @@ class RevokedEvent:
         topics = log["topics"]
         return cls(
             digest=Digest.from_bytes(to_bytes(topics[1])),
-            revoker=_topic_address(topics[2]),
-            replacement=_optional_digest(to_bytes(topics[3])),
+            revoker=topic_address(topics[2]),
+            replacement=optional_digest(to_bytes(topics[3])),
             reason=RevocationReason(reason),
             revoked_at=int(revoked_at),
             tx_hash=to_hex(log["transactionHash"]),
@@ -206,7 +208,7 @@ class BatchRegisteredEvent:
         topics = log["topics"]
         return cls(
             root=to_bytes(topics[1]),
-            registrant=_topic_address(topics[2]),
+            registrant=topic_address(topics[2]),
             count=int(count),
             manifest_digest=Digest.from_bytes(manifest),
             registered_at=int(registered_at),

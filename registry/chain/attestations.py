@@ -22,7 +22,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import event_abi_to_log_topic
 from eth_utils import to_checksum_address as checksum
 
-from registry.chain.abi import address_topic, to_bytes, to_hex
+from registry.chain.abi import address_topic, optional_digest, to_bytes, to_hex, topic_address
 from registry.chain.client import RegistryClient
 from registry.chain.reverts import (
     AlreadyAttested,
@@ -39,10 +39,6 @@ from registry.errors import ChainError, ContractRevert, InvalidInput, WrongChain
 # Stored attestations whose events lie within this many blocks of each other are read with one
 # log query (a node answers a topic-filtered range of a thousand blocks about as fast as one).
 EVENT_SPAN_BLOCKS = 1_000
-
-
-def _topic_address(topic: bytes | str) -> str:
-    return checksum("0x" + to_bytes(topic)[-20:].hex())
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +63,10 @@ class AttestationMadeEvent:
         topics = log["topics"]
         return cls(
             digest=Digest.from_bytes(to_bytes(topics[1])),
-            evaluator=_topic_address(topics[2]),
+            evaluator=topic_address(topics[2]),
             accuracy_bps=int(accuracy),
             test_set_digest=Digest.from_bytes(test_set),
-            report_digest=None if report == bytes(32) else Digest.from_bytes(report),
+            report_digest=optional_digest(report),
             attested_at=int(attested_at),
             tx_hash=to_hex(log["transactionHash"]),
             block_number=int(log["blockNumber"]),
@@ -108,7 +104,7 @@ class AttestationRevokedEvent:
         topics = log["topics"]
         return cls(
             digest=Digest.from_bytes(to_bytes(topics[1])),
-            evaluator=_topic_address(topics[2]),
+            evaluator=topic_address(topics[2]),
             revoked_at=int(revoked_at),
             tx_hash=to_hex(log["transactionHash"]),
             block_number=int(log["blockNumber"]),

@@ -29,7 +29,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import event_abi_to_log_topic
 from eth_utils import to_checksum_address as checksum
 
-from registry.chain.abi import address_topic, to_bytes, to_hex
+from registry.chain.abi import address_topic, to_bytes, to_hex, topic_address
 from registry.chain.client import RegistryClient
 from registry.chain.rpc import Rpc
 from registry.chain.transactions import GAS_LIMITS, Transactions
@@ -65,7 +65,7 @@ class AuditAnchor:
         root, anchored_at = abi_decode(["bytes32", "uint40"], to_bytes(log["data"]))
         topics = log["topics"]
         return cls(
-            service=checksum("0x" + to_bytes(topics[1])[-20:].hex()),
+            service=topic_address(topics[1]),
             size=int.from_bytes(to_bytes(topics[2]), "big"),
             root=bytes(root),
             anchored_at=int(anchored_at),
