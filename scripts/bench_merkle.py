@@ -11,8 +11,13 @@
 2. the audit-log tree (registry.core.merkle_log, RFC 6962): the root of ``--leaves`` entries,
    incrementally, and an inclusion and a consistency proof, against SHA-256 of the entries alone;
 3. a receipt's proof for logs of 10^3 and 10^6 entries (``--proof-sizes``): its hashes and bytes,
-   the node hashes its check costs (``O(log n)``) and the check's time; building the proof hashes
-   the whole tree (``O(n)``, the service's side) and is timed once.
+   the node hashes its check costs (``O(log n)``) and the check's time; building it with the
+   reference prover hashes the whole tree (``O(n)``) and is timed once;
+4. the service's side (registry.core.audit_tree) for logs of 10^3, 10^4 and 10^6 entries
+   (``--stored-sizes``): a real log caught up into ``audit.leaves`` and the stored perfect
+   subtrees (``audit.level-<k>``), then one inclusion and one consistency proof built from the
+   stored nodes (``O(log n)`` reads) against the reference provers over the same leaves
+   (``O(n)``, what the tree did before), both checked equal; and the bytes stored per leaf.
 
 Each figure is the best of ``--repeat`` runs (the least disturbed by other work on the machine).
 Exit 1 if the batch tree misses its bound.
@@ -23,10 +28,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from registry.core import merkle_log
+from registry.core.audit_tree import AuditTree
 from registry.core.merkle_batch import MODEL_LEAF_ENCODING, StandardMerkleTree, keccak
 
 BOUND_S = 2.0  # building the batch tree and all its proofs for 10 000 leaves
@@ -83,6 +91,13 @@ def main() -> int:
         default=[1_000, 1_000_000],
         help="log sizes whose receipt proofs are measured (default 1000 1000000)",
     )
+    parser.add_argument(
+        "--stored-sizes",
+        type=int,
+        nargs="*",
+        default=[1_000, 10_000, 1_000_000],
+        help="log sizes whose stored-node proofs are measured (default 1000 10000 1000000)",
+    )
     args = parser.parse_args()
     n = args.leaves
 
@@ -116,6 +131,8 @@ def main() -> int:
     )
     for size in args.proof_sizes:
         receipt_proof(size, args.repeat)
+    for size in args.stored_sizes:
+        stored_proofs(size, args.repeat)
     if batch > bound:
         print(f"FAIL: the batch tree took {batch:.3f} s, over its {bound:.1f} s bound")
         return 1
@@ -138,7 +155,57 @@ def receipt_proof(n: int, repeat: int) -> None:
     print(
         f"receipt proof, log of {n} entries: {len(path)} hashes ({len(path) * 32} bytes, "
         f"{len(path)} node hashes to check it, {checked * 1e6:.0f} us); consistency proof from "
-        f"{n // 2}: {len(consistency)} hashes; building the proof {built:.2f} s"
+        f"{n // 2}: {len(consistency)} hashes; building the proof (reference) {built:.2f} s"
+    )
+
+
+def stored_proofs(n: int, repeat: int) -> None:
+    """Print what an inclusion and a consistency proof cost the service for a log of ``n``
+    entries, from the stored nodes against the reference provers, and the bytes kept per leaf."""
+    with tempfile.TemporaryDirectory() as directory:
+        log = Path(directory) / "audit.log"
+        with log.open("wb") as f:  # any lines are leaves; these are as long as a short entry
+            for i in range(n):
+                f.write(b'{"seq":%d,"event":"predict","hash":"%064x"}\n' % (i, i))
+        tree = AuditTree(log)
+        start = time.perf_counter()
+        tree.catch_up()
+        caught_up = time.perf_counter() - start
+        index, first = n // 3, n // 2
+
+        # The reference: what the tree did before it kept its nodes (read every leaf, hash).
+        def reference_inclusion() -> tuple[list[bytes], bytes]:
+            leaves = tree.leaf_hashes(n)
+            return merkle_log.inclusion_proof(leaves, index), merkle_log.root_of(leaves)
+
+        def reference_consistency() -> tuple[list[bytes], bytes, bytes]:
+            leaves = tree.leaf_hashes(n)
+            return (
+                merkle_log.consistency_proof(leaves, first),
+                merkle_log.root_of(leaves[:first]),
+                merkle_log.root_of(leaves),
+            )
+
+        inclusion = best_of(repeat, lambda: tree.inclusion(index, n))
+        consistency = best_of(repeat, lambda: tree.consistency(first, n))
+        slow_repeat = 1 if n >= 100_000 else repeat  # seconds each at a million entries
+        slow_inclusion = best_of(slow_repeat, reference_inclusion)
+        slow_consistency = best_of(slow_repeat, reference_consistency)
+        assert tree.inclusion(index, n) == reference_inclusion()
+        assert tree.consistency(first, n) == reference_consistency()
+        leaves_bytes = tree.leaves_path.stat().st_size
+        levels_bytes = sum(p.stat().st_size for p in Path(directory).glob("audit.level-*"))
+    print(
+        f"stored-node proofs, log of {n} entries (caught up in {caught_up:.2f} s): inclusion of "
+        f"{index} {inclusion * 1e3:.2f} ms against the reference's {slow_inclusion:.3f} s "
+        f"(ratio {slow_inclusion / inclusion:.0f}x); consistency from {first} "
+        f"{consistency * 1e3:.2f} ms against {slow_consistency:.3f} s "
+        f"(ratio {slow_consistency / consistency:.0f}x)"
+    )
+    print(
+        f"  stored per leaf: {(leaves_bytes + levels_bytes) / n:.1f} bytes (leaves file "
+        f"{leaves_bytes / n:.1f}, levels {levels_bytes / n:.1f}: "
+        f"{(leaves_bytes + levels_bytes) / leaves_bytes:.2f}x the leaves file)"
     )
 
 
