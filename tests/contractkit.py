@@ -4,22 +4,28 @@ These tests drive the contract with raw writes so that its own checks are reache
 client's typed methods check first. ``send`` gives each write an explicit gas limit, generous
 enough that a refusal is always the contract's error and never an out-of-gas. A signed
 registration is built as EIP-712 typed data with eth_account, the way a wallet would, over the
-domain the contract names itself (ERC-5267).
+domain the contract names itself (ERC-5267). A contract registrar is the ERC-1271 wallet under
+tests/contracts, compiled with the solc-js build the artifact comes from.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
+from eth_abi import encode
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils import to_checksum_address
 
 from registry.chain.abi import to_hex
+from registry.chain.artifacts import PROJECT_ROOT
+from registry.core.records import Role
 
 # IModelRegistry.Role.Evaluator, written out so a reordered enum fails these tests.
 EVALUATOR = 3
 # Enough for any of these writes; a refusal must come from the contract's checks.
 GAS = 300_000
+WALLET_SOURCE = PROJECT_ROOT / "tests" / "contracts" / "Erc1271Wallet.sol"
 
 
 def send(client: Any, name: str, *args: Any) -> dict[str, Any]:
@@ -110,3 +116,40 @@ def relay(client: Any, request: dict[str, Any]) -> dict[str, Any]:
         client, "registerBySig", r["record"], r["registrar"], r["nonce"], r["deadline"],
         r["signature"],
     )  # fmt: skip
+
+
+def wallet_code() -> bytes:
+    """The test wallet's creation code (it accepts what its owner's key signed over the hash),
+    compiled by the compiler the contract artifact comes from."""
+    spec = importlib.util.spec_from_file_location(
+        "compile_contracts", PROJECT_ROOT / "scripts" / "compile_contracts.py"
+    )
+    assert spec is not None and spec.loader is not None
+    compiler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compiler)
+    standard_input = {
+        "language": "Solidity",
+        "sources": {WALLET_SOURCE.name: {"content": WALLET_SOURCE.read_text(encoding="utf-8")}},
+        "settings": {
+            "evmVersion": "cancun",
+            "outputSelection": {"*": {"*": ["evm.bytecode.object"]}},
+        },
+    }
+    output = compiler.standard_json_output(
+        compiler.run_standard_json(compiler.find_solc(), standard_input)
+    )
+    errors = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
+    assert not errors, errors
+    code = output["contracts"][WALLET_SOURCE.name]["Erc1271Wallet"]["evm"]["bytecode"]["object"]
+    return bytes.fromhex(code)
+
+
+def deploy_wallet(backend: Any, owner: int, code: bytes) -> str:
+    """A wallet owned by account ``owner``'s key, deployed from that account and given the
+    Registrar role itself: its address."""
+    sender = backend.other(owner)
+    creation = code + encode(["address"], [sender.account.address])
+    receipt = sender.transactions.execute({"to": None, "data": to_hex(creation), "gas": 1_500_000})
+    address = to_checksum_address(receipt["contractAddress"])
+    backend.client.grant_role(Role.REGISTRAR, address)
+    return address

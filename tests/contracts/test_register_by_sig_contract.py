@@ -9,12 +9,11 @@ here with the solc-js build the artifact comes from.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pytest
 from chainkit import CARD, TEST_SET, ZERO32, ZERO_ADDRESS, digest, request
-from contractkit import eip712_domain, registration_message, send
+from contractkit import deploy_wallet, eip712_domain, registration_message, send, wallet_code
 from contractkit import later as later_than_latest
 from contractkit import relay as relay_from
 from eth_abi import encode
@@ -25,10 +24,8 @@ from web3.exceptions import ContractCustomError
 
 from registry.chain import reverts
 from registry.chain.abi import to_hex
-from registry.chain.artifacts import PROJECT_ROOT
 from registry.core.records import Role
 
-WALLET_SOURCE = PROJECT_ROOT / "tests" / "contracts" / "Erc1271Wallet.sol"
 # secp256k1's group order: s and n - s sign the same message.
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 REGISTRAR, RELAYER, OTHER, BYSTANDER = 1, 2, 3, 4
@@ -349,27 +346,7 @@ def test_a_malformed_signature_reverts_naming_no_signer(memory, registrar, malfo
 @pytest.fixture(scope="module")
 def wallet_build() -> bytes:
     """The test wallet's creation code, compiled by the compiler the artifact comes from."""
-    spec = importlib.util.spec_from_file_location(
-        "compile_contracts", PROJECT_ROOT / "scripts" / "compile_contracts.py"
-    )
-    assert spec is not None and spec.loader is not None
-    compiler = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compiler)
-    standard_input = {
-        "language": "Solidity",
-        "sources": {WALLET_SOURCE.name: {"content": WALLET_SOURCE.read_text(encoding="utf-8")}},
-        "settings": {
-            "evmVersion": "cancun",
-            "outputSelection": {"*": {"*": ["evm.bytecode.object"]}},
-        },
-    }
-    output = compiler.standard_json_output(
-        compiler.run_standard_json(compiler.find_solc(), standard_input)
-    )
-    errors = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
-    assert not errors, errors
-    code = output["contracts"][WALLET_SOURCE.name]["Erc1271Wallet"]["evm"]["bytecode"]["object"]
-    return bytes.fromhex(code)
+    return wallet_code()
 
 
 def wallet_call(client, wallet: str, signature: str, *args: Any) -> dict[str, Any]:
@@ -384,12 +361,7 @@ def wallet_call(client, wallet: str, signature: str, *args: Any) -> dict[str, An
 @pytest.fixture
 def wallet(memory, wallet_build) -> str:
     """A wallet contract owned by account REGISTRAR's key, holding the Registrar role."""
-    owner = memory.other(REGISTRAR)
-    creation = wallet_build + encode(["address"], [owner.account.address])
-    receipt = owner.transactions.execute({"to": None, "data": to_hex(creation), "gas": 1_500_000})
-    address = to_checksum_address(receipt["contractAddress"])
-    memory.client.grant_role(Role.REGISTRAR, address)
-    return address
+    return deploy_wallet(memory, REGISTRAR, wallet_build)
 
 
 def wallet_signed(memory, wallet: str, record: tuple, key_index: int = REGISTRAR) -> dict:

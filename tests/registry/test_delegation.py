@@ -11,7 +11,6 @@ cancel-nonce, verify) runs against the session's anvil.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from dataclasses import replace
@@ -21,14 +20,12 @@ from typing import Any
 import pytest
 from apikit import make_card, make_checkpoint
 from chainkit import request as plain_request
-from eth_abi import encode as abi_encode
+from contractkit import deploy_wallet
+from contractkit import wallet_code as compile_wallet
 from eth_account.messages import _hash_eip191_message, encode_typed_data
-from eth_utils import to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.chain.abi import to_hex
-from registry.chain.artifacts import PROJECT_ROOT
 from registry.chain.client import RegistryClient
 from registry.chain.delegation import (
     NonceCancelled,
@@ -484,46 +481,18 @@ def test_preflight_reports_the_signer_and_the_sender(chain) -> None:
 
 # --- a contract registrar (ERC-1271) -------------------------------------------------------------
 
-WALLET_SOURCE = PROJECT_ROOT / "tests" / "contracts" / "Erc1271Wallet.sol"
-
 
 @pytest.fixture(scope="module")
 def wallet_code() -> bytes:
     """The test wallet (accepts what its owner's key signed over the hash), compiled by the
     compiler the contract artifact comes from."""
-    spec = importlib.util.spec_from_file_location(
-        "compile_contracts", PROJECT_ROOT / "scripts" / "compile_contracts.py"
-    )
-    assert spec is not None and spec.loader is not None
-    compiler = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compiler)
-    source = {"content": WALLET_SOURCE.read_text(encoding="utf-8")}
-    output = compiler.standard_json_output(
-        compiler.run_standard_json(
-            compiler.find_solc(),
-            {
-                "language": "Solidity",
-                "sources": {WALLET_SOURCE.name: source},
-                "settings": {
-                    "evmVersion": "cancun",
-                    "outputSelection": {"*": {"*": ["evm.bytecode.object"]}},
-                },
-            },
-        )
-    )
-    contract = output["contracts"][WALLET_SOURCE.name]["Erc1271Wallet"]
-    return bytes.fromhex(contract["evm"]["bytecode"]["object"])
+    return compile_wallet()
 
 
 @pytest.fixture
 def wallet(chain: Any, wallet_code: bytes) -> str:
     """A wallet owned by the registrar's key, holding the Registrar role itself."""
-    owner = chain.other(REGISTRAR)
-    creation = wallet_code + abi_encode(["address"], [owner.account.address])
-    receipt = owner.transactions.execute({"to": None, "data": to_hex(creation), "gas": 1_500_000})
-    address = to_checksum_address(receipt["contractAddress"])
-    chain.client.grant_role(Role.REGISTRAR, address)
-    return address
+    return deploy_wallet(chain, REGISTRAR, wallet_code)
 
 
 def test_a_contract_registrar_signed_for_by_its_owner_lands_for_the_wallet(chain, wallet) -> None:
