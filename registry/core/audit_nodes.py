@@ -131,10 +131,13 @@ class NodeFiles:
     def node(self, level: int, index: int) -> bytes:
         path = self.leaves if level == 0 else level_path(self.leaves.parent, level)
         fd = self._fds.get(level)
-        if fd is None:
-            fd = self._fds[level] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        width = self.record_size if level == 0 else HASH_SIZE
-        raw = os.pread(fd, HASH_SIZE, index * width)
+        try:
+            if fd is None:
+                fd = self._fds[level] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            width = self.record_size if level == 0 else HASH_SIZE
+            raw = os.pread(fd, HASH_SIZE, index * width)
+        except FileNotFoundError:
+            raw = b""
         if len(raw) != HASH_SIZE:
             # Never below the state's size unless the tree is being rebuilt under us.
             raise AuditLogCorrupt(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.core import merkle_log
@@ -464,9 +464,7 @@ def test_the_level_files_hold_every_perfect_subtree_of_the_leaves(grown: AuditTr
     assert len(stored_levels(grown.log.parent)) == LOG_ENTRIES.bit_length() - 1
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_proofs_from_stored_nodes_equal_the_reference_proofs_byte_for_byte(
     grown: AuditTree, data: st.DataObject
@@ -573,3 +571,20 @@ def test_a_proof_over_a_stored_node_changed_after_the_catch_up_is_refused(log: A
         tree.inclusion(0, state.size)
     with pytest.raises(AuditLogCorrupt, match="a node file was changed"):
         tree.consistency(1, state.size)
+
+
+def test_a_node_file_cut_while_a_proof_reads_it_is_refused_not_misread(log: AuditLog) -> None:
+    tree = AuditTree(log.path)
+    for block in range(12):
+        predict(log, block=block)
+    state = tree.catch_up()
+
+    with NodeFiles(tree.leaves_path, 40) as stored:
+        assert stored.covers(state.size)
+        (log.path.parent / "audit.level-3").unlink()  # a rebuild from the log under way
+        (log.path.parent / "audit.level-2").write_bytes(b"")
+        with pytest.raises(AuditLogCorrupt, match="no node 0 at level 3"):
+            stored.node(3, 0)
+        with pytest.raises(AuditLogCorrupt, match="no node 2 at level 2"):
+            stored.node(2, 2)
+        assert stored.node(0, 12) == tree.leaf_hashes(state.size)[12]
