@@ -259,3 +259,16 @@ class ContractAbi:
         if topic == self.revoked_topic:
             return RevokedEvent.from_log(log)
         return None
+
+    def registration_in(self, receipt: Mapping[str, Any], digest: Digest) -> RegisteredEvent | None:
+        """The ``ModelRegistered`` event of ``digest`` among a receipt's logs (None if absent):
+        a mined registration states its record there, with no further round trip."""
+        return next(
+            (
+                RegisteredEvent.from_log(log)
+                for log in receipt["logs"]
+                if to_hex(log["topics"][0]) == self.registered_topic
+                and to_bytes(log["topics"][1]) == digest.raw
+            ),
+            None,
+        )

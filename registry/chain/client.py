@@ -22,7 +22,6 @@ from web3 import Web3
 from registry.chain.abi import (
     BatchRegisteredEvent,
     ContractAbi,
-    RegisteredEvent,
     to_bytes,
     to_hex,
 )
@@ -318,15 +317,7 @@ class RegistryClient:
                 already_registered=True,
             )
         # The receipt's own event is the record as of its block: no further round trips.
-        event = next(
-            (
-                RegisteredEvent.from_log(log)
-                for log in receipt["logs"]
-                if to_hex(log["topics"][0]) == self.abi.registered_topic
-                and to_bytes(log["topics"][1]) == request.digest.raw
-            ),
-            None,
-        )
+        event = self.abi.registration_in(receipt, request.digest)
         if event is None or event.registrant != self.account.address:  # type: ignore[union-attr]
             raise ChainError(f"registration of {request.digest.short} mined without its event")
         self.events.remember(event)

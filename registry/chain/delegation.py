@@ -28,7 +28,7 @@ from eth_hash.auto import keccak
 from eth_typing import Hash32
 from eth_utils import to_checksum_address
 
-from registry.chain.abi import RegisteredEvent, address_topic, to_bytes, to_hex
+from registry.chain.abi import address_topic, to_bytes, to_hex
 from registry.chain.client import RegistryClient
 from registry.chain.reverts import (
     ExpiredSignature,
@@ -346,15 +346,7 @@ def submit(client: RegistryClient, request: SignedRegistration) -> Submitted:
     checked = preflight(client, request)
     reg = request.registration
     receipt = client.transact("registerBySig", *_arguments(request))
-    event = next(
-        (
-            RegisteredEvent.from_log(log)
-            for log in receipt["logs"]
-            if to_hex(log["topics"][0]) == client.abi.registered_topic
-            and to_bytes(log["topics"][1]) == reg.digest.raw
-        ),
-        None,
-    )
+    event = client.abi.registration_in(receipt, reg.digest)
     if event is None or event.registrant != reg.registrar:
         raise ChainError(
             f"the signed registration of {reg.digest.short} was mined without its event naming "
