@@ -55,16 +55,7 @@ def sign_registration(
         test_set_digest=test_set_digest,
         parent=parent,
     )
-    registration = Registration(
-        digest=request.digest,
-        accuracy_bps=request.accuracy_bps,
-        test_set_digest=request.test_set_digest,
-        card_digest=request.card_digest,
-        parent=request.parent,
-        registrar=registrar or account.address,
-        nonce=nonce,
-        deadline=deadline,
-    )
+    registration = Registration.of(request, registrar or account.address, nonce, deadline)
     return SignedRegistration(
         domain=domain,
         registration=registration,

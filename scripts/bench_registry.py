@@ -155,10 +155,7 @@ def sign_registration(
 ) -> tuple[tuple[bytes, int, bytes, bytes, bytes], bytes]:
     """The record as registerBySig takes it and ``signer``'s EIP-712 signature of it, over the
     contract's own domain (the library's signing, as ``registry sign-registration`` does)."""
-    registration = Registration(
-        r.digest, r.accuracy_bps, r.test_set_digest, r.card_digest, r.parent,
-        signer.address, nonce, deadline,
-    )  # fmt: skip
+    registration = Registration.of(r, signer.address, nonce, deadline)
     return registration.leaf(), sign(signer, read_domain(client), registration)
 
 

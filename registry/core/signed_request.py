@@ -35,7 +35,7 @@ from typing import Any
 from modelformat.strictjson import StrictJSONError, loads
 from registry.core.address import InvalidAddress, parse_address
 from registry.core.digest import ZERO, Digest
-from registry.core.records import MAX_ACCURACY_BPS
+from registry.core.records import MAX_ACCURACY_BPS, RegisterRequest
 from registry.errors import InvalidDigest, InvalidInput
 
 KIND = "medical-model-registry/signed-registration"
@@ -194,6 +194,22 @@ class Registration:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registrar", parse_address(self.registrar, "registrar"))
+
+    @classmethod
+    def of(
+        cls, request: RegisterRequest, registrar: str, nonce: int, deadline: int
+    ) -> Registration:
+        """The message that registers ``request``'s record on behalf of ``registrar``."""
+        return cls(
+            digest=request.digest,
+            accuracy_bps=request.accuracy_bps,
+            test_set_digest=request.test_set_digest,
+            card_digest=request.card_digest,
+            parent=request.parent,
+            registrar=registrar,
+            nonce=nonce,
+            deadline=deadline,
+        )
 
     @property
     def lane(self) -> int:
