@@ -41,6 +41,7 @@ from registry.errors import (
     InvalidInput,
     RegistryError,
 )
+from registry.verify import verdict_maker
 
 log = logging.getLogger(__name__)
 
@@ -111,20 +112,7 @@ def verify_bundle(
     )
     record = checked.record
 
-    def verdict(
-        verified: bool, reason: str, detail: str, failures: tuple[str, ...] = ()
-    ) -> Verdict:
-        return Verdict(
-            verified=verified,
-            reason=reason,  # type: ignore[arg-type]
-            digest=digest,
-            chain_id=bundle.chain_id,
-            contract=bundle.contract,
-            checked_block=block,
-            record=record,
-            detail=f"{detail}; {where}",
-            policy_failures=failures,
-        )
+    verdict = verdict_maker(digest, bundle.chain_id, bundle.contract, block, record, where=where)
 
     if record is None:
         result = verdict(

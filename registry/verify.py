@@ -11,7 +11,6 @@ from typing import Any
 
 from registry.chain.attestations import Attestations
 from registry.chain.client import RegistryClient
-from registry.chain.identity import ChainIdentity
 from registry.core.batch_proof import BatchProof
 from registry.core.batches import BatchPosition, Manifest, leaf_of, request_of
 from registry.core.digest import Digest
@@ -22,15 +21,19 @@ from registry.core.times import human_utc
 from registry.errors import ChainError, InvalidInput
 
 
-def _verdict_for(
+def verdict_maker(
     digest: Digest,
-    identity: ChainIdentity,
+    chain_id: int,
+    contract: str,
     block: int,
     record: ModelRecord | None,
+    *,
     batch: dict[str, Any] | None = None,
+    where: str = "",
 ) -> Callable[..., Verdict]:
-    """A maker of this lookup's verdicts: what was asked, of which chain, at which block (and
-    through which batch, for a batched checkpoint)."""
+    """A maker of one lookup's verdicts: what was asked, of which chain and contract, at which
+    block (through which batch, for a batched checkpoint), and ``where`` the answer came from
+    when that is not a live chain (appended to every detail)."""
 
     def verdict(
         verified: bool, reason: str, detail: str, failures: tuple[str, ...] = ()
@@ -39,11 +42,11 @@ def _verdict_for(
             verified=verified,
             reason=reason,  # type: ignore[arg-type]
             digest=digest,
-            chain_id=identity.chain_id,
-            contract=identity.address,
+            chain_id=chain_id,
+            contract=contract,
             checked_block=block,
             record=record,
-            detail=detail,
+            detail=f"{detail}; {where}" if where else detail,
             policy_failures=failures,
             batch=batch,
         )
@@ -56,7 +59,7 @@ def verify_digest(client: RegistryClient, digest: Digest, policy: Policy | None 
     identity = client.check_identity()
     record, block = client.lookup(digest)
 
-    verdict = _verdict_for(digest, identity, block, record)
+    verdict = verdict_maker(digest, identity.chain_id, identity.address, block, record)
 
     if record is None:
         return verdict(
@@ -200,7 +203,9 @@ def verify_in_batch(
     place = BatchPosition(root, position, batch)
     where = f"in batch 0x{root.hex()[:12]}… at position {position}"
 
-    verdict = _verdict_for(digest, identity, block, record, place.to_dict())
+    verdict = verdict_maker(
+        digest, identity.chain_id, identity.address, block, record, batch=place.to_dict()
+    )
 
     if batch is None or record is None:
         return verdict(
