@@ -262,6 +262,13 @@ def anvil_backend(node: Any) -> Backend:
     )
 
 
+@pytest.fixture
+def make_anvil_backend(make_anvil_node: Callable[..., Any]) -> Callable[..., Backend]:
+    """A fresh anvil node per call (AnvilNode options) with the registry deployed on it; every
+    node is stopped after the test. For tests that stop or reorganise their own chain."""
+    return lambda **options: anvil_backend(make_anvil_node(**options))
+
+
 @pytest.fixture(scope="session")
 def _anvil_backend(anvil_node: Any) -> Backend:
     return anvil_backend(anvil_node)

@@ -233,15 +233,13 @@ def _registered_file(tmp_path: Path, client: Any) -> Path:
 
 
 def test_cli_verifies_offline_after_the_node_stopped(
-    make_anvil_node: Any,
+    make_anvil_backend: Any,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from conftest import anvil_backend
-
-    node = make_anvil_node()
-    backend = anvil_backend(node)
+    backend = make_anvil_backend()
+    node = backend.node
     path = _registered_file(tmp_path, backend.client)
     bundle = tmp_path / "bundle.json"
     common = ["--rpc-url", node.url, "--contract", backend.client.address]
@@ -294,12 +292,10 @@ def test_cli_proof_on_a_chain_without_proofs_exits_2(
 
 
 def test_gate_answers_from_a_stored_bundle_only_when_allowed_and_fresh(
-    make_anvil_node: Any, tmp_path: Path
+    make_anvil_backend: Any, tmp_path: Path
 ) -> None:
-    from conftest import anvil_backend
-
-    node = make_anvil_node()
-    backend = anvil_backend(node)
+    backend = make_anvil_backend()
+    node = backend.node
     client = backend.client
     client.register(request("g"))
     client.register(request("revoked later"))

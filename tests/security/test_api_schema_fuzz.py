@@ -74,6 +74,9 @@ CHECKS = [
 ]
 MAX_FAILURES = 10  # distinct kinds kept per operation; the run goes on after a failure
 POSITIVE_CHECKS = [check for check in CHECKS if check is not negative_data_rejection]
+# A 5xx that is the documented answer of this service's set-up, not a fault: the fuzzed service
+# runs on eth-tester, which has no eth_getProof, so a proof bundle is 502 proofs_unsupported.
+EXPECTED_5XX = {"GET /models/{digest}/proof": {502}}
 # A request must never take this long; a hang is a failure, not a slow test.
 REQUEST_TIMEOUT_S = 30.0
 KEYS = {"registrar": REGISTRAR_KEY, "revoker": REVOKER_KEY, "reader": READER_KEY}
@@ -404,7 +407,11 @@ def test_every_answer_matches_the_documented_schema(
         statuses[response.status_code] += 1
         modes["negative" if negative else "positive"] += 1
         try:
-            case.validate_response(response, checks=CHECKS if negative else POSITIVE_CHECKS)
+            checks = CHECKS if negative else POSITIVE_CHECKS
+            if response.status_code in EXPECTED_5XX.get(label, ()):
+                assert response.json()["error"]["code"] == "proofs_unsupported", response.text
+                checks = [check for check in checks if check is not not_a_server_error]
+            case.validate_response(response, checks=checks)
             _assert_one_error_shape(response)
         except (FailureGroup, AssertionError) as exc:
             kind = _kind(exc, response)
