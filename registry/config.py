@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from registry.core.address import parse_address
@@ -259,6 +259,19 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @model_validator(mode="after")
+    def _check_attestation_policy(self) -> Settings:
+        # A gate that needs more trusted evaluators than the clinic trusts refuses every model;
+        # said once at start-up, not as the reason of every refusal.
+        if self.min_attestations > len(self.trusted_evaluators):
+            raise ValueError(
+                f"REGISTRY_MIN_ATTESTATIONS={self.min_attestations} needs at least that many "
+                f"addresses in REGISTRY_TRUSTED_EVALUATORS (it has "
+                f"{len(self.trusted_evaluators)}); list the evaluators whose attestations count, "
+                "or lower the minimum"
+            )
+        return self
+
     @field_validator("contract_address")
     @classmethod
     def _check_contract(cls, value: str | None) -> str | None:
@@ -282,8 +295,13 @@ def get_settings(**overrides: object) -> Settings:
     try:
         return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"REGISTRY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e["loc"], e["msg"]) for e in exc.errors())
         raise ConfigurationError(f"invalid settings: {problems}") from exc
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """One setting's problem; a rule across settings (no loc) names its settings itself."""
+    message = message.removeprefix("Value error, ")
+    if not loc:
+        return message
+    return f"REGISTRY_{'_'.join(str(p) for p in loc).upper()}: {message}"

@@ -100,11 +100,13 @@ def test_an_untrusted_or_outside_tolerance_attestation_leaves_verify_refused(
 
 
 def test_get_policy_states_the_attestation_requirement(make_api: Any) -> None:
-    trusted = "0x" + "cd" * 20
-    api = make_api(min_attestations=2, trusted_evaluators=trusted, attestation_tolerance_bps=25)
+    trusted = ["0x" + "cd" * 20, "0x" + "ef" * 20]
+    api = make_api(
+        min_attestations=2, trusted_evaluators=",".join(trusted), attestation_tolerance_bps=25
+    )
     policy = api.http.get("/policy").json()
     assert (
         policy["min_attestations"],
         policy["trusted_evaluators"],
         policy["attestation_tolerance_bps"],
-    ) == (2, [trusted], 25)
+    ) == (2, trusted, 25)

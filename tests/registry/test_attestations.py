@@ -657,3 +657,18 @@ def test_evaluate_attest_by_the_registrant_is_refused_before_measuring(
     assert code == EXIT_FAILED and "cannot attest it" in err
     assert not report.exists()
     assert show_json(run, model)["attestations"] == []
+
+
+def test_settings_that_need_more_trusted_evaluators_than_they_list_are_refused_at_start() -> None:
+    from registry.config import get_settings
+    from registry.errors import ConfigurationError
+
+    one = EVALUATORS[0]
+    with pytest.raises(ConfigurationError) as raised:
+        get_settings(min_attestations=2, trusted_evaluators=one)
+    message = raised.value.message
+    assert "REGISTRY_MIN_ATTESTATIONS=2" in message
+    assert "REGISTRY_TRUSTED_EVALUATORS (it has 1)" in message
+    assert "Value error" not in message
+    assert get_settings(min_attestations=1, trusted_evaluators=one).min_attestations == 1
+    assert get_settings(min_attestations=0).trusted_evaluators == []
