@@ -82,6 +82,9 @@ class Services:
         # REGISTRY_REQUIRE_OMS_SIGNATURE.
         self.oms_bundles = OmsBundleShelf.in_data_dir(settings.data_dir)
         self.oms_keys = trusted_keys(settings)
+        # The one model-signing condition, for the gate and for /verify's verdict alike, so a
+        # file the page calls verified is one /predict will load.
+        self.signature_requirement = gate_requirement(settings, self.oms_keys, self.oms_bundles)
 
     def _card_name(self, card: Digest) -> str | None:
         summary = CARDS.get(self.store, card)
@@ -111,7 +114,7 @@ class Services:
                         self.policy,
                         validity_ttl_s=self.settings.validity_ttl_s,
                         locate=self.batches.proofs,
-                        require=gate_requirement(self.settings, self.oms_keys, self.oms_bundles),
+                        require=self.signature_requirement,
                         offline=ProofBundleShelf(self.settings, client.artifact.deployed_bytecode)
                         if self.settings.offline_bundles
                         else None,

@@ -63,6 +63,10 @@ def test_the_gate_refuses_a_registered_model_until_a_trusted_bundle_is_held(
     error = assert_error(refused, 403, "not_verified")
     assert error["details"]["reason"] == "policy"
     assert "no model-signing bundle is held" in error["message"]
+    # /verify applies the same condition: the page never calls verified what predict refuses.
+    judged = oms_api.verify(checkpoint).json()
+    assert (judged["verified"], judged["reason"]) == (False, "policy")
+    assert any("no model-signing bundle is held" in f for f in judged["policy_failures"])
 
     bundle = ms_sign(checkpoint, keys["trusted"], tmp_path / "signed")
     kept = upload(oms_api, digest, bundle)
@@ -73,6 +77,7 @@ def test_the_gate_refuses_a_registered_model_until_a_trusted_bundle_is_held(
     again = upload(oms_api, digest, bundle)
     assert again.status_code == 200 and again.json()["imported"] is False
 
+    assert oms_api.verify(checkpoint).json()["verified"] is True
     answered = oms_api.predict_png(digest, png())
     assert answered.status_code == 200, answered.text
     assert answered.json()["provenance"]["model_digest"] == digest

@@ -107,6 +107,9 @@ async def verify(
             verdict = await run_in_threadpool(_verdict_with_proof, services, data, digest, proof)
         elif verdict is None or services.checked_headers.passed(digest) is None:
             verdict = await run_in_threadpool(_verdict, services, data, digest)
+        require = services.signature_requirement  # REGISTRY_REQUIRE_OMS_SIGNATURE
+        if require is not None and verdict.verified:
+            verdict = await run_in_threadpool(require, verdict)
         entry.update(block=verdict.checked_block, outcome=verdict.reason)
     # A folder store answers with a stat, on the loop; a bucket's answer is a request, off it.
     stored = (
