@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from modelformat.header import inspect_checkpoint
 from registry.cards import CardFacts, card_facts, parse_card
@@ -127,6 +127,23 @@ def check_batch(items: Sequence[tuple[bytes, bytes]]) -> tuple[StandardMerkleTre
     requests = [check_registration(data, card=card) for data, card in items]
     tree = build_tree(requests)
     return tree, manifest_bytes(tree)
+
+
+def refuse_anchored(client: RegistryClient, tree: StandardMerkleTree) -> None:
+    """Refuse a batch holding a checkpoint that already has a record on chain, registered on
+    its own or withdrawn as a leaf: a digest has one record however it was anchored, so such a
+    leaf could never be valid through the batch. Asked before anything is written or sent."""
+    # A model leaf's first value is its digest (MODEL_LEAF_ENCODING: bytes32).
+    taken = client.anchored_among([Digest.from_bytes(cast(bytes, v[0])) for v in tree.values])
+    if taken:
+        named = ", ".join(f"{digest.short} ({how})" for digest, how in taken[:5])
+        more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
+        raise InvalidInput(
+            f"{len(taken)} checkpoint(s) of the batch already have a record on this chain: "
+            f"{named}{more}; a checkpoint has one record however it was anchored, so leave "
+            "them out of the batch (`registry show DIGEST` says what the chain holds)",
+            anchored=[{"digest": str(digest), "state": how} for digest, how in taken],
+        )
 
 
 def register_batch(connect: Connect, tree: StandardMerkleTree, manifest: bytes) -> BatchRecord:

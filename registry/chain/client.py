@@ -45,6 +45,9 @@ from registry.core.records import (
 )
 from registry.errors import ChainError, ContractMismatch, WrongChain
 
+# Lookups sent in one JSON-RPC batch when checking many digests at once.
+ANCHORED_CHUNK = 256
+
 # BatchRegistered events kept per client (a few hundred bytes each), forgotten all at once.
 MAX_CACHED_BATCH_EVENTS = 4096
 
@@ -381,6 +384,31 @@ class RegistryClient:
         if event is None:
             raise ChainError(f"batch 0x{root.hex()} mined without its event")
         return self._batch_record(event, 0)
+
+    def anchored_among(self, digests: Sequence[Digest]) -> list[tuple[Digest, str]]:
+        """Those of ``digests`` that already have a record on chain, each with how: "registered"
+        (on its own) or "revoked" (a withdrawn batch leaf). One JSON-RPC batch of ``lookup``
+        calls per 256 digests, so checking a batch of a thousand costs a few round trips."""
+        self.check_identity()
+        lookup = self.abi.function("lookup")
+        found: list[tuple[Digest, str]] = []
+        for start in range(0, len(digests), ANCHORED_CHUNK):
+            chunk = digests[start : start + ANCHORED_CHUNK]
+            raw = self.rpc.eth_calls(
+                [{"to": self.address, "data": to_hex(lookup.encode(d.raw))} for d in chunk]
+            )
+            for wanted, answer in zip(chunk, raw, strict=True):
+                if not answer:
+                    self.identity.forget()  # code vanished between checks: fail closed
+                    raise ContractMismatch(
+                        self.address, "returned nothing; it may hold no contract"
+                    )
+                stored = lookup.decode(answer)[0]
+                if int(stored[0], 16) != 0:
+                    found.append((wanted, "registered"))
+                elif int(stored[2]) != 0:  # a tombstone: revoked as a batch leaf
+                    found.append((wanted, "revoked"))
+        return found
 
     def batch(self, root: bytes) -> tuple[BatchRecord | None, int]:
         """The batch of ``root`` (None if unknown) and the block whose state answered."""

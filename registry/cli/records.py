@@ -93,7 +93,7 @@ def _register_batch(args: argparse.Namespace, out: Output) -> int:
     anchored, since without it no checkpoint of the batch can be shown to be in it."""
     from registry.cli.batch import keep_manifest, shelve_manifest
     from registry.core.files import atomic_write
-    from registry.services import check_batch, register_batch
+    from registry.services import check_batch, refuse_anchored, register_batch
 
     single = ("file", "accuracy_bps", "test_set_digest", "card", "card_digest", "parent")
     given = [name for name in single if getattr(args, name) is not None]
@@ -115,6 +115,8 @@ def _register_batch(args: argparse.Namespace, out: Output) -> int:
     tree, manifest = check_batch(
         [(read_regular_file(f), read_regular_file(c)) for f, c in zip(files, cards, strict=True)]
     )
+    client = writer_for(args, out)
+    refuse_anchored(client, tree)  # before the manifest is written: nothing left behind
     path: Path = args.manifest or Path(f"batch-{tree.root.hex()[:12]}.manifest.json")
     try:
         atomic_write(path, manifest, overwrite=False)
@@ -124,7 +126,7 @@ def _register_batch(args: argparse.Namespace, out: Output) -> int:
             manifest=str(path),
         ) from None
     keep_manifest(args, manifest)  # in the store too, like a checkpoint, before anchoring
-    batch = register_batch(lambda: writer_for(args, out), tree, manifest)
+    batch = register_batch(lambda: client, tree, manifest)
     shelve_manifest(args, manifest)
     data = {**batch.to_dict(), "manifest": str(path)}
     out.result(

@@ -243,6 +243,31 @@ def test_cli_batch_needs_one_card_per_checkpoint_and_never_overwrites_a_manifest
     assert existing.read_text() == "{}"
 
 
+def test_cli_refuses_a_batch_holding_a_checkpoint_already_registered_and_anchors_nothing(
+    cli, files, tmp_path, capsys
+) -> None:
+    paths, cards = written(tmp_path, files[:3])
+    code, _, err = run(capsys, "register", paths[1], "--card", cards[1])
+    assert code == 0, err
+    height = cli.client.head()
+    manifest = tmp_path / "batch.json"
+    code, answer, err = run(
+        capsys, "register", "--batch", *paths, "--cards", *cards, "--manifest", str(manifest)
+    )
+    assert code == 2, err
+    assert answer["error"]["code"] == "invalid_input"
+    registered = str(digest_bytes(files[1][0]))
+    assert answer["error"]["details"]["anchored"] == [{"digest": registered, "state": "registered"}]
+    assert "already have a record" in answer["error"]["message"]
+    assert not manifest.exists()  # refused before anything was written or sent
+    assert cli.client.head() == height
+    # Without it, the other two anchor as a batch.
+    code, result, err = run(
+        capsys, "register", "--batch", paths[0], paths[2], "--cards", cards[0], cards[2]
+    )
+    assert code == 0 and result["count"] == 2, err
+
+
 # --- one checkpoint's proof, and the batches a digest is found in -----------------------------
 
 
