@@ -1,9 +1,11 @@
 """What every command of the ``registry`` package shares: how results are written, the exit codes,
 and the step from parsed flags to Settings and a chain client.
 
-The command modules (records, admin, runtime) import only this from each other, so each can be
-read alone; the chain client's import stays inside ``client_for``, which keeps ``registry hash``
-free of web3 until a command actually talks to a chain.
+Every command module imports this; beyond it, a command module uses another's public helper only
+where both commands must read their input the same way (``records.card_bytes`` for the card a
+registration reads, ``batch``'s manifest and proof helpers, ``runtime.require_extra``), and none
+imports ``main``. The chain client's import stays inside ``client_for``, which keeps
+``registry hash`` free of web3 until a command actually talks to a chain.
 """
 
 from __future__ import annotations
