@@ -29,7 +29,6 @@ every process started here is stopped at the end.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import math
 import os
@@ -45,7 +44,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import request_rate
+from loadgen import lenet_checkpoint, model_card, request_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -291,7 +290,6 @@ def main() -> int:
 
     from PIL import Image
 
-    from modelformat.spec import ModelSpec
     from registry.chain.connection import make_web3
     from registry.chain.deploy import deploy_and_grant_self
     from registry.chain.keys import account_from_hex
@@ -305,9 +303,6 @@ def main() -> int:
         free_port,
         start_service,
     )
-    from training.card import canonical_json
-    from training.checkpoint import checkpoint_bytes
-    from training.model import build_model
 
     key = "bench-registrar-and-revoker-key-000"
     root = Path(tempfile.mkdtemp(prefix="bench-api-"))
@@ -318,35 +313,12 @@ def main() -> int:
         client, deployment = deploy_and_grant_self(
             make_web3(node.url, 10), account, endpoint=node.url
         )
-        spec = ModelSpec(
-            in_channels=1,
-            input_size=28,
-            num_classes=10,
-            class_names=tuple(str(i) for i in range(10)),
-            mean=(0.3,),
-            std=(0.3,),
-            dataset="benchmark",
-        )
 
         def checkpoint(seed: int) -> bytes:
-            import torch
-
-            torch.manual_seed(seed)
-            return checkpoint_bytes(build_model(spec), spec)
+            return lenet_checkpoint(seed, "benchmark")
 
         def card(data: bytes) -> bytes:
-            from training.card import CARD_SCHEMA, CARD_SCHEMA_VERSION
-
-            return canonical_json(
-                {
-                    "schema": CARD_SCHEMA,
-                    "schema_version": CARD_SCHEMA_VERSION,
-                    "model_name": "bench",
-                    "checkpoint": {"sha256": hashlib.sha256(data).hexdigest()},
-                    "evaluation": {"accuracy_bps": 9000, "test_set_sha256": "ab" * 32},
-                    "parent_digest": None,
-                }
-            )
+            return model_card(data, "bench")
 
         model = checkpoint(0)
         (root / "model.safetensors").write_bytes(model)

@@ -1,4 +1,5 @@
-"""The closed-loop load generator the service benchmarks share (bench_api.py, sim_sites.py).
+"""What the service benchmarks share (bench_api.py, sim_sites.py): the closed-loop load generator,
+and the untrained LeNet-5 checkpoint and minimal model card they register.
 
 Each client thread sends its next request as soon as the last is answered, so the rate measured
 is what the server sustains at that concurrency; two servers compared under the same generator
@@ -7,6 +8,7 @@ differ only by themselves. Any answer other than 200 ends the run: a rate of ref
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -46,3 +48,40 @@ def request_rate(
     if errors:
         raise SystemExit(f"{failure}: {errors[0]}")
     return sum(done) / (time.monotonic() - started)
+
+
+def lenet_checkpoint(seed: int, dataset: str) -> bytes:
+    """An untrained 10-class LeNet-5 checkpoint, seeded: as real to the gate as a trained one."""
+    import torch
+
+    from modelformat.spec import ModelSpec
+    from training.checkpoint import checkpoint_bytes
+    from training.model import build_model
+
+    spec = ModelSpec(
+        in_channels=1,
+        input_size=28,
+        num_classes=10,
+        class_names=tuple(str(i) for i in range(10)),
+        mean=(0.3,),
+        std=(0.3,),
+        dataset=dataset,
+    )
+    torch.manual_seed(seed)
+    return checkpoint_bytes(build_model(spec), spec)
+
+
+def model_card(data: bytes, name: str) -> bytes:
+    """The smallest canonical model card a registration of ``data`` accepts (90 % claimed)."""
+    from training.card import CARD_SCHEMA, CARD_SCHEMA_VERSION, canonical_json
+
+    return canonical_json(
+        {
+            "schema": CARD_SCHEMA,
+            "schema_version": CARD_SCHEMA_VERSION,
+            "model_name": name,
+            "checkpoint": {"sha256": hashlib.sha256(data).hexdigest()},
+            "evaluation": {"accuracy_bps": 9000, "test_set_sha256": "ab" * 32},
+            "parent_digest": None,
+        }
+    )

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -66,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 with warnings.catch_warnings():  # its TestClient import warns about starlette's httpx use
     warnings.simplefilter("ignore")
     from bench_catalogue import fill
-from loadgen import request_rate
+from loadgen import lenet_checkpoint, model_card, request_rate
 
 KEY = "sim-sites-registrar-and-revoker-key"
 BUCKET = "sim-sites"
@@ -90,38 +89,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def checkpoint(seed: int) -> bytes:
-    import torch
-
-    from modelformat.spec import ModelSpec
-    from training.checkpoint import checkpoint_bytes
-    from training.model import build_model
-
-    spec = ModelSpec(
-        in_channels=1,
-        input_size=28,
-        num_classes=10,
-        class_names=tuple(str(i) for i in range(10)),
-        mean=(0.3,),
-        std=(0.3,),
-        dataset="sim-sites stand-in",
-    )
-    torch.manual_seed(seed)
-    return checkpoint_bytes(build_model(spec), spec)
+    return lenet_checkpoint(seed, "sim-sites stand-in")
 
 
 def card(data: bytes) -> bytes:
-    from training.card import CARD_SCHEMA, CARD_SCHEMA_VERSION, canonical_json
-
-    return canonical_json(
-        {
-            "schema": CARD_SCHEMA,
-            "schema_version": CARD_SCHEMA_VERSION,
-            "model_name": "sim-sites",
-            "checkpoint": {"sha256": hashlib.sha256(data).hexdigest()},
-            "evaluation": {"accuracy_bps": 9000, "test_set_sha256": "ab" * 32},
-            "parent_digest": None,
-        }
-    )
+    return model_card(data, "sim-sites")
 
 
 def png() -> bytes:
